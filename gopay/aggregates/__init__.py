@@ -1,0 +1,1 @@
+"""The write model: aggregates and the rules they enforce, free of web and storage code."""

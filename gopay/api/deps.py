@@ -1,0 +1,78 @@
+"""Dependencies of the route handlers: the running system, the caller, roles, idempotency."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
+
+from gopay.api.problems import Problem
+from gopay.security.tokens import AccessClaims, read_access_token
+from gopay.system import System
+
+
+def get_system(request: Request) -> System:
+    return request.app.state.system
+
+
+SystemDep = Annotated[System, Depends(get_system)]
+
+_bearer = HTTPBearer(auto_error=False, description="An access token from /v1/auth/login")
+
+
+def current_caller(system: SystemDep,
+                   credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+                   ) -> AccessClaims:
+    """The signed-in user of a valid access token whose session is still alive."""
+    challenge = {"WWW-Authenticate": "Bearer"}
+    if credentials is None:
+        raise Problem(401, "a bearer access token is required", headers=challenge)
+    claims = read_access_token(credentials.credentials, system.settings.signing_key())
+    if claims is None:
+        raise Problem(401, "the access token is invalid or expired", headers=challenge)
+    if not system.app.session_is_active(claims.session_id):
+        raise Problem(401, "this session has ended", headers=challenge)
+    return claims
+
+
+Caller = Annotated[AccessClaims, Depends(current_caller)]
+
+
+def staff_with(*roles: str) -> Callable[[AccessClaims], AccessClaims]:
+    """A dependency that lets only staff members with one of `roles` through."""
+
+    def check(caller: Caller) -> AccessClaims:
+        if caller.kind != "staff" or caller.role not in roles:
+            raise Problem(403, "your role does not allow this")
+        return caller
+
+    return check
+
+
+def customer(caller: Caller) -> AccessClaims:
+    if caller.wallet_id is None:
+        raise Problem(403, "only customers with a wallet can do this")
+    return caller
+
+
+Customer = Annotated[AccessClaims, Depends(customer)]
+Admin = Annotated[AccessClaims, Depends(staff_with("admin"))]
+UserManager = Annotated[AccessClaims, Depends(staff_with("admin", "sub_admin"))]
+UserReader = Annotated[AccessClaims, Depends(staff_with("admin", "sub_admin", "support", "auditor"))]
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(alias="Idempotency-Key", min_length=1, max_length=255,
+           description="Repeat a request safely: same key and body, same answer, one effect"),
+]
+
+
+def fingerprint(body: BaseModel) -> str:
+    """What makes two requests with one idempotency key the same request."""
+    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()

@@ -1,0 +1,92 @@
+"""RFC 9457 problem details: every error GoPay answers, in one place."""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from gopay.aggregates.errors import DomainError
+
+log = logging.getLogger(__name__)
+
+MEDIA_TYPE = "application/problem+json"
+
+# The `code` of each status when no more precise business word applies.
+DEFAULT_CODES = {
+    400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404: "not_found",
+    405: "method_not_allowed", 406: "not_acceptable", 409: "conflict",
+    413: "payload_too_large", 415: "unsupported_media_type", 422: "validation_error",
+    423: "account_frozen", 429: "rate_limited", 503: "unavailable",
+}
+
+
+class Problem(Exception):
+    """An HTTP error raised by the API layer itself (auth, roles, headers)."""
+
+    def __init__(self, status: int, detail: str, code: str | None = None,
+                 headers: dict[str, str] | None = None, **extra: Any) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.code = code or DEFAULT_CODES.get(status, "error")
+        self.headers = headers
+        self.extra = extra
+
+
+def problem_response(status: int, detail: str, code: str | None = None,
+                     headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+    code = code or DEFAULT_CODES.get(status, "error")
+    body = {
+        "type": f"https://gopay.example/problems/{code}",
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        **extra,
+    }
+    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
+
+
+def _validation_detail(error: RequestValidationError) -> tuple[str, list[dict[str, Any]]]:
+    errors = []
+    for item in error.errors():
+        location = ".".join(str(part) for part in item.get("loc", ()) if part != "body")
+        errors.append({"field": location, "message": item.get("msg", "invalid")})
+    first = errors[0] if errors else {"field": "", "message": "invalid request"}
+    detail = f"{first['field']}: {first['message']}" if first["field"] else first["message"]
+    return detail, errors
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    """Map every kind of failure to problem+json; nothing leaves as a bare 500 page."""
+
+    @app.exception_handler(DomainError)
+    async def domain_error(request: Request, error: DomainError) -> JSONResponse:
+        return problem_response(error.status, str(error), error.code)
+
+    @app.exception_handler(Problem)
+    async def api_problem(request: Request, error: Problem) -> JSONResponse:
+        return problem_response(error.status, error.detail, error.code, error.headers,
+                                **error.extra)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
+        detail, errors = _validation_detail(error)
+        return problem_response(422, detail, "validation_error", errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        detail = error.detail if isinstance(error.detail, str) else HTTPStatus(error.status_code).phrase
+        return problem_response(error.status_code, detail, headers=getattr(error, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, error: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return problem_response(500, "an unexpected error occurred",
+                                "internal_error")

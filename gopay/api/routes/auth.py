@@ -1,0 +1,70 @@
+"""Registration, login and sessions."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from fastapi import APIRouter
+
+from gopay.aggregates.errors import ValidationFailed
+from gopay.aggregates.session import Session
+from gopay.aggregates.user import User
+from gopay.api.deps import Caller, SystemDep
+from gopay.api.problems import Problem
+from gopay.api.schemas import LoginRequest, RefreshRequest, TokenPair, UserCreate, UserPublic
+from gopay.application import Registration
+from gopay.security.tokens import AccessClaims, issue_access_token
+from gopay.system import System
+
+router = APIRouter(prefix="/v1/auth", tags=["auth"])
+
+
+def user_public(user: User, frozen: bool = False) -> UserPublic:
+    return UserPublic(id=user.id, email=user.email, kind=user.kind, role=user.role,
+                      kyc_status=user.kyc_status, wallet_id=user.wallet_id,
+                      full_name=user.full_name, phone=user.phone, country=user.country,
+                      business_name=user.business_name, category=user.category,
+                      frozen=frozen, created_at=user.created_on)
+
+
+def token_pair(system: System, user: User, session: Session, refresh_token: str) -> TokenPair:
+    ttl = timedelta(minutes=system.settings.access_token_minutes)
+    claims = AccessClaims(user.id, session.id, user.kind, user.role, user.wallet_id)
+    return TokenPair(access_token=issue_access_token(claims, system.settings.signing_key(), ttl),
+                     refresh_token=refresh_token, expires_in=int(ttl.total_seconds()))
+
+
+@router.post("/register", status_code=201, response_model=UserPublic)
+def register(body: UserCreate, system: SystemDep) -> UserPublic:
+    """Open an account for a person, company or agent, with a wallet in `currency`."""
+    if body.kind == "company" and not (body.business_name and body.category):
+        raise ValidationFailed("a company needs a business_name and a category")
+    outcome = system.app.register(Registration(
+        email=str(body.email), password=body.password, kind=body.kind,
+        full_name=body.full_name, phone=body.phone, country=body.country,
+        business_name=body.business_name, category=body.category, currency=body.currency))
+    system.show(outcome.position)
+    return user_public(outcome.value)
+
+
+@router.post("/login", response_model=TokenPair)
+def login(body: LoginRequest, system: SystemDep) -> TokenPair:
+    """Exchange e-mail and password for an access token and a refresh token."""
+    user = system.app.authenticate(body.email, body.password)
+    if user is None:
+        raise Problem(401, "the e-mail or the password is wrong")
+    session, refresh_token = system.app.start_session(user, body.device_id)
+    return token_pair(system, user, session, refresh_token)
+
+
+@router.post("/refresh", response_model=TokenPair)
+def refresh(body: RefreshRequest, system: SystemDep) -> TokenPair:
+    """Rotate the refresh token: the old one stops working, reusing it ends the session."""
+    session, user, refresh_token = system.app.refresh_session(body.refresh_token)
+    return token_pair(system, user, session, refresh_token)
+
+
+@router.post("/logout", status_code=204)
+def logout(caller: Caller, system: SystemDep) -> None:
+    """End this session: its access and refresh tokens stop working at once."""
+    system.app.end_session(caller.session_id)

@@ -1,0 +1,43 @@
+"""Liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from gopay.api.deps import SystemDep
+from gopay.api.metrics import PROJECTION_LAG
+from gopay.api.problems import problem_response
+
+router = APIRouter(tags=["health"])
+
+# Readiness fails when the read side is further behind than this.
+MAX_LAG_SECONDS = 5.0
+
+
+@router.get("/health/live")
+def live() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/health/ready")
+def ready(system: SystemDep) -> JSONResponse:
+    """200 when the store answers and the projections are less than 5 s behind."""
+    try:
+        lag = system.read_side.lag_seconds()
+    except Exception as error:  # any failure to reach the store means not ready
+        return problem_response(503, f"the event store is unreachable: {type(error).__name__}")
+    PROJECTION_LAG.set(lag)
+    if lag >= MAX_LAG_SECONDS:
+        return problem_response(503, f"projections are {lag:.1f} s behind", lag_seconds=lag)
+    return JSONResponse({"status": "ready", "projection_lag_seconds": round(lag, 3)})
+
+
+@router.get("/metrics", include_in_schema=False)
+def metrics(system: SystemDep) -> Response:
+    try:
+        PROJECTION_LAG.set(system.read_side.lag_seconds())
+    except Exception:  # metrics must still render while the store is down
+        pass
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,46 @@
+"""The signed-in user's own profile, and the companies a person can pay."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from gopay.api.deps import Caller, SystemDep
+from gopay.api.routes.auth import user_public
+from gopay.api.schemas import CompanyPublic, Page, UserPublic
+
+router = APIRouter(tags=["people"])
+
+
+@router.get("/v1/me", response_model=UserPublic)
+def me(caller: Caller, system: SystemDep) -> UserPublic:
+    user = system.app.get_user(caller.user_id)
+    wallet = system.read_side.wallets.wallet(user.wallet_id) if user.wallet_id else None
+    return user_public(user, frozen=bool(wallet and wallet["frozen"]))
+
+
+@router.get("/v1/companies", response_model=Page[CompanyPublic])
+def companies(caller: Caller, system: SystemDep,
+              q: Annotated[str | None, Query(max_length=100)] = None,
+              limit: Annotated[int, Query(ge=1, le=200)] = 50,
+              cursor: Annotated[str | None, Query(max_length=64)] = None) -> Page[CompanyPublic]:
+    """Companies whose name matches `q`, newest first."""
+    rows = system.read_side.directory.search(q, kinds=("company",), limit=limit + 1,
+                                             after=_uuid_or_none(cursor))
+    data = [CompanyPublic(id=r["id"], business_name=r["business_name"], category=r["category"],
+                          wallet_id=r["wallet_id"]) for r in rows[:limit]]
+    return Page(data=data, next_cursor=str(rows[limit - 1]["id"]) if len(rows) > limit else None)
+
+
+def _uuid_or_none(cursor: str | None) -> str | None:
+    from uuid import UUID
+
+    from gopay.api.problems import Problem
+
+    if cursor is None:
+        return None
+    try:
+        return str(UUID(cursor))
+    except ValueError:
+        raise Problem(422, "cursor is not valid", "validation_error") from None

@@ -1,0 +1,50 @@
+"""Person-to-person transfers."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from fastapi import APIRouter
+
+from gopay.aggregates.money import Money
+from gopay.aggregates.payment_order import PaymentOrder
+from gopay.api.deps import Caller, Customer, IdempotencyKey, SystemDep, fingerprint
+from gopay.api.problems import Problem
+from gopay.api.schemas import TransferCreate, TransferPublic
+
+router = APIRouter(prefix="/v1/transfers", tags=["transfers"])
+
+
+def transfer_public(order: PaymentOrder) -> TransferPublic:
+    return TransferPublic(id=order.id, status=order.status, amount=order.amount,
+                          currency=order.currency, sender_wallet_id=order.payer_wallet_id,
+                          recipient_wallet_id=order.payee_wallet_id, note=order.note,
+                          created_at=order.created_on)
+
+
+@router.post("", status_code=201, response_model=TransferPublic)
+def create_transfer(body: TransferCreate, caller: Customer, system: SystemDep,
+                    idempotency_key: IdempotencyKey = None) -> TransferPublic:
+    """Send money to an e-mail, phone number or wallet id; all of it moves or none does."""
+    outcome = system.app.transfer(
+        sender_id=caller.user_id, sender_wallet_id=caller.wallet_id, recipient=body.recipient,
+        money=Money.positive(body.amount, body.currency), note=body.note,
+        idempotency_key=idempotency_key, fingerprint=fingerprint(body))
+    system.show(outcome.position)
+    return transfer_public(outcome.value)
+
+
+@router.get("/{transfer_id}", response_model=TransferPublic)
+def get_transfer(transfer_id: str, caller: Caller, system: SystemDep) -> TransferPublic:
+    """A transfer, for its sender or its recipient; anyone else is told it does not exist."""
+    try:
+        row = system.read_side.wallets.order(UUID(transfer_id))
+    except ValueError:
+        row = None
+    parties = (row["payer_wallet_id"], row["payee_wallet_id"]) if row else ()
+    if row is None or row["type"] != "transfer" or caller.wallet_id not in parties:
+        raise Problem(404, "transfer not found")
+    return TransferPublic(id=row["id"], status=row["status"], amount=row["amount"],
+                          currency=row["currency"], sender_wallet_id=row["payer_wallet_id"],
+                          recipient_wallet_id=row["payee_wallet_id"], note=row["note"],
+                          created_at=row["created_at"])

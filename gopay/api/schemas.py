@@ -1,0 +1,185 @@
+"""Request and response bodies, named for their role (`TransferCreate`, `TransferPublic`)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Annotated, Generic, Literal, TypeVar
+from uuid import UUID
+
+import pycountry
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    EmailStr,
+    Field,
+    StrictInt,
+    StringConstraints,
+)
+
+from gopay.aggregates.money import CURRENCIES, MAX_AMOUNT
+from gopay.security.passwords import MIN_LENGTH
+
+
+def _known_currency(code: str) -> str:
+    if code not in CURRENCIES:
+        raise ValueError(f"unsupported currency {code!r}")
+    return code
+
+
+def _known_country(code: str) -> str:
+    if pycountry.countries.get(alpha_2=code) is None:
+        raise ValueError(f"{code!r} is not an ISO 3166-1 alpha-2 country code")
+    return code
+
+
+Amount = Annotated[StrictInt, Field(gt=0, le=MAX_AMOUNT, description="Minor units, e.g. 1050 = 10.50")]
+Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$"), AfterValidator(_known_currency)]
+Phone = Annotated[str, StringConstraints(pattern=r"^\+[1-9][0-9]{6,14}$")]
+Country = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$"), AfterValidator(_known_country)]
+Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Password = Annotated[str, StringConstraints(min_length=MIN_LENGTH, max_length=256)]
+
+# Every timestamp leaves GoPay as RFC 3339 UTC, whichever store it was read from.
+UtcDatetime = Annotated[datetime, AfterValidator(lambda moment: moment.astimezone(timezone.utc))]
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    data: list[T]
+    next_cursor: str | None
+
+
+# People and sessions
+
+
+class UserCreate(BaseModel):
+    email: EmailStr
+    password: Password
+    full_name: Name
+    phone: Phone
+    country: Country
+    kind: Literal["person", "company", "agent"]
+    currency: Currency = "USD"
+    business_name: Name | None = None
+    category: Literal["merchant", "biller"] | None = None
+
+
+class UserPublic(BaseModel):
+    id: UUID
+    email: str
+    kind: str
+    role: str | None = None
+    kyc_status: str
+    wallet_id: UUID | None
+    full_name: str
+    phone: str | None = None
+    country: str | None = None
+    business_name: str | None = None
+    category: str | None = None
+    frozen: bool = False
+    created_at: UtcDatetime
+
+
+class LoginRequest(BaseModel):
+    email: Annotated[str, StringConstraints(max_length=320)]
+    password: Annotated[str, StringConstraints(max_length=256)]
+    otp: Annotated[str, StringConstraints(max_length=16)] | None = None
+    device_id: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
+
+
+class RefreshRequest(BaseModel):
+    refresh_token: Annotated[str, StringConstraints(min_length=1, max_length=512)]
+
+
+class TokenPair(BaseModel):
+    access_token: str
+    refresh_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int
+
+
+class CompanyPublic(BaseModel):
+    id: UUID
+    business_name: str | None
+    category: str | None
+    wallet_id: UUID | None
+
+
+# Wallet
+
+
+class WalletPublic(BaseModel):
+    id: UUID
+    currency: str
+    balance: int
+    available: int
+    held: int
+    frozen: bool
+
+
+class TransactionPublic(BaseModel):
+    id: UUID
+    type: str
+    direction: Literal["credit", "debit"]
+    amount: int
+    currency: str
+    status: str
+    counterparty: str
+    reference: str
+    created_at: UtcDatetime
+    balance_after: int
+
+
+# Moving money
+
+
+class TransferCreate(BaseModel):
+    recipient: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=320)]
+    amount: Amount
+    currency: Currency
+    note: Text = ""
+
+
+class TransferPublic(BaseModel):
+    id: UUID
+    status: str
+    amount: int
+    currency: str
+    sender_wallet_id: UUID
+    recipient_wallet_id: UUID
+    note: str
+    created_at: UtcDatetime
+
+
+# Staff
+
+
+class AdjustmentCreate(BaseModel):
+    wallet_id: UUID
+    direction: Literal["credit", "debit"]
+    amount: Amount
+    currency: Currency
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+
+
+class AdjustmentPublic(BaseModel):
+    id: UUID
+    type: Literal["adjustment"] = "adjustment"
+    status: str
+    wallet_id: UUID
+    direction: Literal["credit", "debit"]
+    amount: int
+    currency: str
+    reason: str
+    created_by: UUID
+    created_at: UtcDatetime
+
+
+class StaffAccountPublic(UserPublic):
+    """A customer account as staff see it: with the wallet's state."""
+
+    wallet: WalletPublic | None = None
+
+

@@ -1,0 +1,142 @@
+"""The `gopay` command."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import warnings
+from contextlib import contextmanager
+from collections.abc import Iterator
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from gopay.settings import Settings
+
+cli = typer.Typer(help="GoPay: mobile wallet and payments on an event-sourced ledger.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+staff_cli = typer.Typer(help="Staff accounts.", no_args_is_help=True)
+projections_cli = typer.Typer(help="Read models.", no_args_is_help=True)
+cli.add_typer(staff_cli, name="staff")
+cli.add_typer(projections_cli, name="projections")
+
+Host = Annotated[str, typer.Option(help="Address to listen on.")]
+Port = Annotated[int, typer.Option(help="Port to listen on.")]
+
+
+@contextmanager
+def database(settings: Settings) -> Iterator[str]:
+    """The configured database, or the embedded one under var/ (started here, stopped after)."""
+    if settings.database_url:
+        yield settings.database_url
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the wheel warns about XDG_RUNTIME_DIR on import
+        from gopay.embedded_postgres import EmbeddedPostgres
+    server = EmbeddedPostgres(settings.var_dir / "postgres").start()
+    os.environ["GOPAY_DATABASE_URL"] = server.url  # for server worker processes
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+def _serve(settings: Settings, database_url: str, host: str, port: int, workers: int) -> None:
+    from gopay.system import prepare_database
+
+    prepare_database(settings, database_url)
+    settings.signing_key()  # created once here, before worker processes read it
+    os.environ["GOPAY_DATABASE_URL"] = database_url
+    uvicorn.run("gopay.api.app:create_app", factory=True, host=host, port=port,
+                workers=workers if workers > 1 else None, log_level="warning",
+                timeout_graceful_shutdown=10)
+
+
+@cli.command()
+def up(host: Host = "127.0.0.1", port: Port = 8000) -> None:
+    """Run everything on this machine: the API and its projections on the embedded store."""
+    settings = Settings()
+    with database(settings) as database_url:
+        typer.echo(f"GoPay API docs:   http://{host}:{port}/docs")
+        typer.echo(f"Health:           http://{host}:{port}/health/ready")
+        typer.echo(f"Metrics:          http://{host}:{port}/metrics")
+        _serve(settings, database_url, host, port, workers=1)
+
+
+@cli.command()
+def serve(host: Host = "127.0.0.1", port: Port = 8000,
+          workers: Annotated[int, typer.Option(min=1, max=64, help="API processes.")] = 1) -> None:
+    """Run the API alone (it keeps the read models current unless a worker already does)."""
+    settings = Settings()
+    with database(settings) as database_url:
+        _serve(settings, database_url, host, port, workers)
+
+
+@cli.command()
+def worker() -> None:
+    """Run the projections alone, for scale, until interrupted."""
+    from gopay.system import System, prepare_database
+
+    settings = Settings()
+    with database(settings) as database_url:
+        prepare_database(settings, database_url)
+        system = System.connect(settings, database_url)
+        system.read_side.start()
+        stopping = threading.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stopping.set())
+        typer.echo("GoPay worker: projections running")
+        stopping.wait()
+        system.close()
+
+
+@staff_cli.command("create")
+def staff_create(email: Annotated[str, typer.Option()], password: Annotated[str, typer.Option()],
+                 role: Annotated[str, typer.Option(help="admin, sub_admin, auditor, finance or support")],
+                 full_name: Annotated[str, typer.Option()] = "GoPay staff") -> None:
+    """Create a staff account that signs in like anyone else and acts with its role."""
+    from gopay.aggregates.errors import DomainError
+    from gopay.aggregates.user import STAFF_ROLES
+    from gopay.application import Registration
+    from gopay.security.passwords import MIN_LENGTH
+    from gopay.system import System, prepare_database
+
+    if role not in STAFF_ROLES:
+        raise typer.BadParameter(f"role must be one of {', '.join(STAFF_ROLES)}")
+    if len(password) < MIN_LENGTH:
+        raise typer.BadParameter(f"passwords have at least {MIN_LENGTH} characters")
+    settings = Settings()
+    with database(settings) as database_url:
+        prepare_database(settings, database_url)
+        system = System.connect(settings, database_url)
+        try:
+            outcome = system.app.register(Registration(
+                email=email, password=password, kind="staff", full_name=full_name, role=role))
+        except DomainError as error:
+            typer.echo(f"error: {error}", err=True)
+            raise typer.Exit(1) from None
+        finally:
+            system.close()
+        typer.echo(f"created {role} {outcome.value.email} ({outcome.value.id})")
+
+
+@projections_cli.command("rebuild")
+def projections_rebuild() -> None:
+    """Empty every read model and build it again from event zero (stop the servers first)."""
+    from gopay.system import System, prepare_database
+
+    settings = Settings()
+    with database(settings) as database_url:
+        prepare_database(settings, database_url)
+        system = System.connect(settings, database_url)
+        try:
+            system.read_side.rebuild()
+            typer.echo(f"rebuilt up to position {system.read_side.position()}")
+        finally:
+            system.close()
+
+
+def main() -> None:
+    cli()

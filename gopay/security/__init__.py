@@ -1,0 +1,1 @@
+"""Passwords, tokens and the other secrets GoPay keeps."""

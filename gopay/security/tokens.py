@@ -1,0 +1,61 @@
+"""Access tokens (short-lived JWTs, PyJWT) and opaque refresh tokens."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from uuid import UUID
+
+import jwt
+
+ALGORITHM = "HS256"
+ISSUER = "gopay"
+
+
+@dataclass(frozen=True)
+class AccessClaims:
+    user_id: UUID
+    session_id: UUID
+    kind: str
+    role: str | None
+    wallet_id: UUID | None
+
+
+def issue_access_token(claims: AccessClaims, key: str, ttl: timedelta) -> str:
+    now = datetime.now(timezone.utc)
+    payload = {
+        "iss": ISSUER, "sub": str(claims.user_id), "sid": str(claims.session_id),
+        "kind": claims.kind, "role": claims.role,
+        "wallet_id": str(claims.wallet_id) if claims.wallet_id else None,
+        "iat": now, "exp": now + ttl, "typ": "access",
+    }
+    return jwt.encode(payload, key, algorithm=ALGORITHM)
+
+
+def read_access_token(token: str, key: str) -> AccessClaims | None:
+    """The claims of a valid token; None for anything forged, expired or malformed."""
+    try:
+        payload = jwt.decode(token, key, algorithms=[ALGORITHM], issuer=ISSUER,
+                             options={"require": ["exp", "iat", "sub", "sid"]})
+        if payload.get("typ") != "access":
+            return None
+        wallet_id = payload.get("wallet_id")
+        return AccessClaims(UUID(payload["sub"]), UUID(payload["sid"]), payload["kind"],
+                            payload.get("role"), UUID(wallet_id) if wallet_id else None)
+    except (jwt.PyJWTError, KeyError, ValueError, TypeError):
+        return None
+
+
+def new_refresh_token(session_id: UUID) -> tuple[str, str]:
+    """A refresh token `<session id>.<secret>` and the secret alone."""
+    secret = secrets.token_urlsafe(32)
+    return f"{session_id}.{secret}", secret
+
+
+def split_refresh_token(token: str) -> tuple[UUID, str] | None:
+    session_part, _, secret = token.partition(".")
+    try:
+        return UUID(session_part), secret
+    except ValueError:
+        return None

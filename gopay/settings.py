@@ -1,0 +1,37 @@
+"""Settings: the only place that reads the environment (and an optional `.env` file)."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """GoPay's configuration, from `GOPAY_*` variables."""
+
+    model_config = SettingsConfigDict(env_prefix="GOPAY_", env_file=".env", extra="ignore")
+
+    database_url: str | None = None
+    secret_key: str | None = None
+    var_dir: Path = Path("var")
+    access_token_minutes: int = 15
+    refresh_token_days: int = 30
+    db_pool_size: int = 10
+    # How long a command waits for the read side to show its effect (read your writes).
+    read_your_writes_timeout: float = 10.0
+    # Run the projections inside `gopay serve` (one process at a time holds each of them).
+    serve_runs_projections: bool = True
+
+    def signing_key(self) -> str:
+        """The token signing key: configured, or generated once and kept under var/."""
+        if self.secret_key:
+            return self.secret_key
+        path = self.var_dir / "secret_key"
+        if not path.exists():
+            self.var_dir.mkdir(parents=True, exist_ok=True)
+            path.touch(mode=0o600)
+            path.write_text(secrets.token_urlsafe(48))
+        return path.read_text().strip()
+

@@ -1,0 +1,38 @@
+"""GoPay as a running system: the application and its read side over one PostgreSQL database."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gopay.application import GoPay, application_env
+from gopay.projections.read_side import ReadSide
+from gopay.settings import Settings
+
+
+@dataclass
+class System:
+    """What one process runs: commands (GoPay) and queries (ReadSide)."""
+
+    settings: Settings
+    app: GoPay
+    read_side: ReadSide
+
+    @classmethod
+    def connect(cls, settings: Settings, database_url: str, *, create_tables: bool = False) -> System:
+        env = {**application_env(database_url, pool_size=settings.db_pool_size),
+               "CREATE_TABLE": "y" if create_tables else "n"}
+        app = GoPay(env=env)
+        return cls(settings, app, ReadSide(app, database_url, create_tables=create_tables))
+
+    def show(self, position: int) -> bool:
+        """Wait until the read side shows a command's effect (read your writes)."""
+        return self.read_side.wait_for(position, self.settings.read_your_writes_timeout)
+
+    def close(self) -> None:
+        self.read_side.stop()
+        self.app.close()
+
+
+def prepare_database(settings: Settings, database_url: str) -> None:
+    """Create the event store and every view's tables, once, before any server starts."""
+    System.connect(settings, database_url, create_tables=True).close()
