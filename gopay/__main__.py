@@ -1,0 +1,5 @@
+"""`python -m gopay` is the `gopay` command."""
+
+from gopay.cli import main
+
+main()

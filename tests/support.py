@@ -1,0 +1,173 @@
+"""Helpers for tests that talk to GoPay the way clients do: real processes over HTTP."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+PASSWORD = "correct horse battery"
+SECRET_KEY = "test-signing-key-that-is-long-enough-for-hs256"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def gopay_env(database_url: str, var_dir: Path, **extra: str) -> dict[str, str]:
+    env = {**os.environ, "GOPAY_DATABASE_URL": database_url, "GOPAY_VAR_DIR": str(var_dir),
+           "GOPAY_SECRET_KEY": SECRET_KEY}
+    env.update(extra)
+    return env
+
+
+def run_gopay(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "gopay", *args], env=env, text=True,
+                          capture_output=True, timeout=120, check=True)
+
+
+@dataclass
+class GoPayProcess:
+    """`gopay serve` or `gopay worker` in a process of its own, started and killed by a test."""
+
+    args: tuple[str, ...]
+    env: dict[str, str]
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> GoPayProcess:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen([sys.executable, "-m", "gopay", *self.args], env=self.env,
+                                        stdout=log, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
+        return self
+
+    def kill(self) -> None:
+        """kill -9 the process and every process it started (uvicorn workers)."""
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@dataclass
+class GoPayServer(GoPayProcess):
+    port: int = field(default_factory=free_port)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @classmethod
+    def create(cls, env: dict[str, str], log_path: Path, workers: int = 1) -> GoPayServer:
+        port = free_port()
+        args = ("serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers))
+        return cls(args=args, env=env, log_path=log_path, port=port)
+
+    def start(self) -> GoPayServer:
+        super().start()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gopay serve exited:\n{self.log_path.read_text()}")
+            try:
+                if httpx.get(f"{self.url}/health/live", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"gopay serve did not start:\n{self.log_path.read_text()}")
+
+
+class Client:
+    """A GoPay API client for tests: one signed-in user (or nobody)."""
+
+    def __init__(self, base_url: str, token: str | None = None) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.http = httpx.Client(base_url=base_url, headers=headers, timeout=30)
+        self.base_url = base_url
+        self.user: dict[str, Any] = {}
+        self.refresh_token: str | None = None
+
+    def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.http.get(path, **kwargs)
+
+    def post(self, path: str, json: Any = None, key: str | None = None,
+             **kwargs: Any) -> httpx.Response:
+        headers = {"Idempotency-Key": key} if key else {}
+        return self.http.post(path, json=json, headers=headers, **kwargs)
+
+    def balance(self) -> int:
+        response = self.get("/v1/wallet")
+        assert response.status_code == 200, response.text
+        return response.json()["balance"]
+
+    def history(self) -> list[dict[str, Any]]:
+        rows, cursor = [], None
+        while True:
+            params = {"limit": 200, **({"cursor": cursor} if cursor else {})}
+            page = self.get("/v1/wallet/transactions", params=params).json()
+            rows += page["data"]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                return rows
+
+
+def unique_phone() -> str:
+    return "+1202" + str(uuid.uuid4().int)[:7]
+
+
+def register(base_url: str, kind: str = "person", currency: str = "USD",
+             **fields: Any) -> Client:
+    """Register a customer and sign them in."""
+    email = fields.pop("email", f"{uuid.uuid4().hex[:12]}@example.com")
+    body = {"email": email, "password": PASSWORD, "full_name": "Test Person",
+            "phone": unique_phone(), "country": "US", "kind": kind, "currency": currency,
+            **fields}
+    response = httpx.post(f"{base_url}/v1/auth/register", json=body, timeout=30)
+    assert response.status_code == 201, response.text
+    client = login(base_url, email)
+    client.user = response.json()
+    return client
+
+
+def login(base_url: str, email: str, password: str = PASSWORD) -> Client:
+    response = httpx.post(f"{base_url}/v1/auth/login",
+                          json={"email": email, "password": password}, timeout=30)
+    assert response.status_code == 200, response.text
+    client = Client(base_url, response.json()["access_token"])
+    client.refresh_token = response.json()["refresh_token"]
+    return client
+
+
+def staff(base_url: str, env: dict[str, str], role: str = "admin") -> Client:
+    """Create a staff member with the `gopay staff create` command and sign them in."""
+    email = f"{role}-{uuid.uuid4().hex[:8]}@gopay.example"
+    run_gopay("staff", "create", "--email", email, "--password", PASSWORD, "--role", role, env=env)
+    return login(base_url, email)
+
+
+def fund(admin: Client, wallet_id: str, amount: int, currency: str = "USD") -> None:
+    response = admin.post("/v1/admin/adjustments", {
+        "wallet_id": wallet_id, "direction": "credit", "amount": amount, "currency": currency,
+        "reason": "test funding"})
+    assert response.status_code == 201, response.text
