@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
-from uuid import UUID, uuid4
+from uuid import UUID, uuid4, uuid5
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
@@ -20,7 +20,7 @@ from gopay.aggregates.errors import (
     PhoneTaken,
     ValidationFailed,
 )
-from gopay.aggregates.ledger import Posting, SystemAccount
+from gopay.aggregates.ledger import LEDGER_NAMESPACE, Posting, SystemAccount
 from gopay.aggregates.money import Money
 from gopay.aggregates.payment_order import PaymentOrder, order_id_for
 from gopay.aggregates.session import Session, SessionRevoked, token_digest
@@ -56,6 +56,16 @@ class Registration:
     category: str | None = None
     currency: str = "USD"
     role: str | None = None
+    idempotency_key: str | None = None
+
+    def matches(self, user: User, wallet_currency: str | None) -> bool:
+        """Whether `user` is what this registration would have created (for a repeated key)."""
+        return ((user.kind, user.role, user.full_name, user.phone, user.country,
+                 user.business_name, user.category)
+                == (self.kind, self.role, self.full_name, self.phone, self.country,
+                    self.business_name, self.category)
+                and wallet_currency in (None, self.currency)
+                and verify_password(user.password_hash, self.password))
 
 
 class GoPay(Application[UUID]):
@@ -77,9 +87,11 @@ class GoPay(Application[UUID]):
             Money(0, r.currency)  # validates the currency
         elif r.kind != "staff" or r.role not in STAFF_ROLES:
             raise ValidationFailed(f"unknown kind of account {r.kind!r}")
-        user_id = uuid4()
+        email = r.email.strip().lower()
+        user_id = (uuid5(LEDGER_NAMESPACE, f"register/{email}/{r.idempotency_key}")
+                   if r.idempotency_key else uuid4())
         wallet = Wallet(owner_id=user_id, currency=r.currency) if r.kind in CUSTOMER_KINDS else None
-        user = User(id=user_id, email=r.email.strip().lower(),
+        user = User(id=user_id, email=email,
                     password_hash=hash_password(r.password), kind=r.kind, role=r.role,
                     full_name=r.full_name, phone=r.phone, country=r.country,
                     business_name=r.business_name, category=r.category,
@@ -90,12 +102,22 @@ class GoPay(Application[UUID]):
         try:
             recordings = self.save(user, *claims, wallet)
         except IntegrityError:
+            existing = self._find(user_id, User) if r.idempotency_key else None
+            if existing is not None:
+                return self._repeated_registration(existing, r)
             if self._exists(EmailIndex.id_for(user.email)):
                 raise EmailTaken("an account with this e-mail already exists") from None
             if r.phone and self._exists(PhoneIndex.id_for(r.phone)):
                 raise PhoneTaken("an account with this phone number already exists") from None
             raise
         return Outcome(user, recordings[-1].notification.id)
+
+    def _repeated_registration(self, user: User, registration: Registration) -> Outcome[User]:
+        currency = self.get_wallet(user.wallet_id).currency if user.wallet_id else None
+        if not registration.matches(user, currency):
+            raise IdempotencyConflict(
+                "this Idempotency-Key was already used with a different registration")
+        return Outcome(user, self.recorder.max_notification_id() or 0)
 
     def authenticate(self, email: str, password: str) -> User | None:
         """The user these credentials belong to, or None (same cost whether the e-mail exists)."""
@@ -338,7 +360,6 @@ def application_env(database_url: str, pool_size: int = 10) -> dict[str, Any]:
         "POSTGRES_POOL_SIZE": str(pool_size),
         "POSTGRES_MAX_OVERFLOW": str(pool_size * 2),
         "POSTGRES_CONN_MAX_AGE": "3600",
-        "POSTGRES_PRE_PING": "y",
         "POSTGRES_LOCK_TIMEOUT": "10",
         "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "10",
     }

@@ -63,8 +63,10 @@ class ReadSide:
         self.catch_up()
 
     def position(self) -> int:
-        """The log position every read model has reached."""
-        return min(runner.view.position(self.app.name) for runner in self.runners)
+        """The log position every read model has reached (from memory where this process leads)."""
+        return min(runner.committed_position if runner.is_leader and runner.committed_position
+                   is not None else runner.view.position(self.app.name)
+                   for runner in self.runners)
 
     def wait_for(self, position: int, timeout: float) -> bool:
         """Block until every read model shows `position` (a command's last event), or time out."""

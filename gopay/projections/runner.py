@@ -38,6 +38,8 @@ class PagedProjectionRunner:
         self.page_size = page_size
         self.on_advance = on_advance
         self.is_leader = False
+        # The position this runner last committed, while it leads (saves polling the table).
+        self.committed_position: int | None = None
         self.last_error: BaseException | None = None
         self._stopping = threading.Event()
         self._lock_key = zlib.crc32(f"gopay-projection/{projection.name}".encode())
@@ -60,7 +62,9 @@ class PagedProjectionRunner:
 
     def process_page(self) -> bool:
         """Project the next page of events; False when there was nothing new."""
-        position = self.view.position(self.app.name)
+        position = self.committed_position
+        if not self.is_leader or position is None:
+            position = self.view.position(self.app.name)
         notifications = self.app.recorder.select_notifications(
             start=position, limit=self.page_size, inclusive_of_start=False)
         if not notifications:
@@ -70,6 +74,7 @@ class PagedProjectionRunner:
             for notification in notifications:
                 event = self.app.mapper.to_domain_event(notification)
                 self.projection.process_event(event, Tracking(self.app.name, notification.id))
+        self.committed_position = last
         self.on_advance(self.projection.name, last)
         return True
 
@@ -83,6 +88,7 @@ class PagedProjectionRunner:
                 self._stopping.wait(1.0)
             finally:
                 self.is_leader = False
+                self.committed_position = None
 
     def _lead(self) -> None:
         with psycopg.connect(self.database_url, autocommit=True) as conn:
@@ -91,6 +97,7 @@ class PagedProjectionRunner:
                 self._stopping.wait(0.5)
                 return
             conn.execute(f'LISTEN "{self.app.recorder.channel_name}"')  # type: ignore[attr-defined]
+            self.committed_position = self.view.position(self.app.name)
             self.is_leader = True
             self.last_error = None
             while not self._stopping.is_set():

@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from gopay.aggregates.errors import ValidationFailed
 from gopay.aggregates.session import Session
 from gopay.aggregates.user import User
-from gopay.api.deps import Caller, SystemDep
+from gopay.api.deps import Caller, IdempotencyKey, SystemDep
 from gopay.api.problems import Problem
 from gopay.api.schemas import LoginRequest, RefreshRequest, TokenPair, UserCreate, UserPublic
 from gopay.application import Registration
@@ -35,14 +35,16 @@ def token_pair(system: System, user: User, session: Session, refresh_token: str)
 
 
 @router.post("/register", status_code=201, response_model=UserPublic)
-def register(body: UserCreate, system: SystemDep) -> UserPublic:
+def register(body: UserCreate, system: SystemDep,
+             idempotency_key: IdempotencyKey = None) -> UserPublic:
     """Open an account for a person, company or agent, with a wallet in `currency`."""
     if body.kind == "company" and not (body.business_name and body.category):
         raise ValidationFailed("a company needs a business_name and a category")
     outcome = system.app.register(Registration(
         email=str(body.email), password=body.password, kind=body.kind,
         full_name=body.full_name, phone=body.phone, country=body.country,
-        business_name=body.business_name, category=body.category, currency=body.currency))
+        business_name=body.business_name, category=body.category, currency=body.currency,
+        idempotency_key=idempotency_key))
     system.show(outcome.position)
     return user_public(outcome.value)
 
