@@ -1,9 +1,7 @@
-"""The GoPay event-sourced application: every business command, each ending in one save()."""
+"""The GoPay event-sourced application: every business command, group-committed with others."""
 
 from __future__ import annotations
 
-import random
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -11,11 +9,14 @@ from uuid import UUID, uuid4, uuid5
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import IntegrityError
+from psycopg.sql import SQL, Identifier
 
 from gopay.aggregates.errors import (
+    AccountFrozen,
+    DomainError,
     EmailTaken,
     IdempotencyConflict,
+    InsufficientFunds,
     NotFound,
     PhoneTaken,
     ValidationFailed,
@@ -26,14 +27,18 @@ from gopay.aggregates.payment_order import PaymentOrder, order_id_for
 from gopay.aggregates.session import Session, SessionRevoked, token_digest
 from gopay.aggregates.user import CUSTOMER_KINDS, STAFF_ROLES, EmailIndex, PhoneIndex, User
 from gopay.aggregates.wallet import Wallet
+from gopay.group_commit import GroupCommitter, UnitOfWork
 from gopay.security.passwords import hash_password, needs_rehash, verify_password
 from gopay.security.tokens import new_refresh_token, split_refresh_token
 
 T = TypeVar("T")
 TAggregate = TypeVar("TAggregate", bound=Aggregate)
 
-# A version conflict means someone else changed an aggregate first: read again and retry.
-MAX_ATTEMPTS = 200
+# Refusals the ledger decides (not input errors): a keyed request that meets one records
+# a failed order, so repeating the key repeats the refusal instead of trying again.
+RECORDED_REFUSALS: dict[str, type[DomainError]] = {
+    error.code: error for error in (InsufficientFunds, AccountFrozen)
+}
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,10 @@ class GoPay(Application[UUID]):
         "AGGREGATE_CACHE_FASTFORWARD": "y",
     }
 
+    def __init__(self, env: dict[str, str] | None = None) -> None:
+        super().__init__(env)
+        self.committer = GroupCommitter(self, self._stale_aggregates)
+
     # People, companies, agents and staff
 
     def register(self, registration: Registration) -> Outcome[User]:
@@ -90,34 +99,34 @@ class GoPay(Application[UUID]):
         email = r.email.strip().lower()
         user_id = (uuid5(LEDGER_NAMESPACE, f"register/{email}/{r.idempotency_key}")
                    if r.idempotency_key else uuid4())
-        wallet = Wallet(owner_id=user_id, currency=r.currency) if r.kind in CUSTOMER_KINDS else None
-        user = User(id=user_id, email=email,
-                    password_hash=hash_password(r.password), kind=r.kind, role=r.role,
-                    full_name=r.full_name, phone=r.phone, country=r.country,
-                    business_name=r.business_name, category=r.category,
-                    wallet_id=wallet.id if wallet else None)
-        claims: list[Aggregate] = [EmailIndex(id=EmailIndex.id_for(user.email), user_id=user.id)]
-        if r.phone:
-            claims.append(PhoneIndex(id=PhoneIndex.id_for(r.phone), user_id=user.id))
-        try:
-            recordings = self.save(user, *claims, wallet)
-        except IntegrityError:
-            existing = self._find(user_id, User) if r.idempotency_key else None
-            if existing is not None:
-                return self._repeated_registration(existing, r)
-            if self._exists(EmailIndex.id_for(user.email)):
-                raise EmailTaken("an account with this e-mail already exists") from None
-            if r.phone and self._exists(PhoneIndex.id_for(r.phone)):
-                raise PhoneTaken("an account with this phone number already exists") from None
-            raise
-        return Outcome(user, recordings[-1].notification.id)
+        password_hash = hash_password(r.password)  # slow on purpose: outside the batch
 
-    def _repeated_registration(self, user: User, registration: Registration) -> Outcome[User]:
-        currency = self.get_wallet(user.wallet_id).currency if user.wallet_id else None
-        if not registration.matches(user, currency):
-            raise IdempotencyConflict(
-                "this Idempotency-Key was already used with a different registration")
-        return Outcome(user, self.recorder.max_notification_id() or 0)
+        def command(unit: UnitOfWork) -> User:
+            existing = unit.find(user_id, User) if r.idempotency_key else None
+            if existing is not None:
+                return existing
+            if unit.find(EmailIndex.id_for(email), EmailIndex):
+                raise EmailTaken("an account with this e-mail already exists")
+            if r.phone and unit.find(PhoneIndex.id_for(r.phone), PhoneIndex):
+                raise PhoneTaken("an account with this phone number already exists")
+            wallet = (Wallet(owner_id=user_id, currency=r.currency)
+                      if r.kind in CUSTOMER_KINDS else None)
+            user = User(id=user_id, email=email, password_hash=password_hash, kind=r.kind,
+                        role=r.role, full_name=r.full_name, phone=r.phone, country=r.country,
+                        business_name=r.business_name, category=r.category,
+                        wallet_id=wallet.id if wallet else None)
+            unit.add(user, EmailIndex(id=EmailIndex.id_for(email), user_id=user.id), wallet,
+                     PhoneIndex(id=PhoneIndex.id_for(r.phone), user_id=user.id) if r.phone else None)
+            return user
+
+        user, position = self.committer.execute(command)
+        if user.password_hash != password_hash:  # the key was used before
+            currency = self.get_wallet(user.wallet_id).currency if user.wallet_id else None
+            if not r.matches(user, currency):
+                raise IdempotencyConflict(
+                    "this Idempotency-Key was already used with a different registration")
+            position = self.recorder.max_notification_id() or 0
+        return Outcome(user, position)
 
     def authenticate(self, email: str, password: str) -> User | None:
         """The user these credentials belong to, or None (same cost whether the e-mail exists)."""
@@ -126,61 +135,13 @@ class GoPay(Application[UUID]):
             return None
         assert user is not None
         if needs_rehash(user.password_hash):
-            self._save_retrying(lambda: [self._rehashed(user.id, password)])
+            new_hash = hash_password(password)
+            self._change(user.id, User, lambda current: current.rehash_password(new_hash))
         return user
-
-    def _rehashed(self, user_id: UUID, password: str) -> User:
-        user = self.get_user(user_id)
-        user.rehash_password(hash_password(password))
-        return user
-
-    # Sessions
-
-    def start_session(self, user: User, device_id: str | None) -> tuple[Session, str]:
-        """A new login: a session and its first refresh token."""
-        session_id = uuid4()
-        refresh_token, secret = new_refresh_token(session_id)
-        session = Session(id=session_id, user_id=user.id, device_id=device_id,
-                          refresh_digest=token_digest(secret))
-        self.save(session)
-        return session, refresh_token
-
-    def refresh_session(self, refresh_token: str) -> tuple[Session, User, str]:
-        """Rotate a refresh token; a used one revokes its whole session."""
-        parsed = split_refresh_token(refresh_token)
-        session = self._find(parsed[0], Session) if parsed else None
-        if parsed is None or session is None:
-            raise SessionRevoked("this refresh token is not valid")
-        new_token, new_secret = new_refresh_token(session.id)
-
-        def attempt() -> list[Aggregate]:
-            current = self._get(session.id, Session, "session")
-            current.rotate(parsed[1], token_digest(new_secret))
-            return [current]
-
-        (rotated,), _ = self._save_retrying(attempt)
-        if rotated.revoked:  # type: ignore[attr-defined]
-            raise SessionRevoked("this refresh token was already used; the session is revoked")
-        return rotated, self.get_user(rotated.user_id), new_token  # type: ignore[attr-defined,return-value]
-
-    def end_session(self, session_id: UUID, reason: str = "logout") -> None:
-        def attempt() -> list[Aggregate]:
-            session = self._get(session_id, Session, "session")
-            session.revoke(reason=reason)
-            return [session]
-
-        self._save_retrying(attempt)
-
-    def session_is_active(self, session_id: UUID) -> bool:
-        session = self._find(session_id, Session)
-        return session is not None and not session.revoked
 
     def find_user(self, email: str) -> User | None:
-        try:
-            index: EmailIndex = self.repository.get(EmailIndex.id_for(email))
-        except AggregateNotFoundError:
-            return None
-        return self.get_user(index.user_id)
+        index = self._find(EmailIndex.id_for(email), EmailIndex)
+        return self.get_user(index.user_id) if index else None
 
     def get_user(self, user_id: UUID) -> User:
         return self._get(user_id, User, "user")
@@ -191,22 +152,36 @@ class GoPay(Application[UUID]):
     def get_order(self, order_id: UUID) -> PaymentOrder:
         return self._get(order_id, PaymentOrder, "payment")
 
-    def wallet_of(self, recipient: str) -> Wallet:
-        """The wallet an e-mail, E.164 phone number or wallet id points at."""
-        recipient = recipient.strip()
-        try:
-            if "@" in recipient:
-                index: Aggregate = self.repository.get(EmailIndex.id_for(recipient))
-            elif recipient.startswith("+"):
-                index = self.repository.get(PhoneIndex.id_for(recipient))
-            else:
-                return self.get_wallet(UUID(recipient))
-        except (AggregateNotFoundError, ValueError):
-            raise NotFound("no GoPay wallet matches this recipient") from None
-        user = self.get_user(index.user_id)  # type: ignore[attr-defined]
-        if user.wallet_id is None:
-            raise NotFound("no GoPay wallet matches this recipient")
-        return self.get_wallet(user.wallet_id)
+    # Sessions
+
+    def start_session(self, user: User, device_id: str | None) -> tuple[Session, str]:
+        """A new login: a session and its first refresh token."""
+        session_id = uuid4()
+        refresh_token, secret = new_refresh_token(session_id)
+        session = Session(id=session_id, user_id=user.id, device_id=device_id,
+                          refresh_digest=token_digest(secret))
+        self.committer.execute(lambda unit: unit.add(session))
+        return session, refresh_token
+
+    def refresh_session(self, refresh_token: str) -> tuple[Session, User, str]:
+        """Rotate a refresh token; a used one revokes its whole session."""
+        parsed = split_refresh_token(refresh_token)
+        if parsed is None or self._find(parsed[0], Session) is None:
+            raise SessionRevoked("this refresh token is not valid")
+        session_id, secret = parsed
+        new_token, new_secret = new_refresh_token(session_id)
+        session = self._change(
+            session_id, Session, lambda current: current.rotate(secret, token_digest(new_secret)))
+        if session.revoked:
+            raise SessionRevoked("this refresh token was already used; the session is revoked")
+        return session, self.get_user(session.user_id), new_token
+
+    def end_session(self, session_id: UUID, reason: str = "logout") -> None:
+        self._change(session_id, Session, lambda session: session.revoke(reason=reason))
+
+    def session_is_active(self, session_id: UUID) -> bool:
+        session = self._find(session_id, Session)
+        return session is not None and not session.revoked
 
     # Moving money
 
@@ -217,24 +192,27 @@ class GoPay(Application[UUID]):
         if sender_wallet_id is None:
             raise ValidationFailed("only customers with a wallet can send money")
 
-        def attempt(order_id: UUID) -> list[Aggregate]:
-            payer = self.get_wallet(sender_wallet_id)
-            payee = self.wallet_of(recipient)
+        def order(unit: UnitOfWork, order_id: UUID) -> tuple[PaymentOrder, Callable[[], None]]:
+            payer = _wallet(unit, sender_wallet_id)
+            payee = _wallet_of(unit, recipient)
             if payee.id == payer.id:
                 raise ValidationFailed("you cannot send money to yourself")
-            order = PaymentOrder(id=order_id, order_type="transfer", initiated_by=sender_id,
-                                 payer_wallet_id=payer.id, payee_wallet_id=payee.id,
-                                 amount=money.amount, currency=money.currency, note=note,
-                                 request_fingerprint=fingerprint)
-            payer.debit(money, entry_id=order.id, entry_type="transfer",
-                        counterparty=str(payee.id), reference=note)
-            payee.credit(money, entry_id=order.id, entry_type="transfer",
-                         counterparty=str(payer.id), reference=note)
-            order.succeed(Posting(payer.id, -money.amount, money.currency),
-                          Posting(payee.id, money.amount, money.currency))
-            return [order, payer, payee]
+            created = PaymentOrder(id=order_id, order_type="transfer", initiated_by=sender_id,
+                                   payer_wallet_id=payer.id, payee_wallet_id=payee.id,
+                                   amount=money.amount, currency=money.currency, note=note,
+                                   request_fingerprint=fingerprint)
 
-        return self._move_money(sender_id, "transfer", idempotency_key, fingerprint, attempt)
+            def post() -> None:
+                payer.debit(money, entry_id=order_id, entry_type="transfer",
+                            counterparty=str(payee.id), reference=note)
+                payee.credit(money, entry_id=order_id, entry_type="transfer",
+                             counterparty=str(payer.id), reference=note)
+                created.succeed(Posting(payer.id, -money.amount, money.currency),
+                                Posting(payee.id, money.amount, money.currency))
+
+            return created, post
+
+        return self._move_money(sender_id, "transfer", idempotency_key, fingerprint, order)
 
     def adjust(self, *, staff_id: UUID, wallet_id: UUID, direction: str, money: Money,
                reason: str, idempotency_key: str | None,
@@ -245,24 +223,27 @@ class GoPay(Application[UUID]):
         if not reason.strip():
             raise ValidationFailed("an adjustment needs a reason")
         adjustments = SystemAccount.ADJUSTMENTS
+        change = money if direction == "credit" else -money
 
-        def attempt(order_id: UUID) -> list[Aggregate]:
-            wallet = self.get_wallet(wallet_id)
-            order = PaymentOrder(id=order_id, order_type="adjustment", initiated_by=staff_id,
-                                 payer_wallet_id=wallet.id if direction == "debit" else None,
-                                 payee_wallet_id=wallet.id if direction == "credit" else None,
-                                 amount=money.amount, currency=money.currency, note=reason,
-                                 request_fingerprint=fingerprint)
-            change = money if direction == "credit" else -money
-            movement = wallet.credit if direction == "credit" else wallet.debit
-            movement(money, entry_id=order.id, entry_type="adjustment",
-                     counterparty=adjustments.value, reference=reason)
-            order.succeed(Posting(wallet.id, change.amount, money.currency),
-                          Posting(adjustments.account_id(money.currency), -change.amount,
-                                  money.currency))
-            return [order, wallet]
+        def order(unit: UnitOfWork, order_id: UUID) -> tuple[PaymentOrder, Callable[[], None]]:
+            wallet = _wallet(unit, wallet_id)
+            created = PaymentOrder(id=order_id, order_type="adjustment", initiated_by=staff_id,
+                                   payer_wallet_id=wallet.id if direction == "debit" else None,
+                                   payee_wallet_id=wallet.id if direction == "credit" else None,
+                                   amount=money.amount, currency=money.currency, note=reason,
+                                   request_fingerprint=fingerprint)
 
-        return self._move_money(staff_id, "adjustment", idempotency_key, fingerprint, attempt)
+            def post() -> None:
+                movement = wallet.credit if direction == "credit" else wallet.debit
+                movement(money, entry_id=order_id, entry_type="adjustment",
+                         counterparty=adjustments.value, reference=reason)
+                created.succeed(Posting(wallet.id, change.amount, money.currency),
+                                Posting(adjustments.account_id(money.currency), -change.amount,
+                                        money.currency))
+
+            return created, post
+
+        return self._move_money(staff_id, "adjustment", idempotency_key, fingerprint, order)
 
     def set_frozen(self, *, staff_id: UUID, user_id: UUID, frozen: bool,
                    reason: str) -> Outcome[Wallet]:
@@ -271,55 +252,79 @@ class GoPay(Application[UUID]):
         if user.wallet_id is None:
             raise NotFound("this account has no wallet")
 
-        def attempt() -> list[Aggregate]:
-            wallet = self.get_wallet(user.wallet_id)  # type: ignore[arg-type]
+        def command(unit: UnitOfWork) -> Wallet:
+            wallet = _wallet(unit, user.wallet_id)  # type: ignore[arg-type]
             if frozen:
                 wallet.freeze(by=staff_id, reason=reason)
             else:
                 wallet.unfreeze(by=staff_id, reason=reason)
-            return [wallet]
+            return wallet
 
-        wallet, position = self._save_retrying(attempt)
-        return Outcome(wallet[0], position)  # type: ignore[arg-type]
+        wallet, position = self.committer.execute(command)
+        return Outcome(wallet, position)
 
     # The machinery every command shares
 
     def _move_money(self, caller_id: UUID, operation: str, idempotency_key: str | None,
                     fingerprint: str,
-                    attempt: Callable[[UUID], list[Aggregate]]) -> Outcome[PaymentOrder]:
-        """Run a money command once per idempotency key, retrying version conflicts."""
-        if idempotency_key is None:
-            order_id = uuid4()
-        else:
-            order_id = order_id_for(caller_id, operation, idempotency_key)
+                    order: Callable[[UnitOfWork, UUID], tuple[PaymentOrder, Callable[[], None]]]
+                    ) -> Outcome[PaymentOrder]:
+        """Run a money command once per idempotency key; a recorded refusal repeats itself."""
+        order_id = (order_id_for(caller_id, operation, idempotency_key)
+                    if idempotency_key is not None else uuid4())
 
-        def replay_or_attempt() -> list[Aggregate]:
+        def command(unit: UnitOfWork) -> tuple[PaymentOrder, bool]:
             if idempotency_key is not None:
-                existing = self._find(order_id, PaymentOrder)
+                existing = unit.find(order_id, PaymentOrder)
                 if existing is not None:
-                    raise _AlreadyDone(existing)
-            return attempt(order_id)
-
-        try:
-            aggregates, position = self._save_retrying(replay_or_attempt)
-        except _AlreadyDone as done:
-            if done.order.request_fingerprint != fingerprint:
-                raise IdempotencyConflict(
-                    "this Idempotency-Key was already used with a different request") from None
-            return Outcome(done.order, self.recorder.max_notification_id() or 0)
-        return Outcome(aggregates[0], position)  # type: ignore[arg-type]
-
-    def _save_retrying(self, attempt: Callable[[], Sequence[Aggregate]]) -> tuple[Sequence[Aggregate], int]:
-        """Build the aggregates and save them in one transaction, again on a version conflict."""
-        for attempt_number in range(MAX_ATTEMPTS):
-            aggregates = attempt()
+                    if existing.request_fingerprint != fingerprint:
+                        raise IdempotencyConflict(
+                            "this Idempotency-Key was already used with a different request")
+                    return existing, True
+            created, post = order(unit, order_id)
+            unit.add(created)
             try:
-                recordings = self.save(*aggregates)
-            except IntegrityError:
-                time.sleep(random.uniform(0, 0.002 * min(attempt_number + 1, 10)))
-                continue
-            return aggregates, recordings[-1].notification.id if recordings else 0
-        raise RuntimeError("too many version conflicts")  # pragma: no cover - needs 200 losses
+                post()
+            except tuple(RECORDED_REFUSALS.values()) as refusal:
+                if idempotency_key is None:
+                    raise
+                unit.confirm_fresh()
+                unit.rollback()
+                created.fail(reason=refusal.code, detail=str(refusal))
+                unit.add(created)
+            return created, False
+
+        (result, replayed), position = self.committer.execute(command)
+        if result.status == "failed" and result.failure_reason in RECORDED_REFUSALS:
+            raise RECORDED_REFUSALS[result.failure_reason](result.failure_detail)
+        if replayed:
+            position = self.recorder.max_notification_id() or 0
+        return Outcome(result, position)
+
+    def _change(self, aggregate_id: UUID, kind: type[TAggregate],
+                change: Callable[[TAggregate], None]) -> TAggregate:
+        """Apply `change` to one aggregate in the next batch."""
+
+        def command(unit: UnitOfWork) -> TAggregate:
+            aggregate = unit.find(aggregate_id, kind)
+            if aggregate is None:
+                raise NotFound(f"{kind.__name__.lower()} not found")
+            change(aggregate)
+            return aggregate
+
+        return self.committer.execute(command)[0]
+
+    def _stale_aggregates(self, aggregate_ids: Sequence[UUID],
+                          loaded: dict[UUID, int | None]) -> set[UUID]:
+        """Which of these aggregates another writer changed since this batch read them."""
+        recorder: Any = self.recorder
+        query = SQL("SELECT originator_id, MAX(originator_version) AS version FROM {}.{} "
+                    "WHERE originator_id = ANY(%s) GROUP BY originator_id").format(
+            Identifier(recorder.datastore.schema), Identifier(recorder.events_table_name))
+        with recorder.datastore.transaction(commit=False) as cursor:
+            cursor.execute(query, (list(aggregate_ids),))
+            stored = {row["originator_id"]: row["version"] for row in cursor.fetchall()}
+        return {i for i in aggregate_ids if stored.get(i) != loaded.get(i)}
 
     def _get(self, aggregate_id: UUID, kind: type[TAggregate], noun: str) -> TAggregate:
         found = self._find(aggregate_id, kind)
@@ -334,16 +339,30 @@ class GoPay(Application[UUID]):
             return None
         return aggregate if isinstance(aggregate, kind) else None
 
-    def _exists(self, aggregate_id: UUID) -> bool:
-        return self._find(aggregate_id, Aggregate) is not None
+
+def _wallet(unit: UnitOfWork, wallet_id: UUID) -> Wallet:
+    wallet = unit.find(wallet_id, Wallet)
+    if wallet is None:
+        raise NotFound("wallet not found")
+    return wallet
 
 
-class _AlreadyDone(Exception):
-    """The idempotency key's order exists: answer with it instead of acting again."""
-
-    def __init__(self, order: PaymentOrder) -> None:
-        super().__init__(str(order.id))
-        self.order = order
+def _wallet_of(unit: UnitOfWork, recipient: str) -> Wallet:
+    """The wallet an e-mail, E.164 phone number or wallet id points at."""
+    recipient = recipient.strip()
+    if "@" in recipient:
+        index: EmailIndex | PhoneIndex | None = unit.find(EmailIndex.id_for(recipient), EmailIndex)
+    elif recipient.startswith("+"):
+        index = unit.find(PhoneIndex.id_for(recipient), PhoneIndex)
+    else:
+        try:
+            return _wallet(unit, UUID(recipient))
+        except (ValueError, NotFound):
+            raise NotFound("no GoPay wallet matches this recipient") from None
+    user = unit.find(index.user_id, User) if index else None
+    if user is None or user.wallet_id is None:
+        raise NotFound("no GoPay wallet matches this recipient")
+    return _wallet(unit, user.wallet_id)
 
 
 def application_env(database_url: str, pool_size: int = 10) -> dict[str, Any]:

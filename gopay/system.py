@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import psycopg
+
 from gopay.application import GoPay, application_env
 from gopay.projections.read_side import ReadSide
 from gopay.settings import Settings
+
+# Advisory lock key under which one process at a time creates the tables.
+SCHEMA_LOCK = 0x60BA7
 
 
 @dataclass
@@ -34,5 +39,14 @@ class System:
 
 
 def prepare_database(settings: Settings, database_url: str) -> None:
-    """Create the event store and every view's tables, once, before any server starts."""
-    System.connect(settings, database_url, create_tables=True).close()
+    """Create the event store and every view's tables, once, before any server starts.
+
+    Processes started together (a server and a worker after a reboot) take turns: creating
+    the same types and functions at the same moment fails in PostgreSQL.
+    """
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK,))
+        try:
+            System.connect(settings, database_url, create_tables=True).close()
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK,))

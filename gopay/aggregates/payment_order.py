@@ -43,6 +43,7 @@ class PaymentOrder(Aggregate):
         self.postings: list[dict[str, object]] = []
         self.psp_reference: str | None = None
         self.failure_reason: str | None = None
+        self.failure_detail = ""
 
     @property
     def ledger_updated(self) -> bool:
@@ -59,9 +60,17 @@ class PaymentOrder(Aggregate):
         entry = journal_entry(*postings)
         self._succeeded(postings=[posting.as_record() for posting in entry])
 
-    def fail(self, *, reason: str) -> None:
+    def reverse(self, *, reason: str) -> None:
+        """Undo a succeeded order with the mirror journal entry (every posting negated)."""
+        self._check_transition("reversed")
+        mirror = journal_entry(*(Posting.from_record(p) for p in self.postings))
+        self._reversed(reason=reason, postings=[
+            {**posting.as_record(), "amount": -posting.amount} for posting in mirror])
+
+    def fail(self, *, reason: str, detail: str = "") -> None:
+        """The order ends without moving money; `reason` is a stable code."""
         self._check_transition("failed")
-        self._failed(reason=reason)
+        self._failed(reason=reason, detail=detail)
 
     def _check_transition(self, new_status: str) -> None:
         if new_status not in TRANSITIONS[self.status]:
@@ -77,7 +86,13 @@ class PaymentOrder(Aggregate):
         self.status = "succeeded"
         self.postings = postings
 
+    @event("Reversed")
+    def _reversed(self, reason: str, postings: list[dict[str, object]]) -> None:
+        self.status = "reversed"
+        self.reversal_postings = postings
+
     @event("Failed")
-    def _failed(self, reason: str) -> None:
+    def _failed(self, reason: str, detail: str) -> None:
         self.status = "failed"
         self.failure_reason = reason
+        self.failure_detail = detail

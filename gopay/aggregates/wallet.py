@@ -6,7 +6,12 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
-from gopay.aggregates.errors import AccountFrozen, CurrencyMismatch, InsufficientFunds
+from gopay.aggregates.errors import (
+    AccountFrozen,
+    CurrencyMismatch,
+    InsufficientFunds,
+    ValidationFailed,
+)
 from gopay.aggregates.money import Money
 
 
@@ -70,6 +75,9 @@ class Wallet(Aggregate):
             self._unfrozen(by=by, reason=reason)
 
     def _check_currency(self, money: Money) -> None:
+        """Every movement is of a positive amount in this wallet's currency."""
+        if money.amount <= 0:
+            raise ValidationFailed("amount must be greater than zero")
         if money.currency != self.currency:
             raise CurrencyMismatch(f"this wallet holds {self.currency}, not {money.currency}")
 

@@ -64,9 +64,11 @@ class ReadSide:
 
     def position(self) -> int:
         """The log position every read model has reached (from memory where this process leads)."""
-        return min(runner.committed_position if runner.is_leader and runner.committed_position
-                   is not None else runner.view.position(self.app.name)
-                   for runner in self.runners)
+        positions = []
+        for runner in self.runners:
+            known = runner.committed_position if runner.is_leader else None
+            positions.append(known if known is not None else runner.view.position(self.app.name))
+        return min(positions)
 
     def wait_for(self, position: int, timeout: float) -> bool:
         """Block until every read model shows `position` (a command's last event), or time out."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -88,7 +89,11 @@ class WalletView(PagedView):
                       psp_reference: str | None = None, failure_reason: str | None = None) -> None:
         self._order_changes.append((status, json.dumps(postings) if postings else None,
                                     psp_reference, failure_reason, at, order_id))
-        for posting in postings or ():
+        self.ledger_postings(postings or ())
+
+    def ledger_postings(self, postings: Iterable[dict[str, Any]]) -> None:
+        """A journal entry's legs, added to every account's ledger balance."""
+        for posting in postings:
             key = (UUID(posting["account_id"]), posting["currency"])
             self._ledger_deltas[key] += posting["amount"]
 
@@ -229,6 +234,11 @@ class WalletProjection(Projection[WalletView]):
     @process_event.register
     def _(self, e: PaymentOrder.Succeeded, tracking: Tracking) -> None:
         self.view.order_changed(e.originator_id, "succeeded", e.timestamp, postings=e.postings)
+
+    @process_event.register
+    def _(self, e: PaymentOrder.Reversed, tracking: Tracking) -> None:
+        self.view.order_changed(e.originator_id, "reversed", e.timestamp)
+        self.view.ledger_postings(e.postings)
 
     @process_event.register
     def _(self, e: PaymentOrder.Failed, tracking: Tracking) -> None:

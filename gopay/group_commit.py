@@ -1,0 +1,302 @@
+"""Group commit: commands that arrive together are checked one by one and saved in one transaction.
+
+Each command runs against a `UnitOfWork`, which sees the changes of the commands before it
+in the batch. A command that breaks a rule is undone alone and answered at once. The
+others' events are saved with one `save()`: one lock of the event table, one fsync for the
+whole batch. If another process changed an aggregate first (a version conflict), only the
+commands that touched it, and those after them that touched what they touched, run again;
+the rest are saved as they are. Every caller gets its answer after its events are durable.
+
+Aggregates this process last saved are kept in memory (`KnownState`) and used without a
+read. They can be stale when several processes share the database, which costs nothing
+unsafe: a stale success fails to save (the version is taken) and runs again on fresh state,
+and a refusal decided on remembered state is checked once more on fresh state first.
+
+There is no writer thread: the first waiting caller leads a batch for everyone queued
+(flat combining), so the same code serves one test thread and forty request threads.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application, LRUCache
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import IntegrityError
+
+from gopay.aggregates.errors import DomainError
+
+T = TypeVar("T")
+TAggregate = TypeVar("TAggregate", bound=Aggregate)
+
+# Enough to amortise the fsync, small enough to keep one transaction short.
+MAX_BATCH = 256
+# A command that keeps losing races is given up on after this many rounds.
+MAX_ROUNDS = 100
+
+
+class StaleRead(Exception):
+    """A command's decision rests on remembered state: run it again on fresh state first."""
+
+
+class KnownState:
+    """The aggregates this process last saved, as they were saved (bounded, least recent out)."""
+
+    def __init__(self, size: int = 100_000) -> None:
+        self._cache: LRUCache[UUID, Aggregate] = LRUCache(maxsize=size)
+        self._lock = threading.Lock()
+
+    def get(self, aggregate_id: UUID) -> Aggregate | None:
+        with self._lock:
+            try:
+                return self._cache.get(aggregate_id)
+            except KeyError:
+                return None
+
+    def put(self, aggregates: Iterable[Aggregate]) -> None:
+        with self._lock:
+            for aggregate in aggregates:
+                self._cache.put(aggregate.id, aggregate)
+
+    def forget(self, aggregate_ids: Iterable[UUID]) -> None:
+        with self._lock:
+            for aggregate_id in aggregate_ids:
+                try:
+                    self._cache.get(aggregate_id, evict=True)
+                except KeyError:
+                    pass
+
+
+class UnitOfWork:
+    """The aggregates one batch reads and changes."""
+
+    def __init__(self, app: Application[UUID], known: KnownState) -> None:
+        self._app = app
+        self._known = known
+        self._aggregates: dict[UUID, Aggregate | None] = {}
+        self.loaded_versions: dict[UUID, int | None] = {}
+        self.remembered: set[UUID] = set()  # read from memory, not from the store
+        self._before: dict[UUID, Aggregate | None] = {}
+        self._rechecking = False
+
+    def find(self, aggregate_id: UUID, kind: type[TAggregate]) -> TAggregate | None:
+        if aggregate_id not in self._aggregates:
+            aggregate = self._known.get(aggregate_id)
+            if aggregate is not None:
+                aggregate = copy.deepcopy(aggregate)
+                self.remembered.add(aggregate_id)
+            else:
+                try:
+                    aggregate = self._app.repository.get(aggregate_id)
+                except AggregateNotFoundError:
+                    aggregate = None
+            self._aggregates[aggregate_id] = aggregate
+            self.loaded_versions[aggregate_id] = aggregate.version if aggregate else None
+        self._remember(aggregate_id)
+        found = self._aggregates[aggregate_id]
+        return found if isinstance(found, kind) else None
+
+    def add(self, *aggregates: Aggregate | None) -> None:
+        """New aggregates the current command created."""
+        for aggregate in aggregates:
+            if aggregate is not None:
+                self._remember(aggregate.id)
+                self.loaded_versions.setdefault(aggregate.id, None)
+                self._aggregates[aggregate.id] = aggregate
+
+    # One command at a time
+
+    def begin(self, *, rechecking: bool = False) -> None:
+        self._before = {}
+        self._rechecking = rechecking
+
+    def confirm_fresh(self) -> None:
+        """Before recording a refusal: make sure it was not decided on remembered state."""
+        if not self._rechecking and self.touched() & self.remembered:
+            raise StaleRead
+
+    def touched(self) -> set[UUID]:
+        return set(self._before)
+
+    def rollback(self) -> None:
+        """Undo the current command: its aggregates return to how it found them."""
+        for aggregate_id, before in self._before.items():
+            self._aggregates[aggregate_id] = before
+        self._before = {}
+
+    def finish(self) -> list[Any]:
+        """The events the current command produced: new aggregates' first, then the rest."""
+        events: list[Any] = []
+        for aggregate_id in self._before:
+            aggregate = self._aggregates[aggregate_id]
+            if aggregate is not None:
+                events.extend(aggregate.collect_events())
+        events.sort(key=lambda event: event.originator_version != 1)
+        self._before = {}
+        return events
+
+    def aggregates(self, aggregate_ids: Iterable[UUID]) -> list[Aggregate]:
+        return [a for i in aggregate_ids if (a := self._aggregates.get(i)) is not None]
+
+    def _remember(self, aggregate_id: UUID) -> None:
+        if aggregate_id not in self._before:
+            self._before[aggregate_id] = copy.deepcopy(self._aggregates.get(aggregate_id))
+
+
+@dataclass(eq=False)
+class _Pending(Generic[T]):
+    command: Callable[[UnitOfWork], T]
+    done: threading.Event = field(default_factory=threading.Event)
+    result: Any = None
+    error: BaseException | None = None
+    events: list[Any] = field(default_factory=list)
+    touched: set[UUID] = field(default_factory=set)
+    position: int = 0
+    rounds: int = 0
+    recheck: bool = False  # run again on fresh state before a refusal stands
+
+    def answer(self, *, error: BaseException | None = None, position: int = 0) -> None:
+        self.error = error
+        self.position = position
+        self.done.set()
+
+
+Conflicts = Callable[[Sequence[UUID], dict[UUID, int | None]], set[UUID]]
+
+
+class GroupCommitter:
+    """Runs commands in batches against one application; see the module docstring."""
+
+    def __init__(self, app: Application[UUID], conflicts: Conflicts, *,
+                 max_batch: int = MAX_BATCH) -> None:
+        self._app = app
+        self._conflicts = conflicts
+        self._max_batch = max_batch
+        self.known = KnownState()
+        self._queue: list[_Pending[Any]] = []
+        self._queue_lock = threading.Lock()
+        self._leading = threading.Lock()
+        self._batch_done = threading.Condition()
+        self.batches = 0
+        self.commands = 0
+
+    def execute(self, command: Callable[[UnitOfWork], T]) -> tuple[T, int]:
+        """Run `command` in the next batch; returns its result and its last log position."""
+        pending: _Pending[T] = _Pending(command)
+        with self._queue_lock:
+            self._queue.append(pending)
+        while not pending.done.is_set():
+            if self._leading.acquire(blocking=False):
+                try:
+                    self._lead_one_batch()
+                finally:
+                    self._leading.release()
+                    with self._batch_done:
+                        self._batch_done.notify_all()
+            else:
+                with self._batch_done:
+                    if not pending.done.is_set():
+                        self._batch_done.wait(0.05)
+        if pending.error is not None:
+            raise pending.error
+        return pending.result, pending.position
+
+    def _lead_one_batch(self) -> None:
+        with self._queue_lock:
+            batch = self._queue[: self._max_batch]
+            del self._queue[: len(batch)]
+        if not batch:
+            return
+        unit = UnitOfWork(self._app, self.known)
+        try:
+            accepted, again = self._run_commands(unit, batch)
+            again += self._save(unit, accepted)
+        except BaseException as error:  # the store failed: every unanswered caller hears it
+            for pending in batch:
+                if not pending.done.is_set():
+                    pending.answer(error=error)
+            raise
+        for pending in again:
+            pending.rounds += 1
+            if pending.rounds >= MAX_ROUNDS:
+                pending.answer(error=RuntimeError("too many version conflicts"))
+        again = [pending for pending in again if not pending.done.is_set()]
+        if again:
+            with self._queue_lock:
+                self._queue[:0] = again
+        self.batches += 1
+        self.commands += len(batch) - len(again)
+
+    def _run_commands(self, unit: UnitOfWork, batch: list[_Pending[Any]]
+                      ) -> tuple[list[_Pending[Any]], list[_Pending[Any]]]:
+        accepted: list[_Pending[Any]] = []
+        again: list[_Pending[Any]] = []
+        for pending in batch:
+            unit.begin(rechecking=pending.recheck)
+            try:
+                pending.result = pending.command(unit)
+            except Exception as error:  # a broken rule (or a bug) fails this command alone
+                remembered = unit.touched() & unit.remembered
+                unit.rollback()
+                refused = isinstance(error, (DomainError, StaleRead))
+                if refused and remembered and not pending.recheck:
+                    # Decided on state read from memory: check it on fresh state first.
+                    self.known.forget(remembered)
+                    pending.recheck = True
+                    again.append(pending)
+                else:
+                    pending.answer(error=error)
+                continue
+            pending.touched = unit.touched()
+            pending.events = unit.finish()
+            accepted.append(pending)
+        return accepted, again
+
+    def _save(self, unit: UnitOfWork, accepted: list[_Pending[Any]]) -> list[_Pending[Any]]:
+        """Save what can be saved; return the commands that must run again."""
+        again: list[_Pending[Any]] = []
+        unsaved: set[UUID] = set()  # aggregates whose working state holds unsaved changes
+        while accepted:
+            events = [event for pending in accepted for event in pending.events]
+            try:
+                recordings = self._app.save(*events) if events else []
+            except IntegrityError:
+                ids = sorted({event.originator_id for event in events})
+                stale = self._conflicts(ids, unit.loaded_versions)
+                keep, retry = _split(accepted, stale or set(ids))
+                self.known.forget(stale or ids)
+                unsaved.update(*(pending.touched for pending in retry))
+                again.extend(retry)
+                accepted = keep
+                continue
+            positions = {(r.domain_event.originator_id, r.domain_event.originator_version):
+                         r.notification.id for r in recordings}
+            last = max(positions.values(), default=0)
+            touched = set().union(*(pending.touched for pending in accepted))
+            self.known.put(unit.aggregates(touched - unsaved))
+            self.known.forget(unsaved)
+            for pending in accepted:
+                pending.answer(position=max(
+                    (positions[(e.originator_id, e.originator_version)] for e in pending.events),
+                    default=last))
+            break
+        return again
+
+
+def _split(accepted: list[_Pending[Any]], stale: set[UUID]
+           ) -> tuple[list[_Pending[Any]], list[_Pending[Any]]]:
+    """Commands untouched by `stale` aggregates, directly or through an earlier retried command."""
+    tainted = set(stale)
+    keep, again = [], []
+    for pending in accepted:
+        if pending.touched & tainted:
+            tainted |= pending.touched
+            again.append(pending)
+        else:
+            keep.append(pending)
+    return keep, again

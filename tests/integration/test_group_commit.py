@@ -1,0 +1,141 @@
+"""Group commit on PostgreSQL: batches save together, refusals fail alone, conflicts retry exactly."""
+
+from __future__ import annotations
+
+import random
+import threading
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import psycopg
+import pytest
+
+from gopay.aggregates.errors import DomainError, InsufficientFunds
+from gopay.aggregates.money import Money
+from gopay.application import GoPay, Registration, application_env
+from gopay.system import System
+
+ADMIN = Registration(email="admin@gopay.example", password="x" * 12, kind="staff",
+                     full_name="Admin", role="admin")
+
+
+def open_wallets(app: GoPay, count: int, funds: int) -> list:
+    admin = app.register(ADMIN).value
+    users = [app.register(Registration(email=f"{uuid.uuid4().hex[:8]}@example.com",
+                                       password="x" * 12, kind="person", full_name="P",
+                                       phone=None, country="US")).value for _ in range(count)]
+    for user in users:
+        app.adjust(staff_id=admin.id, wallet_id=user.wallet_id, direction="credit",
+                   money=Money(funds, "USD"), reason="funding", idempotency_key=None,
+                   fingerprint="f")
+    return users
+
+
+def version_gaps(database_url: str) -> list[tuple]:
+    """Aggregates whose stored versions are not exactly 1..n."""
+    with psycopg.connect(database_url) as conn:
+        return conn.execute(
+            "SELECT originator_id, COUNT(*), MAX(originator_version) FROM gopay_events "
+            "GROUP BY originator_id HAVING COUNT(*) <> MAX(originator_version) "
+            "OR MIN(originator_version) <> 1").fetchall()
+
+
+@pytest.fixture
+def second_app(system: System, database_url: str) -> Iterator[GoPay]:
+    """Another process's application over the same database (its own memory, its own pool)."""
+    app = GoPay(env=application_env(database_url))
+    yield app
+    app.close()
+
+
+class TestBatching:
+    def test_commands_that_arrive_together_share_one_transaction(self, system: System) -> None:
+        """While one batch commits, the others queue; all of them land, in fewer transactions."""
+        app = system.app
+        alice, bob = open_wallets(app, 2, 100_000)
+        batches_before = app.committer.batches
+
+        def send(_: int) -> int:
+            return app.transfer(sender_id=alice.id, sender_wallet_id=alice.wallet_id,
+                                recipient=bob.email, money=Money(10, "USD"), note="",
+                                idempotency_key=None, fingerprint="f").value.amount
+
+        with ThreadPoolExecutor(16) as pool:
+            assert sum(pool.map(send, range(200))) == 2_000
+        assert app.committer.batches - batches_before < 200
+        assert app.get_wallet(alice.wallet_id).balance == 98_000
+        assert app.get_wallet(bob.wallet_id).balance == 102_000
+
+    def test_a_refused_command_fails_alone(self, system: System) -> None:
+        """In one batch, the overdraft is refused and the commands around it still commit."""
+        app = system.app
+        alice, bob = open_wallets(app, 2, 100)
+        results: dict[int, object] = {}
+
+        def send(index: int, amount: int) -> None:
+            try:
+                results[index] = app.transfer(
+                    sender_id=alice.id, sender_wallet_id=alice.wallet_id, recipient=bob.email,
+                    money=Money(amount, "USD"), note=str(index), idempotency_key=None,
+                    fingerprint="f").value.status
+            except DomainError as error:
+                results[index] = error
+
+        # Hold the batch leadership so that all three queue up and run as one batch.
+        with app.committer._leading:
+            threads = [threading.Thread(target=send, args=args)
+                       for args in ((0, 60), (1, 60), (2, 40))]
+            for thread in threads:
+                thread.start()
+            while len(app.committer._queue) < 3:
+                threading.Event().wait(0.01)
+        for thread in threads:
+            thread.join()
+
+        refused = [i for i, r in results.items() if isinstance(r, InsufficientFunds)]
+        assert len(refused) == 1 and refused[0] in (0, 1)
+        assert sorted(r for r in results.values() if r == "succeeded") == ["succeeded"] * 2
+        assert app.get_wallet(alice.wallet_id).balance == 0
+        assert app.get_wallet(bob.wallet_id).balance == 200
+
+
+class TestTwoProcesses:
+    def test_conflicts_between_processes_lose_and_create_nothing(
+            self, system: System, second_app: GoPay, database_url: str) -> None:
+        """Two writers with their own memory of the wallets keep exact books and gap-free streams."""
+        users = open_wallets(system.app, 6, 10_000)
+        apps = [system.app, second_app]
+        moved: list[tuple] = []
+        lock = threading.Lock()
+
+        def send(seed: int) -> None:
+            rng = random.Random(seed)
+            sender, recipient = rng.sample(users, 2)
+            amount = rng.randint(1, 3_000)
+            try:
+                order = rng.choice(apps).transfer(
+                    sender_id=sender.id, sender_wallet_id=sender.wallet_id,
+                    recipient=recipient.email, money=Money(amount, "USD"), note="",
+                    idempotency_key=f"k{seed}", fingerprint="f").value
+            except InsufficientFunds:
+                return
+            with lock:
+                moved.append((order.id, sender.wallet_id, recipient.wallet_id, amount))
+
+        with ThreadPoolExecutor(16) as pool:
+            list(pool.map(send, range(600)))
+
+        assert version_gaps(database_url) == []
+        expected = {user.wallet_id: 10_000 for user in users}
+        for _, payer, payee, amount in {m[0]: m for m in moved}.values():
+            expected[payer] -= amount
+            expected[payee] += amount
+        fresh = GoPay(env=application_env(database_url))  # replays from the store
+        try:
+            assert {w: fresh.get_wallet(w).balance for w in expected} == expected
+        finally:
+            fresh.close()
+        system.read_side.catch_up()
+        assert system.read_side.wallets.ledger_totals() == {"USD": 0}
+        assert len(moved) > 100
