@@ -48,8 +48,10 @@ class ReadSide:
         return self
 
     def stop(self) -> None:
+        """Stop the runners and close the views' connections."""
         for runner in self.runners:
             runner.stop()
+            runner.view.datastore.close()
 
     def catch_up(self) -> None:
         """Project everything recorded so far, in this thread."""
@@ -57,7 +59,9 @@ class ReadSide:
             runner.run_until_caught_up()
 
     def rebuild(self) -> None:
-        """Empty every view and build it again from event zero."""
+        """Empty every view and build it again from event zero (with this process's runners stopped)."""
+        if any(runner.is_running for runner in self.runners):
+            raise RuntimeError("stop the projection runners before rebuilding")
         for runner in self.runners:
             runner.view.rebuild()
         self.catch_up()

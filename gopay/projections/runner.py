@@ -49,6 +49,10 @@ class PagedProjectionRunner:
         self._thread.start()
         return self
 
+    @property
+    def is_running(self) -> bool:
+        return self._thread.is_alive()
+
     def stop(self) -> None:
         self._stopping.set()
         if self._thread.is_alive():

@@ -233,13 +233,14 @@ class TestRefusals:
 
 
 class TestAmounts:
+    @pytest.mark.parametrize("amount", [0, -100])
     @pytest.mark.parametrize("command", ["debit", "credit", "hold", "release"])
-    def test_refuses_to_move_less_than_nothing(self, command: str) -> None:
-        """A negative amount is refused, so no command can push a balance or hold below zero."""
+    def test_refuses_to_move_nothing_or_less(self, command: str, amount: int) -> None:
+        """Zero or negative amounts are refused, so nothing can push a balance below zero."""
         wallet = wallet_with(1_000, held=500)
         before = state(wallet)
         with pytest.raises(ValidationFailed):
-            COMMANDS[command](wallet, usd(-100))
+            COMMANDS[command](wallet, usd(amount))
         assert state(wallet) == before and wallet.pending_events == []
 
 
