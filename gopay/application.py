@@ -81,11 +81,13 @@ class GoPay(Application[UUID]):
         "PERSISTENCE_MODULE": "eventsourcing.postgres",
         "AGGREGATE_CACHE_MAXSIZE": "50000",
         "AGGREGATE_CACHE_FASTFORWARD": "y",
+        # Reads outside commands never change what they get; commands work on their own copies.
+        "DEEPCOPY_FROM_AGGREGATE_CACHE": "n",
     }
 
     def __init__(self, env: dict[str, str] | None = None) -> None:
         super().__init__(env)
-        self.committer = GroupCommitter(self, self._stale_aggregates)
+        self.committer = GroupCommitter(self, self._stale_aggregates, self._stored_aggregates)
 
     # People, companies, agents and staff
 
@@ -294,7 +296,8 @@ class GoPay(Application[UUID]):
                 unit.add(created)
             return created, False
 
-        (result, replayed), position = self.committer.execute(command)
+        probes = (order_id,) if idempotency_key is not None else ()
+        (result, replayed), position = self.committer.execute(command, probes)
         if result.status == "failed" and result.failure_reason in RECORDED_REFUSALS:
             raise RECORDED_REFUSALS[result.failure_reason](result.failure_detail)
         if replayed:
@@ -317,14 +320,21 @@ class GoPay(Application[UUID]):
     def _stale_aggregates(self, aggregate_ids: Sequence[UUID],
                           loaded: dict[UUID, int | None]) -> set[UUID]:
         """Which of these aggregates another writer changed since this batch read them."""
+        stored = self._stored_versions(aggregate_ids)
+        return {i for i in aggregate_ids if stored.get(i) != loaded.get(i)}
+
+    def _stored_aggregates(self, aggregate_ids: Sequence[UUID]) -> set[UUID]:
+        return set(self._stored_versions(aggregate_ids))
+
+    def _stored_versions(self, aggregate_ids: Sequence[UUID]) -> dict[UUID, int]:
+        """The latest stored version of each of these aggregates that exists, in one query."""
         recorder: Any = self.recorder
         query = SQL("SELECT originator_id, MAX(originator_version) AS version FROM {}.{} "
                     "WHERE originator_id = ANY(%s) GROUP BY originator_id").format(
             Identifier(recorder.datastore.schema), Identifier(recorder.events_table_name))
         with recorder.datastore.transaction(commit=False) as cursor:
             cursor.execute(query, (list(aggregate_ids),))
-            stored = {row["originator_id"]: row["version"] for row in cursor.fetchall()}
-        return {i for i in aggregate_ids if stored.get(i) != loaded.get(i)}
+            return {row["originator_id"]: row["version"] for row in cursor.fetchall()}
 
     def _get(self, aggregate_id: UUID, kind: type[TAggregate], noun: str) -> TAggregate:
         found = self._find(aggregate_id, kind)

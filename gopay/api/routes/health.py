@@ -17,7 +17,7 @@ MAX_LAG_SECONDS = 5.0
 
 
 @router.get("/health/live")
-def live() -> dict[str, str]:
+async def live() -> dict[str, str]:
     return {"status": "ok"}
 
 
