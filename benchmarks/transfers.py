@@ -30,7 +30,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.support import (  # noqa: E402 - after the path is set
+from tests.support import (
     PASSWORD,
     GoPayServer,
     fund,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 from uuid import UUID, uuid4, uuid5
 
 from eventsourcing.application import AggregateNotFoundError, Application
@@ -77,7 +77,7 @@ class GoPay(Application[UUID]):
     """Commands over wallets, payment orders and users, persisted as events in PostgreSQL."""
 
     name = "gopay"
-    env = {
+    env: ClassVar[dict[str, str]] = {
         "PERSISTENCE_MODULE": "eventsourcing.postgres",
         "AGGREGATE_CACHE_MAXSIZE": "50000",
         "AGGREGATE_CACHE_FASTFORWARD": "y",

@@ -6,8 +6,8 @@ import os
 import signal
 import threading
 import warnings
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 import typer

@@ -7,6 +7,7 @@ data lives, which loopback port it listens on and which unprivileged user runs i
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
@@ -75,10 +76,8 @@ class EmbeddedPostgres:
     def destroy(self) -> None:
         """Stop the server and delete its data (throwaway test clusters)."""
         self.started_here = True
-        try:
+        with contextlib.suppress(subprocess.CalledProcessError):
             self.stop(mode="immediate")
-        except subprocess.CalledProcessError:
-            pass
         shutil.rmtree(self.data_dir, ignore_errors=True)
 
     def _running_port(self) -> int | None:

@@ -18,6 +18,7 @@ There is no writer thread: the first waiting caller leads a batch for everyone q
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -66,10 +67,8 @@ class KnownState:
     def forget(self, aggregate_ids: Iterable[UUID]) -> None:
         with self._lock:
             for aggregate_id in aggregate_ids:
-                try:
+                with contextlib.suppress(KeyError):
                     self._cache.get(aggregate_id, evict=True)
-                except KeyError:
-                    pass
 
 
 class UnitOfWork:

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import psycopg
+from prometheus_client import Counter
 
 from gopay.application import GoPay, application_env
 from gopay.projections.read_side import ReadSide
 from gopay.settings import Settings
+
+log = logging.getLogger(__name__)
+
+READ_YOUR_WRITES_TIMEOUTS = Counter(
+    "gopay_read_your_writes_timeouts_total",
+    "Commands answered before the read side showed them (it was too far behind)")
 
 # Advisory lock key under which one process at a time creates the tables.
 SCHEMA_LOCK = 0x60BA7
@@ -29,9 +37,15 @@ class System:
         app = GoPay(env=env)
         return cls(settings, app, ReadSide(app, database_url, create_tables=create_tables))
 
-    def show(self, position: int) -> bool:
-        """Wait until the read side shows a command's effect (read your writes)."""
-        return self.read_side.wait_for(position, self.settings.read_your_writes_timeout)
+    def show(self, position: int) -> None:
+        """Wait until the read side shows a command's effect (read your writes).
+
+        The command is durable either way; if the read side is further behind than the
+        timeout (no projection runner alive, say) the answer goes out and this is counted.
+        """
+        if not self.read_side.wait_for(position, self.settings.read_your_writes_timeout):
+            READ_YOUR_WRITES_TIMEOUTS.inc()
+            log.warning("read side did not reach position %d in time", position)
 
     def close(self) -> None:
         self.read_side.stop()

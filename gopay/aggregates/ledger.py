@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from gopay.aggregates.errors import Unbalanced
@@ -12,7 +12,7 @@ from gopay.aggregates.errors import Unbalanced
 LEDGER_NAMESPACE = uuid5(NAMESPACE_URL, "https://gopay.example/ledger")
 
 
-class SystemAccount(str, Enum):
+class SystemAccount(StrEnum):
     """GoPay's own accounts: the other side of money entering, leaving or being corrected.
 
     They may go negative and carry no rule of their own, so they are not aggregates: their

@@ -6,6 +6,7 @@ import hashlib
 import json
 from collections.abc import Awaitable, Callable
 from typing import Annotated
+from uuid import UUID
 
 from fastapi import Depends, Header, Request
 from fastapi.concurrency import run_in_threadpool
@@ -15,7 +16,6 @@ from pydantic import BaseModel
 from gopay.api.problems import Problem
 from gopay.security.tokens import AccessClaims, read_access_token
 from gopay.system import System
-
 
 # Dependencies are `async def` so that FastAPI runs them on the event loop: a sync dependency
 # costs a hop through the thread pool per request, and those hops dominated the profile.
@@ -82,3 +82,13 @@ def fingerprint(body: BaseModel) -> str:
     """What makes two requests with one idempotency key the same request."""
     canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def id_cursor(cursor: str | None) -> str | None:
+    """A list cursor that is the id of the last row seen; anything else is a 422."""
+    if cursor is None:
+        return None
+    try:
+        return str(UUID(cursor))
+    except ValueError:
+        raise Problem(422, "cursor is not valid", "validation_error") from None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Generic, Literal, TypeVar
 from uuid import UUID
 
@@ -41,7 +41,7 @@ Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max
 Password = Annotated[str, StringConstraints(min_length=MIN_LENGTH, max_length=256)]
 
 # Every timestamp leaves GoPay as RFC 3339 UTC, whichever store it was read from.
-UtcDatetime = Annotated[datetime, AfterValidator(lambda moment: moment.astimezone(timezone.utc))]
+UtcDatetime = Annotated[datetime, AfterValidator(lambda moment: moment.astimezone(UTC))]
 
 T = TypeVar("T")
 

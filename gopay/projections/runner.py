@@ -13,7 +13,7 @@ import logging
 import threading
 import zlib
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import psycopg
 from eventsourcing.persistence import Tracking
@@ -118,5 +118,5 @@ def lag_seconds(app: GoPay, view: PagedView) -> float:
     if not pending:
         return 0.0
     timestamp: datetime = app.mapper.to_domain_event(pending[0]).timestamp
-    return max(0.0, (datetime.now(timezone.utc) - timestamp).total_seconds())
+    return max(0.0, (datetime.now(UTC) - timestamp).total_seconds())
 

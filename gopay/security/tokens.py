@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 import jwt
@@ -23,7 +23,7 @@ class AccessClaims:
 
 
 def issue_access_token(claims: AccessClaims, key: str, ttl: timedelta) -> str:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     payload = {
         "iss": ISSUER, "sub": str(claims.user_id), "sid": str(claims.session_id),
         "kind": claims.kind, "role": claims.role,

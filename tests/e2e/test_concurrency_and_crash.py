@@ -190,10 +190,7 @@ class TransferLoad:
                                 original.key, dict(original.body), original)
             sender, recipient = rng.sample(range(len(self.people)), 2)
             # Mostly affordable amounts; some larger than any balance is likely to be.
-            if rng.random() < 0.85:
-                amount = rng.randint(1, 15_000)
-            else:
-                amount = rng.randint(FUNDING // 2, FUNDING * 3)
+            amount = rng.randint(1, 15000) if rng.random() < 0.85 else rng.randint(FUNDING // 2, FUNDING * 3)
             body: dict[str, Any] = {"recipient": rng.choice(self.people[recipient].names),
                                     "amount": amount, "currency": "USD"}
             if rng.random() < 0.3:

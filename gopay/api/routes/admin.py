@@ -8,10 +8,17 @@ from uuid import UUID
 from fastapi import APIRouter, Query
 
 from gopay.aggregates.money import Money
-from gopay.api.deps import Admin, IdempotencyKey, SystemDep, UserManager, UserReader, fingerprint
+from gopay.api.deps import (
+    Admin,
+    IdempotencyKey,
+    SystemDep,
+    UserManager,
+    UserReader,
+    fingerprint,
+    id_cursor,
+)
 from gopay.api.problems import Problem
 from gopay.api.routes.auth import user_public
-from gopay.api.routes.me import _uuid_or_none
 from gopay.api.routes.wallet import wallet_public
 from gopay.api.schemas import AdjustmentCreate, AdjustmentPublic, Page, StaffAccountPublic
 from gopay.system import System
@@ -41,7 +48,7 @@ def users(staff: UserReader, system: SystemDep,
           cursor: Annotated[str | None, Query(max_length=64)] = None) -> Page[StaffAccountPublic]:
     """Customers whose e-mail, name, business or phone contains `q`, newest first."""
     rows = system.read_side.directory.search(q, kinds=("person", "company", "agent"),
-                                             limit=limit + 1, after=_uuid_or_none(cursor))
+                                             limit=limit + 1, after=id_cursor(cursor))
     data = [staff_account(system, row["id"]) for row in rows[:limit]]
     return Page(data=data, next_cursor=str(rows[limit - 1]["id"]) if len(rows) > limit else None)
 

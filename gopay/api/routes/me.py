@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from gopay.api.deps import Caller, SystemDep
+from gopay.api.deps import Caller, SystemDep, id_cursor
 from gopay.api.routes.auth import user_public
 from gopay.api.schemas import CompanyPublic, Page, UserPublic
 
@@ -27,20 +27,8 @@ def companies(caller: Caller, system: SystemDep,
               cursor: Annotated[str | None, Query(max_length=64)] = None) -> Page[CompanyPublic]:
     """Companies whose name matches `q`, newest first."""
     rows = system.read_side.directory.search(q, kinds=("company",), limit=limit + 1,
-                                             after=_uuid_or_none(cursor))
+                                             after=id_cursor(cursor))
     data = [CompanyPublic(id=r["id"], business_name=r["business_name"], category=r["category"],
                           wallet_id=r["wallet_id"]) for r in rows[:limit]]
     return Page(data=data, next_cursor=str(rows[limit - 1]["id"]) if len(rows) > limit else None)
 
-
-def _uuid_or_none(cursor: str | None) -> str | None:
-    from uuid import UUID
-
-    from gopay.api.problems import Problem
-
-    if cursor is None:
-        return None
-    try:
-        return str(UUID(cursor))
-    except ValueError:
-        raise Problem(422, "cursor is not valid", "validation_error") from None

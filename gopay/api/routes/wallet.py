@@ -35,7 +35,7 @@ def wallet(caller: Customer, system: SystemDep) -> WalletPublic:
 def transactions(caller: Customer, system: SystemDep,
                  limit: Annotated[int, Query(ge=1, le=200)] = 50,
                  cursor: Annotated[str | None, Query(max_length=32)] = None,
-                 type: Annotated[TransactionType | None, Query()] = None,  # noqa: A002 - API name
+                 type: Annotated[TransactionType | None, Query()] = None,
                  from_: Annotated[datetime | None, Query(alias="from")] = None,
                  to: Annotated[datetime | None, Query()] = None) -> Page[TransactionPublic]:
     """The wallet's postings, newest first, each with the balance it left."""
