@@ -19,6 +19,8 @@ class Settings(BaseSettings):
     access_token_minutes: int = 15
     refresh_token_days: int = 30
     db_pool_size: int = 10
+    # Threads that run request handlers in each API process.
+    request_threads: int = 128
     # How long a command waits for the read side to show its effect (read your writes).
     read_your_writes_timeout: float = 10.0
     # Run the projections inside `gopay serve` (one process at a time holds each of them).

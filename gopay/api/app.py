@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio.to_thread
 from fastapi import FastAPI
 
 from gopay.api.metrics import MetricsMiddleware
@@ -23,6 +24,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Request threads mostly wait (for their batch, for the read side); more of them
+        # means bigger batches, not more CPU.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.request_threads
         system = System.connect(settings, database_url)
         if settings.serve_runs_projections:
             system.read_side.start()
