@@ -37,11 +37,20 @@ class System:
         app = GoPay(env=env)
         return cls(settings, app, ReadSide(app, database_url, create_tables=create_tables))
 
-    def show(self, position: int) -> None:
-        """Wait until the read side shows a command's effect (read your writes).
+    def catch_up_reads(self) -> None:
+        """Before a query: wait until the read side shows everything committed so far.
 
-        The command is durable either way; if the read side is further behind than the
-        timeout (no projection runner alive, say) the answer goes out and this is counted.
+        This is how callers read their own writes: a command answers as soon as its events
+        are durable, and any read that starts after that answer waits here until the
+        projections have passed it. Writes never wait for the read side.
+        """
+        self.show(self.app.recorder.max_notification_id() or 0)
+
+    def show(self, position: int) -> None:
+        """Wait until the read side shows log `position`.
+
+        If the read side is further behind than the timeout (no projection runner alive,
+        say) the query goes ahead on what there is, and this is counted.
         """
         if not self.read_side.wait_for(position, self.settings.read_your_writes_timeout):
             READ_YOUR_WRITES_TIMEOUTS.inc()

@@ -47,6 +47,7 @@ def users(staff: UserReader, system: SystemDep,
           limit: Annotated[int, Query(ge=1, le=200)] = 50,
           cursor: Annotated[str | None, Query(max_length=64)] = None) -> Page[StaffAccountPublic]:
     """Customers whose e-mail, name, business or phone contains `q`, newest first."""
+    system.catch_up_reads()
     rows = system.read_side.directory.search(q, kinds=("person", "company", "agent"),
                                              limit=limit + 1, after=id_cursor(cursor))
     data = [staff_account(system, row["id"]) for row in rows[:limit]]
@@ -78,7 +79,6 @@ def adjust(body: AdjustmentCreate, staff: Admin, system: SystemDep,
         staff_id=staff.user_id, wallet_id=body.wallet_id, direction=body.direction,
         money=Money.positive(body.amount, body.currency), reason=body.reason,
         idempotency_key=idempotency_key, fingerprint=fingerprint(body))
-    system.show(outcome.position)
     order = outcome.value
     return AdjustmentPublic(id=order.id, status=order.status,
                             wallet_id=order.payee_wallet_id or order.payer_wallet_id,

@@ -45,7 +45,6 @@ def register(body: UserCreate, system: SystemDep,
         full_name=body.full_name, phone=body.phone, country=body.country,
         business_name=body.business_name, category=body.category, currency=body.currency,
         idempotency_key=idempotency_key))
-    system.show(outcome.position)
     return user_public(outcome.value)
 
 

@@ -15,6 +15,7 @@ router = APIRouter(tags=["people"])
 
 @router.get("/v1/me", response_model=UserPublic)
 def me(caller: Caller, system: SystemDep) -> UserPublic:
+    system.catch_up_reads()
     user = system.app.get_user(caller.user_id)
     wallet = system.read_side.wallets.wallet(user.wallet_id) if user.wallet_id else None
     return user_public(user, frozen=bool(wallet and wallet["frozen"]))
@@ -26,6 +27,7 @@ def companies(caller: Caller, system: SystemDep,
               limit: Annotated[int, Query(ge=1, le=200)] = 50,
               cursor: Annotated[str | None, Query(max_length=64)] = None) -> Page[CompanyPublic]:
     """Companies whose name matches `q`, newest first."""
+    system.catch_up_reads()
     rows = system.read_side.directory.search(q, kinds=("company",), limit=limit + 1,
                                              after=id_cursor(cursor))
     data = [CompanyPublic(id=r["id"], business_name=r["business_name"], category=r["category"],

@@ -30,13 +30,13 @@ def create_transfer(body: TransferCreate, caller: Customer, system: SystemDep,
         sender_id=caller.user_id, sender_wallet_id=caller.wallet_id, recipient=body.recipient,
         money=Money.positive(body.amount, body.currency), note=body.note,
         idempotency_key=idempotency_key, fingerprint=fingerprint(body))
-    system.show(outcome.position)
     return transfer_public(outcome.value)
 
 
 @router.get("/{transfer_id}", response_model=TransferPublic)
 def get_transfer(transfer_id: str, caller: Caller, system: SystemDep) -> TransferPublic:
     """A transfer, for its sender or its recipient; anyone else is told it does not exist."""
+    system.catch_up_reads()
     try:
         row = system.read_side.wallets.order(UUID(transfer_id))
     except ValueError:

@@ -25,6 +25,7 @@ def wallet_public(row: dict) -> WalletPublic:
 
 @router.get("", response_model=WalletPublic)
 def wallet(caller: Customer, system: SystemDep) -> WalletPublic:
+    system.catch_up_reads()
     row = system.read_side.wallets.wallet(caller.wallet_id)  # type: ignore[arg-type]
     if row is None:
         raise Problem(404, "wallet not found")
@@ -39,6 +40,7 @@ def transactions(caller: Customer, system: SystemDep,
                  from_: Annotated[datetime | None, Query(alias="from")] = None,
                  to: Annotated[datetime | None, Query()] = None) -> Page[TransactionPublic]:
     """The wallet's postings, newest first, each with the balance it left."""
+    system.catch_up_reads()
     before = None
     if cursor is not None:
         if not cursor.isdigit():
