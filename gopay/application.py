@@ -109,8 +109,7 @@ class GoPay(Application[UUID]):
                 return existing
             if unit.find(EmailIndex.id_for(email), EmailIndex):
                 raise EmailTaken("an account with this e-mail already exists")
-            if r.phone and unit.find(PhoneIndex.id_for(r.phone), PhoneIndex):
-                raise PhoneTaken("an account with this phone number already exists")
+            phone_claim = _claim_phone(unit, r.phone, user_id) if r.phone else None
             wallet = (Wallet(owner_id=user_id, currency=r.currency)
                       if r.kind in CUSTOMER_KINDS else None)
             user = User(id=user_id, email=email, password_hash=password_hash, kind=r.kind,
@@ -118,7 +117,7 @@ class GoPay(Application[UUID]):
                         business_name=r.business_name, category=r.category,
                         wallet_id=wallet.id if wallet else None)
             unit.add(user, EmailIndex(id=EmailIndex.id_for(email), user_id=user.id), wallet,
-                     PhoneIndex(id=PhoneIndex.id_for(r.phone), user_id=user.id) if r.phone else None)
+                     phone_claim)
             return user
 
         user, position = self.committer.execute(command)
@@ -128,6 +127,31 @@ class GoPay(Application[UUID]):
                 raise IdempotencyConflict(
                     "this Idempotency-Key was already used with a different registration")
             position = self.recorder.max_notification_id() or 0
+        return Outcome(user, position)
+
+    def update_profile(self, user_id: UUID, *, full_name: str | None = None,
+                       phone: str | None = None,
+                       login_notifications: bool | None = None) -> Outcome[User]:
+        """Change the fields a user owns; a new phone number is claimed, the old one released."""
+
+        def command(unit: UnitOfWork) -> User:
+            user = unit.find(user_id, User)
+            if user is None:
+                raise NotFound("user not found")
+            if phone is not None and phone != user.phone:
+                unit.add(_claim_phone(unit, phone, user.id))
+                if user.phone:
+                    old = unit.find(PhoneIndex.id_for(user.phone), PhoneIndex)
+                    if old is not None and old.user_id == user.id:
+                        old.release()
+            user.change_profile(
+                full_name=full_name if full_name is not None else user.full_name,
+                phone=phone if phone is not None else user.phone,
+                login_notifications=(login_notifications if login_notifications is not None
+                                     else user.login_notifications))
+            return user
+
+        user, position = self.committer.execute(command)
         return Outcome(user, position)
 
     def authenticate(self, email: str, password: str) -> User | None:
@@ -350,6 +374,17 @@ class GoPay(Application[UUID]):
         return aggregate if isinstance(aggregate, kind) else None
 
 
+def _claim_phone(unit: UnitOfWork, phone: str, user_id: UUID) -> PhoneIndex:
+    """The phone index, claimed for `user_id`; a number someone holds is taken."""
+    index = unit.find(PhoneIndex.id_for(phone), PhoneIndex)
+    if index is None:
+        return PhoneIndex(id=PhoneIndex.id_for(phone), user_id=user_id)
+    if index.user_id is not None:
+        raise PhoneTaken("an account with this phone number already exists")
+    index.claim(user_id)
+    return index
+
+
 def _wallet(unit: UnitOfWork, wallet_id: UUID) -> Wallet:
     wallet = unit.find(wallet_id, Wallet)
     if wallet is None:
@@ -369,7 +404,7 @@ def _wallet_of(unit: UnitOfWork, recipient: str) -> Wallet:
             return _wallet(unit, UUID(recipient))
         except (ValueError, NotFound):
             raise NotFound("no GoPay wallet matches this recipient") from None
-    user = unit.find(index.user_id, User) if index else None
+    user = unit.find(index.user_id, User) if index and index.user_id else None
     if user is None or user.wallet_id is None:
         raise NotFound("no GoPay wallet matches this recipient")
     return _wallet(unit, user.wallet_id)

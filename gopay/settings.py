@@ -23,6 +23,10 @@ class Settings(BaseSettings):
     request_threads: int = 128
     # How long a command waits for the read side to show its effect (read your writes).
     read_your_writes_timeout: float = 10.0
+    # Failed sign-ins allowed per window before 429 (per account, per client address).
+    login_failures_per_account: int = 5
+    login_failures_per_address: int = 50
+    login_window_seconds: int = 900
     # Run the projections inside `gopay serve` (one process at a time holds each of them).
     serve_runs_projections: bool = True
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 
 import psycopg
 from prometheus_client import Counter
 
 from gopay.application import GoPay, application_env
 from gopay.projections.read_side import ReadSide
+from gopay.security import login_throttle
+from gopay.security.login_throttle import LoginThrottle
 from gopay.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -29,13 +32,19 @@ class System:
     settings: Settings
     app: GoPay
     read_side: ReadSide
+    login_throttle: LoginThrottle
 
     @classmethod
     def connect(cls, settings: Settings, database_url: str, *, create_tables: bool = False) -> System:
         env = {**application_env(database_url, pool_size=settings.db_pool_size),
                "CREATE_TABLE": "y" if create_tables else "n"}
         app = GoPay(env=env)
-        return cls(settings, app, ReadSide(app, database_url, create_tables=create_tables))
+        throttle = LoginThrottle(app.recorder.datastore,  # type: ignore[attr-defined]
+                                 per_account=settings.login_failures_per_account,
+                                 per_address=settings.login_failures_per_address,
+                                 window=timedelta(seconds=settings.login_window_seconds))
+        return cls(settings, app, ReadSide(app, database_url, create_tables=create_tables),
+                   throttle)
 
     def catch_up_reads(self) -> None:
         """Before a query: wait until the read side shows everything committed so far.
@@ -71,5 +80,6 @@ def prepare_database(settings: Settings, database_url: str) -> None:
         conn.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK,))
         try:
             System.connect(settings, database_url, create_tables=True).close()
+            conn.execute(login_throttle.CREATE_TABLE)
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK,))

@@ -31,10 +31,19 @@ class User(Aggregate):
         self.category = category
         self.wallet_id = wallet_id
         self.kyc_status = "unverified"
+        self.login_notifications = True
 
     @property
     def is_staff(self) -> bool:
         return self.kind == "staff"
+
+    @event("ProfileChanged")
+    def change_profile(self, full_name: str, phone: str | None,
+                       login_notifications: bool) -> None:
+        """What a user may change about themselves; nothing else is reachable this way."""
+        self.full_name = full_name
+        self.phone = phone
+        self.login_notifications = login_notifications
 
     @event("PasswordRehashed")
     def rehash_password(self, password_hash: str) -> None:
@@ -55,7 +64,7 @@ class EmailIndex(Aggregate):
 
 
 class PhoneIndex(Aggregate):
-    """Claims a phone number (E.164) for one user."""
+    """Claims a phone number (E.164) for one user; a number given up can be claimed again."""
 
     @staticmethod
     def id_for(phone: str) -> UUID:
@@ -63,4 +72,12 @@ class PhoneIndex(Aggregate):
 
     @event("Claimed")
     def __init__(self, id: UUID, user_id: UUID) -> None:
+        self.user_id: UUID | None = user_id
+
+    @event("Reclaimed")
+    def claim(self, user_id: UUID) -> None:
         self.user_id = user_id
+
+    @event("Released")
+    def release(self) -> None:
+        self.user_id = None

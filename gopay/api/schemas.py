@@ -10,6 +10,7 @@ import pycountry
 from pydantic import (
     AfterValidator,
     BaseModel,
+    ConfigDict,
     EmailStr,
     Field,
     StrictInt,
@@ -79,7 +80,18 @@ class UserPublic(BaseModel):
     business_name: str | None = None
     category: str | None = None
     frozen: bool = False
+    login_notifications: bool = True
     created_at: UtcDatetime
+
+
+class ProfileUpdate(BaseModel):
+    """The fields a user may change about themselves; any other field is refused (422)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    full_name: Name | None = None
+    phone: Phone | None = None
+    login_notifications: bool | None = None
 
 
 class LoginRequest(BaseModel):

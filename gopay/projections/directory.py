@@ -30,9 +30,13 @@ class DirectoryView(PagedView):
 
     def start_page(self) -> None:
         self._registered: list[tuple[Any, ...]] = []
+        self._profiles: list[tuple[Any, ...]] = []
 
     def user_registered(self, row: tuple[Any, ...]) -> None:
         self._registered.append(row)
+
+    def profile_changed(self, user_id: UUID, full_name: str, phone: str | None) -> None:
+        self._profiles.append((full_name, phone, user_id))
 
     def write_page(self, cursor: Cursor[DictRow]) -> None:
         if self._registered:
@@ -40,6 +44,9 @@ class DirectoryView(PagedView):
                 "INSERT INTO users (id, email, kind, role, full_name, phone, country, "
                 "business_name, category, wallet_id, kyc_status, created_at) "
                 "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)", self._registered)
+        if self._profiles:
+            cursor.executemany("UPDATE users SET full_name = %s, phone = %s WHERE id = %s",
+                               self._profiles)
 
     def user(self, user_id: UUID) -> dict[str, Any] | None:
         with self.datastore.transaction(commit=False) as cursor:
@@ -80,3 +87,7 @@ class DirectoryProjection(Projection[DirectoryView]):
         self.view.user_registered((e.originator_id, e.email, e.kind, e.role, e.full_name,
                                    e.phone, e.country, e.business_name, e.category,
                                    e.wallet_id, "unverified", e.timestamp))
+
+    @process_event.register
+    def _(self, e: User.ProfileChanged, tracking: Tracking) -> None:
+        self.view.profile_changed(e.originator_id, e.full_name, e.phone)

@@ -124,6 +124,46 @@ class TestSignIn:
         assert again.get("/v1/wallet").status_code == 200
 
 
+class TestProfile:
+    def test_owner_changes_name_phone_and_preferences(self, server) -> None:
+        client = register(server.url)
+        new_phone = unique_phone()
+        response = client.http.patch("/v1/me", json={
+            "full_name": "Ada King", "phone": new_phone, "login_notifications": False})
+        assert response.status_code == 200, response.text
+        assert client.get("/v1/me").json() == response.json()
+        me = response.json()
+        assert (me["full_name"], me["phone"], me["login_notifications"]) == (
+            "Ada King", new_phone, False)
+
+    def test_mass_assignment_is_refused_and_changes_nothing(self, server) -> None:
+        """Role, balance, KYC status, wallet or id cannot be set through the profile."""
+        client = register(server.url)
+        before = client.get("/v1/me").json()
+        for field, value in (("role", "admin"), ("kyc_status", "verified"), ("balance", 10**6),
+                             ("wallet_id", str(uuid.uuid4())), ("kind", "agent"),
+                             ("id", str(uuid.uuid4())), ("email", "new@example.com")):
+            response = client.http.patch("/v1/me", json={field: value, "full_name": "Eve"})
+            assert response.status_code == 422, field
+            assert response.json()["code"] == "validation_error"
+        assert client.get("/v1/me").json() == before
+        assert client.balance() == 0
+
+    def test_a_phone_number_moves_between_accounts_only_when_released(self, server, admin) -> None:
+        """Taking someone's number is a 409; once they change theirs, it can be claimed."""
+        alice, bob = register(server.url), register(server.url)
+        alices_number = alice.user["phone"]
+        taken = bob.http.patch("/v1/me", json={"phone": alices_number})
+        assert (taken.status_code, taken.json()["code"]) == (409, "phone_taken")
+        assert alice.http.patch("/v1/me", json={"phone": unique_phone()}).status_code == 200
+        assert bob.http.patch("/v1/me", json={"phone": alices_number}).status_code == 200
+        fund(admin, alice.user["wallet_id"], 100)
+        sent = alice.post("/v1/transfers", {"recipient": alices_number, "amount": 40,
+                                            "currency": "USD"})
+        assert sent.status_code == 201 and sent.json()["recipient_wallet_id"] == bob.user["wallet_id"]
+        assert bob.balance() == 40
+
+
 class TestStaff:
     def test_customers_cannot_use_staff_endpoints(self, server) -> None:
         client = register(server.url)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from gopay.aggregates.errors import ValidationFailed
 from gopay.aggregates.session import Session
@@ -24,7 +24,8 @@ def user_public(user: User, frozen: bool = False) -> UserPublic:
                       kyc_status=user.kyc_status, wallet_id=user.wallet_id,
                       full_name=user.full_name, phone=user.phone, country=user.country,
                       business_name=user.business_name, category=user.category,
-                      frozen=frozen, created_at=user.created_on)
+                      frozen=frozen, login_notifications=user.login_notifications,
+                      created_at=user.created_on)
 
 
 def token_pair(system: System, user: User, session: Session, refresh_token: str) -> TokenPair:
@@ -49,11 +50,23 @@ def register(body: UserCreate, system: SystemDep,
 
 
 @router.post("/login", response_model=TokenPair)
-def login(body: LoginRequest, system: SystemDep) -> TokenPair:
-    """Exchange e-mail and password for an access token and a refresh token."""
+def login(body: LoginRequest, request: Request, system: SystemDep) -> TokenPair:
+    """Exchange e-mail and password for an access token and a refresh token.
+
+    Repeated failures for one account or from one address answer 429 with Retry-After,
+    whether or not the e-mail belongs to anyone.
+    """
+    throttle = system.login_throttle
+    subjects = throttle.subjects(body.email, request.client.host if request.client else None)
+    wait = throttle.retry_after(subjects)
+    if wait is not None:
+        raise Problem(429, "too many failed sign-ins; try again later",
+                      headers={"Retry-After": str(wait)})
     user = system.app.authenticate(body.email, body.password)
     if user is None:
+        throttle.failed(subjects)
         raise Problem(401, "the e-mail or the password is wrong")
+    throttle.succeeded(body.email)
     session, refresh_token = system.app.start_session(user, body.device_id)
     return token_pair(system, user, session, refresh_token)
 

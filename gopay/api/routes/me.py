@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 
 from gopay.api.deps import Caller, SystemDep, id_cursor
 from gopay.api.routes.auth import user_public
-from gopay.api.schemas import CompanyPublic, Page, UserPublic
+from gopay.api.schemas import CompanyPublic, Page, ProfileUpdate, UserPublic
 
 router = APIRouter(tags=["people"])
 
@@ -17,6 +17,16 @@ router = APIRouter(tags=["people"])
 def me(caller: Caller, system: SystemDep) -> UserPublic:
     system.catch_up_reads()
     user = system.app.get_user(caller.user_id)
+    wallet = system.read_side.wallets.wallet(user.wallet_id) if user.wallet_id else None
+    return user_public(user, frozen=bool(wallet and wallet["frozen"]))
+
+
+@router.patch("/v1/me", response_model=UserPublic)
+def update_me(body: ProfileUpdate, caller: Caller, system: SystemDep) -> UserPublic:
+    """Change your name, phone number or security preferences; nothing else."""
+    outcome = system.app.update_profile(caller.user_id, **body.model_dump(exclude_unset=True))
+    system.show(outcome.position)
+    user = outcome.value
     wallet = system.read_side.wallets.wallet(user.wallet_id) if user.wallet_id else None
     return user_public(user, frozen=bool(wallet and wallet["frozen"]))
 
