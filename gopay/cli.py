@@ -8,6 +8,7 @@ import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -49,9 +50,12 @@ def _serve(settings: Settings, database_url: str, host: str, port: int, workers:
     prepare_database(settings, database_url)
     settings.signing_key()  # created once here, before worker processes read it
     os.environ["GOPAY_DATABASE_URL"] = database_url
+    tls = {}
+    if settings.tls_cert and settings.tls_key:  # then HTTPS only: there is no plain listener
+        tls = {"ssl_certfile": str(settings.tls_cert), "ssl_keyfile": str(settings.tls_key)}
     uvicorn.run("gopay.api.app:create_app", factory=True, host=host, port=port,
                 workers=workers if workers > 1 else None, log_level="warning",
-                timeout_graceful_shutdown=10)
+                timeout_graceful_shutdown=10, **tls)
 
 
 @cli.command()
@@ -67,9 +71,16 @@ def up(host: Host = "127.0.0.1", port: Port = 8000) -> None:
 
 @cli.command()
 def serve(host: Host = "127.0.0.1", port: Port = 8000,
-          workers: Annotated[int, typer.Option(min=1, max=64, help="API processes.")] = 1) -> None:
+          workers: Annotated[int, typer.Option(min=1, max=64, help="API processes.")] = 1,
+          tls_cert: Annotated[Path | None, typer.Option(help="PEM certificate: serve HTTPS only.")] = None,
+          tls_key: Annotated[Path | None, typer.Option(help="PEM private key of the certificate.")] = None,
+          ) -> None:
     """Run the API alone (it keeps the read models current unless a worker already does)."""
     settings = Settings()
+    if (tls_cert is None) != (tls_key is None):
+        raise typer.BadParameter("--tls-cert and --tls-key go together")
+    if tls_cert and tls_key:
+        settings = settings.model_copy(update={"tls_cert": tls_cert, "tls_key": tls_key})
     with database(settings) as database_url:
         _serve(settings, database_url, host, port, workers)
 

@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     login_failures_per_account: int = 5
     login_failures_per_address: int = 50
     login_window_seconds: int = 900
+    # A PEM certificate and key: `gopay serve` then speaks HTTPS only.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
     # Run the projections inside `gopay serve` (one process at a time holds each of them).
     serve_runs_projections: bool = True
 

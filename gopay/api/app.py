@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from gopay.api.metrics import MetricsMiddleware
 from gopay.api.problems import install_problem_handlers
 from gopay.api.routes import admin, auth, health, me, transfers, wallet
+from gopay.api.security_headers import SecurityHeadersMiddleware
 from gopay.settings import Settings
 from gopay.system import System
 
@@ -42,6 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Mobile wallet and payments on an event-sourced double-entry ledger.",
         lifespan=lifespan,
     )
+    app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(MetricsMiddleware)
     install_problem_handlers(app)
     for module in (auth, me, wallet, transfers, admin, health):
