@@ -1,0 +1,95 @@
+"""Every endpoint checks the caller's role: the whole role-by-endpoint table, tried for real."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from tests.support import PASSWORD, Client, login, register, staff
+
+ROLES = ("anonymous", "person", "company", "agent",
+         "admin", "sub_admin", "auditor", "finance", "support")
+CUSTOMERS = {"person", "company", "agent"}
+STAFF = {"admin", "sub_admin", "auditor", "finance", "support"}
+SIGNED_IN = CUSTOMERS | STAFF
+
+# endpoint -> the roles it lets through (everyone else: 401 when anonymous, else 403)
+ALLOWED: dict[str, set[str]] = {
+    "GET /v1/me": SIGNED_IN,
+    "PATCH /v1/me": SIGNED_IN,
+    "GET /v1/companies": SIGNED_IN,
+    "GET /v1/transfers/{id}": SIGNED_IN,  # then 404 unless a party to it
+    "GET /v1/wallet": CUSTOMERS,
+    "GET /v1/wallet/transactions": CUSTOMERS,
+    "POST /v1/transfers": CUSTOMERS,
+    "GET /v1/admin/users": {"admin", "sub_admin", "auditor", "support"},
+    "POST /v1/admin/users/{id}/freeze": {"admin", "sub_admin"},
+    "POST /v1/admin/users/{id}/unfreeze": {"admin", "sub_admin"},
+    "POST /v1/admin/adjustments": {"admin"},
+    "POST /v1/auth/logout": SIGNED_IN,
+}
+
+
+@pytest.fixture(scope="module")
+def callers(server, server_env) -> dict[str, Client]:  # type: ignore[no-untyped-def]
+    found: dict[str, Client] = {"anonymous": Client(server.url)}
+    found["person"] = register(server.url)
+    found["company"] = register(server.url, kind="company", business_name="Shop",
+                                category="merchant")
+    found["agent"] = register(server.url, kind="agent")
+    for role in STAFF:
+        found[role] = staff(server.url, server_env, role)
+    return found
+
+
+@pytest.fixture(scope="module")
+def target(server) -> Client:  # type: ignore[no-untyped-def]
+    """The customer that staff endpoints act on."""
+    return register(server.url)
+
+
+def request(endpoint: str, client: Client, target: Client) -> httpx.Response:
+    method, path = endpoint.split(" ", 1)
+    path = path.replace("{id}", target.user["id"])
+    bodies: dict[str, Callable[[], object]] = {
+        "PATCH /v1/me": lambda: {"login_notifications": True},
+        "POST /v1/transfers": lambda: {"recipient": target.user["email"], "amount": 1,
+                                       "currency": "USD"},
+        "POST /v1/admin/adjustments": lambda: {
+            "wallet_id": target.user["wallet_id"], "direction": "credit", "amount": 1,
+            "currency": "USD", "reason": "role table check"},
+    }
+    body = bodies.get(endpoint, lambda: None)()
+    return client.http.request(method, path, json=body)
+
+
+@pytest.mark.parametrize("endpoint", sorted(ALLOWED))
+@pytest.mark.parametrize("role", ROLES)
+def test_role_table(endpoint: str, role: str, callers: dict[str, Client], target: Client) -> None:
+    """The endpoint lets exactly its roles through: 401 without a token, 403 for other roles."""
+    if endpoint == "POST /v1/auth/logout":
+        # Logging out ends the session the other cases use: sign in afresh for this one.
+        client = callers[role] if role == "anonymous" else _fresh_session(callers[role])
+    else:
+        client = callers[role]
+    response = request(endpoint, client, target)
+    if role in ALLOWED[endpoint]:
+        assert response.status_code not in (401, 403), (role, endpoint, response.text)
+        assert response.status_code < 500
+    else:
+        expected = 401 if role == "anonymous" else 403
+        assert response.status_code == expected, (role, endpoint, response.text)
+        assert response.json()["code"] == ("unauthenticated" if expected == 401 else "forbidden")
+
+
+def test_only_the_admin_moved_money(callers: dict[str, Client], target: Client) -> None:
+    """After the whole table the target holds exactly the admin's one minor unit (the
+    customers' transfers found empty wallets); no other role moved anything."""
+    [entry] = target.history()
+    assert (entry["type"], entry["amount"], entry["balance_after"]) == ("adjustment", 1, 1)
+
+
+def _fresh_session(client: Client) -> Client:
+    return login(client.base_url, client.get("/v1/me").json()["email"], PASSWORD)
