@@ -29,11 +29,17 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError, Application, LRUCache
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
+from prometheus_client import Counter, Histogram
 
 from gopay.aggregates.errors import DomainError
 
 T = TypeVar("T")
 TAggregate = TypeVar("TAggregate", bound=Aggregate)
+
+BATCH_SIZE = Histogram("gopay_commit_batch_commands", "Commands saved per group commit",
+                       buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
+CONFLICTS = Counter("gopay_commit_conflicts_total",
+                    "Group commits that lost a version race to another process")
 
 # Enough to amortise the fsync, small enough to keep one transaction short.
 MAX_BATCH = 256
@@ -294,6 +300,7 @@ class GroupCommitter:
             try:
                 recordings = self._app.save(*events) if events else []
             except IntegrityError:
+                CONFLICTS.inc()
                 ids = sorted({event.originator_id for event in events})
                 stale = self._conflicts(ids, unit.loaded_versions)
                 keep, retry = _split(accepted, stale or set(ids))
@@ -305,6 +312,7 @@ class GroupCommitter:
             positions = {(r.domain_event.originator_id, r.domain_event.originator_version):
                          r.notification.id for r in recordings}
             last = max(positions.values(), default=0)
+            BATCH_SIZE.observe(len(accepted))
             touched = set().union(*(pending.touched for pending in accepted))
             self.known.put(unit.aggregates(touched - unsaved))
             self.known.forget(unsaved)

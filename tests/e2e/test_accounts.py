@@ -250,6 +250,7 @@ class TestOperations:
         metrics = httpx.get(f"{server.url}/metrics").text
         assert "gopay_http_requests_total" in metrics
         assert "gopay_projection_lag_seconds" in metrics
+        assert "gopay_commit_batch_commands_count" in metrics
 
     def test_openapi_describes_the_api(self, server) -> None:
         spec = httpx.get(f"{server.url}/openapi.json").json()
