@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +33,8 @@ from eventsourcing.persistence import IntegrityError
 from prometheus_client import Counter, Histogram
 
 from gopay.aggregates.errors import DomainError
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 TAggregate = TypeVar("TAggregate", bound=Aggregate)
@@ -250,11 +253,12 @@ class GroupCommitter:
             unit.prefetch_absent([i for pending in batch for i in pending.probes], self._stored)
             accepted, again = self._run_commands(unit, batch)
             again += self._save(unit, accepted)
-        except BaseException as error:  # the store failed: every unanswered caller hears it
+        except Exception as error:  # the store failed: this batch's callers hear it, nobody else's
+            log.exception("group commit failed")
             for pending in batch:
                 if not pending.done.is_set():
                     pending.answer(error=error)
-            raise
+            return
         for pending in again:
             pending.rounds += 1
             if pending.rounds >= MAX_ROUNDS:

@@ -139,3 +139,38 @@ class TestTwoProcesses:
         system.read_side.catch_up()
         assert system.read_side.wallets.ledger_totals() == {"USD": 0}
         assert len(moved) > 100
+
+
+class TestStoreOutage:
+    def test_callers_hear_the_failure_and_nothing_runs_later(self, tmp_path) -> None:
+        """While PostgreSQL is down a command fails; once it is back, nothing failed runs by itself."""
+        import warnings
+
+        from gopay.settings import Settings
+        from gopay.system import prepare_database
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from gopay.embedded_postgres import EmbeddedPostgres
+        server = EmbeddedPostgres(tmp_path / "pg").start()
+        try:
+            settings = Settings(database_url=server.url, var_dir=tmp_path / "var")
+            prepare_database(settings, server.url)
+            system = System.connect(settings, server.url)
+            alice, bob = open_wallets(system.app, 2, 1_000)
+
+            def send() -> None:
+                system.app.transfer(sender_id=alice.id, sender_wallet_id=alice.wallet_id,
+                                    recipient=bob.email, money=Money(100, "USD"), note="",
+                                    idempotency_key=None, fingerprint="f")
+
+            server.stop(mode="immediate")
+            with pytest.raises(Exception):  # noqa: B017 - any store error, as long as it is raised
+                send()
+            server.start()
+            send()
+            assert system.app.get_wallet(alice.wallet_id).balance == 900
+            assert system.app.get_wallet(bob.wallet_id).balance == 1_100
+            system.close()
+        finally:
+            server.destroy()
