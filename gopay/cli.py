@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 import warnings
 from collections.abc import Iterator
@@ -33,6 +34,9 @@ def database(settings: Settings) -> Iterator[str]:
     if settings.database_url:
         yield settings.database_url
         return
+    # uvicorn re-raises SIGTERM after its graceful shutdown; the default action would end the
+    # process before the `finally` below stops PostgreSQL. Exit normally instead.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the wheel warns about XDG_RUNTIME_DIR on import
         from gopay.embedded_postgres import EmbeddedPostgres
