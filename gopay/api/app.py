@@ -4,16 +4,31 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import anyio.to_thread
 from fastapi import FastAPI
 
 from gopay.api.metrics import MetricsMiddleware
-from gopay.api.problems import install_problem_handlers
+from gopay.api.problems import MEDIA_TYPE, install_problem_handlers
 from gopay.api.routes import admin, auth, health, me, transfers, wallet
+from gopay.api.schemas import Problem
 from gopay.api.security_headers import SecurityHeadersMiddleware
 from gopay.settings import Settings
 from gopay.system import System
+
+# Every operation may answer these, always as application/problem+json.
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"description": description,
+             "content": {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+    for status, description in (
+        (400, "Malformed request"), (401, "Not signed in, or the token is not valid"),
+        (403, "Your role does not allow this"), (404, "No such resource (or not yours)"),
+        (409, "Conflict: idempotency key, state, or a taken e-mail or phone"),
+        (413, "Request too large"), (415, "Unsupported media type"),
+        (422, "Invalid input or a refused payment"), (423, "Account frozen"),
+        (429, "Too many attempts"), (503, "Not ready"))
+}
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -38,6 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             system.close()
 
     app = FastAPI(
+        responses=PROBLEM_RESPONSES,
         title="GoPay",
         version="1.0.0",
         summary="Mobile wallet and payments on an event-sourced double-entry ledger.",
@@ -46,6 +62,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(MetricsMiddleware)
     install_problem_handlers(app)
+    _document_problems(app)
     for module in (auth, me, wallet, transfers, admin, health):
         app.include_router(module.router)
     return app
+
+
+def _document_problems(app: FastAPI) -> None:
+    """Put the Problem schema into the OpenAPI document the responses above refer to."""
+    default_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = default_openapi()
+            schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = (
+                Problem.model_json_schema())
+            for path in schema["paths"].values():
+                for operation in path.values():
+                    # FastAPI's own 422 body is not what GoPay sends; it sends a problem.
+                    operation.get("responses", {}).get("422", {})["content"] = {
+                        MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

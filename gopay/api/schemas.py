@@ -34,9 +34,13 @@ def _known_country(code: str) -> str:
 
 
 Amount = Annotated[StrictInt, Field(gt=0, le=MAX_AMOUNT, description="Minor units, e.g. 1050 = 10.50")]
-Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$"), AfterValidator(_known_currency)]
+Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$"), AfterValidator(_known_currency),
+                     Field(json_schema_extra={"enum": sorted(CURRENCIES)},
+                           description="ISO 4217 code of a currency GoPay holds")]
 Phone = Annotated[str, StringConstraints(pattern=r"^\+[1-9][0-9]{6,14}$")]
-Country = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$"), AfterValidator(_known_country)]
+Country = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$"), AfterValidator(_known_country),
+                    Field(json_schema_extra={"enum": sorted(c.alpha_2 for c in pycountry.countries)},
+                          description="ISO 3166-1 alpha-2 country code")]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Password = Annotated[str, StringConstraints(min_length=MIN_LENGTH, max_length=256)]
@@ -45,6 +49,16 @@ Password = Annotated[str, StringConstraints(min_length=MIN_LENGTH, max_length=25
 UtcDatetime = Annotated[datetime, AfterValidator(lambda moment: moment.astimezone(UTC))]
 
 T = TypeVar("T")
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details; `code` is the stable machine word."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
 
 
 class Page(BaseModel, Generic[T]):
