@@ -214,7 +214,6 @@ class GroupCommitter:
         self._leading = threading.Lock()
         self._batch_done = threading.Condition()
         self.batches = 0
-        self.commands = 0
 
     def execute(self, command: Callable[[UnitOfWork], T],
                 probes: tuple[UUID, ...] = ()) -> tuple[T, int]:
@@ -268,7 +267,6 @@ class GroupCommitter:
             with self._queue_lock:
                 self._queue[:0] = again
         self.batches += 1
-        self.commands += len(batch) - len(again)
 
     def _run_commands(self, unit: UnitOfWork, batch: list[_Pending[Any]]
                       ) -> tuple[list[_Pending[Any]], list[_Pending[Any]]]:

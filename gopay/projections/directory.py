@@ -48,11 +48,6 @@ class DirectoryView(PagedView):
             cursor.executemany("UPDATE users SET full_name = %s, phone = %s WHERE id = %s",
                                self._profiles)
 
-    def user(self, user_id: UUID) -> dict[str, Any] | None:
-        with self.datastore.transaction(commit=False) as cursor:
-            cursor.execute("SELECT * FROM users WHERE id = %s", (user_id,))
-            return cursor.fetchone()
-
     def search(self, text: str | None, *, kinds: tuple[str, ...], limit: int,
                after: str | None = None) -> list[dict[str, Any]]:
         """Users of these kinds whose e-mail, name, business or phone contains `text`, newest first."""

@@ -40,7 +40,6 @@ class PagedProjectionRunner:
         self.is_leader = False
         # The position this runner last committed, while it leads (saves polling the table).
         self.committed_position: int | None = None
-        self.last_error: BaseException | None = None
         self._stopping = threading.Event()
         self._lock_key = zlib.crc32(f"gopay-projection/{projection.name}".encode())
         self._thread = threading.Thread(target=self._run, name=projection.name, daemon=True)
@@ -86,8 +85,7 @@ class PagedProjectionRunner:
         while not self._stopping.is_set():
             try:
                 self._lead()
-            except Exception as error:  # the database went away or a page failed: retry
-                self.last_error = error
+            except Exception:  # the database went away or a page failed: retry
                 log.exception("projection %s stopped; retrying", self.projection.name)
                 self._stopping.wait(1.0)
             finally:
@@ -103,7 +101,6 @@ class PagedProjectionRunner:
             conn.execute(f'LISTEN "{self.app.recorder.channel_name}"')  # type: ignore[attr-defined]
             self.committed_position = self.view.position(self.app.name)
             self.is_leader = True
-            self.last_error = None
             while not self._stopping.is_set():
                 if not self.process_page():
                     # Caught up: sleep until the next commit is announced (or a short while).

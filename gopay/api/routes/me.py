@@ -6,9 +6,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from gopay.aggregates.user import User
 from gopay.api.deps import Caller, SystemDep, id_cursor
 from gopay.api.routes.auth import user_public
 from gopay.api.schemas import CompanyPublic, Page, ProfileUpdate, UserPublic
+from gopay.system import System
 
 router = APIRouter(tags=["people"])
 
@@ -16,9 +18,7 @@ router = APIRouter(tags=["people"])
 @router.get("/v1/me", response_model=UserPublic)
 def me(caller: Caller, system: SystemDep) -> UserPublic:
     system.catch_up_reads()
-    user = system.app.get_user(caller.user_id)
-    wallet = system.read_side.wallets.wallet(user.wallet_id) if user.wallet_id else None
-    return user_public(user, frozen=bool(wallet and wallet["frozen"]))
+    return _profile(system, system.app.get_user(caller.user_id))
 
 
 @router.patch("/v1/me", response_model=UserPublic)
@@ -26,7 +26,11 @@ def update_me(body: ProfileUpdate, caller: Caller, system: SystemDep) -> UserPub
     """Change your name, phone number or security preferences; nothing else."""
     outcome = system.app.update_profile(caller.user_id, **body.model_dump(exclude_unset=True))
     system.show(outcome.position)
-    user = outcome.value
+    return _profile(system, outcome.value)
+
+
+def _profile(system: System, user: User) -> UserPublic:
+    """The user as they see themselves, with their wallet's frozen flag from the read side."""
     wallet = system.read_side.wallets.wallet(user.wallet_id) if user.wallet_id else None
     return user_public(user, frozen=bool(wallet and wallet["frozen"]))
 
