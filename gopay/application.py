@@ -9,6 +9,7 @@ from uuid import UUID, uuid4, uuid5
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import Mapper
 from psycopg.sql import SQL, Identifier
 
 from gopay.aggregates.errors import (
@@ -25,10 +26,20 @@ from gopay.aggregates.ledger import LEDGER_NAMESPACE, Posting, SystemAccount
 from gopay.aggregates.money import Money
 from gopay.aggregates.payment_order import PaymentOrder, order_id_for
 from gopay.aggregates.session import Session, SessionRevoked, token_digest
-from gopay.aggregates.user import CUSTOMER_KINDS, STAFF_ROLES, EmailIndex, PhoneIndex, User
+from gopay.aggregates.user import (
+    CUSTOMER_KINDS,
+    PERSONAL_FIELDS,
+    STAFF_ROLES,
+    EmailIndex,
+    PhoneIndex,
+    User,
+)
 from gopay.aggregates.wallet import Wallet
 from gopay.group_commit import GroupCommitter, UnitOfWork
+from gopay.security.data_keys import DataKeys
+from gopay.security.keyring import KeyRing
 from gopay.security.passwords import hash_password, needs_rehash, verify_password
+from gopay.security.sealing import SealingMapper
 from gopay.security.tokens import new_refresh_token, split_refresh_token
 
 T = TypeVar("T")
@@ -85,9 +96,15 @@ class GoPay(Application[UUID]):
         "DEEPCOPY_FROM_AGGREGATE_CACHE": "n",
     }
 
-    def __init__(self, env: dict[str, str] | None = None) -> None:
+    def __init__(self, key_ring: KeyRing, env: dict[str, str] | None = None) -> None:
+        self.data_keys = DataKeys(key_ring)
         super().__init__(env)
+        self.data_keys.datastore = self.recorder.datastore  # type: ignore[attr-defined]
         self.committer = GroupCommitter(self, self._stale_aggregates, self._stored_aggregates)
+
+    def construct_mapper(self) -> Mapper[UUID]:
+        """Stored events hold personal data sealed under each user's data key."""
+        return SealingMapper(self.construct_transcoder(), self.data_keys, PERSONAL_FIELDS)
 
     # People, companies, agents and staff
 
@@ -102,6 +119,7 @@ class GoPay(Application[UUID]):
         user_id = (uuid5(LEDGER_NAMESPACE, f"register/{email}/{r.idempotency_key}")
                    if r.idempotency_key else uuid4())
         password_hash = hash_password(r.password)  # slow on purpose: outside the batch
+        self.data_keys.ensure(user_id)
 
         def command(unit: UnitOfWork) -> User:
             existing = unit.find(user_id, User) if r.idempotency_key else None

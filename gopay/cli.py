@@ -21,8 +21,10 @@ cli = typer.Typer(help="GoPay: mobile wallet and payments on an event-sourced le
                   no_args_is_help=True, pretty_exceptions_enable=False)
 staff_cli = typer.Typer(help="Staff accounts.", no_args_is_help=True)
 projections_cli = typer.Typer(help="Read models.", no_args_is_help=True)
+keys_cli = typer.Typer(help="Master keys for data at rest.", no_args_is_help=True)
 cli.add_typer(staff_cli, name="staff")
 cli.add_typer(projections_cli, name="projections")
+cli.add_typer(keys_cli, name="keys")
 
 Host = Annotated[str, typer.Option(help="Address to listen on.")]
 Port = Annotated[int, typer.Option(help="Port to listen on.")]
@@ -52,7 +54,8 @@ def _serve(settings: Settings, database_url: str, host: str, port: int, workers:
     from gopay.system import prepare_database
 
     prepare_database(settings, database_url)
-    settings.signing_key()  # created once here, before worker processes read it
+    settings.signing_key()  # both created once here, before worker processes read them
+    settings.key_ring()
     os.environ["GOPAY_DATABASE_URL"] = database_url
     tls = {}
     if settings.tls_cert and settings.tls_key:  # then HTTPS only: there is no plain listener
@@ -151,6 +154,42 @@ def projections_rebuild() -> None:
             typer.echo(f"rebuilt up to position {system.read_side.position()}")
         finally:
             system.close()
+
+
+@keys_cli.command("generate")
+def keys_generate() -> None:
+    """Print a fresh `id:base64key` entry, to put first in GOPAY_ENCRYPTION_KEYS."""
+    from gopay.security.keyring import KeyRing
+
+    typer.echo(KeyRing.new_entry())
+
+
+@keys_cli.command("rotate")
+def keys_rotate(new_key: Annotated[bool, typer.Option(
+        help="First add a fresh key to the front of the ring kept under var/.")] = False) -> None:
+    """Re-wrap every data key under the first master key; then older keys can be deleted."""
+    from gopay.security.keyring import KeyRing
+    from gopay.system import System, prepare_database
+
+    settings = Settings()
+    if new_key:
+        if settings.encryption_keys:
+            raise typer.BadParameter("the ring comes from GOPAY_ENCRYPTION_KEYS: put the new key "
+                                     "first there (`gopay keys generate` makes one)")
+        ring_file = settings.var_dir / "encryption_keys"
+        ring_file.write_text(f"{KeyRing.new_entry()},{settings.key_ring_text()}")
+    ring = settings.key_ring()
+    with database(settings) as database_url:
+        prepare_database(settings, database_url)
+        system = System.connect(settings, database_url)
+        try:
+            rewrapped = system.app.data_keys.rotate()
+            in_use = system.app.data_keys.master_keys_in_use()
+        finally:
+            system.close()
+    typer.echo(f"re-wrapped {rewrapped} data keys under {ring.current_id}")
+    unused = [key_id for key_id in ring.key_ids if key_id not in in_use]
+    typer.echo(f"master keys no longer needed: {', '.join(unused) or 'none'}")
 
 
 def main() -> None:

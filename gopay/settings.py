@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from gopay.security.keyring import KeyRing
 
 
 class Settings(BaseSettings):
@@ -15,6 +18,8 @@ class Settings(BaseSettings):
 
     database_url: str | None = None
     secret_key: str | None = None
+    # Master keys for data at rest, `id1:base64key,id2:base64key`; the first one encrypts.
+    encryption_keys: str | None = None
     var_dir: Path = Path("var")
     access_token_minutes: int = 15
     refresh_token_days: int = 30
@@ -35,12 +40,21 @@ class Settings(BaseSettings):
 
     def signing_key(self) -> str:
         """The token signing key: configured, or generated once and kept under var/."""
-        if self.secret_key:
-            return self.secret_key
-        path = self.var_dir / "secret_key"
+        return self.secret_key or self._kept("secret_key", lambda: secrets.token_urlsafe(48))
+
+    def key_ring(self) -> KeyRing:
+        """The master keys for data at rest: configured, or generated once and kept under var/."""
+        return KeyRing.parse(self.key_ring_text())
+
+    def key_ring_text(self) -> str:
+        return self.encryption_keys or self._kept("encryption_keys", KeyRing.new_entry)
+
+    def _kept(self, name: str, generate: Callable[[], str]) -> str:
+        """A secret kept in a file under var/ that only this user can read, made on first use."""
+        path = self.var_dir / name
         if not path.exists():
             self.var_dir.mkdir(parents=True, exist_ok=True)
             path.touch(mode=0o600)
-            path.write_text(secrets.token_urlsafe(48))
+            path.write_text(generate())
         return path.read_text().strip()
 

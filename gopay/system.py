@@ -11,7 +11,7 @@ from prometheus_client import Counter
 
 from gopay.application import GoPay, application_env
 from gopay.projections.read_side import ReadSide
-from gopay.security import login_throttle
+from gopay.security import data_keys, login_throttle
 from gopay.security.login_throttle import LoginThrottle
 from gopay.settings import Settings
 
@@ -38,7 +38,7 @@ class System:
     def connect(cls, settings: Settings, database_url: str, *, create_tables: bool = False) -> System:
         env = {**application_env(database_url, pool_size=settings.db_pool_size),
                "CREATE_TABLE": "y" if create_tables else "n"}
-        app = GoPay(env=env)
+        app = GoPay(settings.key_ring(), env=env)
         throttle = LoginThrottle(app.recorder.datastore,  # type: ignore[attr-defined]
                                  per_account=settings.login_failures_per_account,
                                  per_address=settings.login_failures_per_address,
@@ -81,5 +81,6 @@ def prepare_database(settings: Settings, database_url: str) -> None:
         try:
             System.connect(settings, database_url, create_tables=True).close()
             conn.execute(login_throttle.CREATE_TABLE)
+            conn.execute(data_keys.CREATE_TABLE)
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK,))

@@ -81,3 +81,10 @@ class PhoneIndex(Aggregate):
     @event("Released")
     def release(self) -> None:
         self.user_id = None
+
+
+# Personal data, sealed with the user's data key in the stored events (gopay/security/sealing.py).
+PERSONAL_FIELDS: dict[type, tuple[str, ...]] = {
+    User.Registered: ("email", "full_name", "phone"),
+    User.ProfileChanged: ("full_name", "phone"),
+}

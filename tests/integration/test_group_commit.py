@@ -44,7 +44,7 @@ def version_gaps(database_url: str) -> list[tuple]:
 @pytest.fixture
 def second_app(system: System, database_url: str) -> Iterator[GoPay]:
     """Another process's application over the same database (its own memory, its own pool)."""
-    app = GoPay(env=application_env(database_url))
+    app = GoPay(system.settings.key_ring(), env=application_env(database_url))
     yield app
     app.close()
 
@@ -131,7 +131,7 @@ class TestTwoProcesses:
         for _, payer, payee, amount in {m[0]: m for m in moved}.values():
             expected[payer] -= amount
             expected[payee] += amount
-        fresh = GoPay(env=application_env(database_url))  # replays from the store
+        fresh = GoPay(system.settings.key_ring(), env=application_env(database_url))  # replays
         try:
             assert {w: fresh.get_wallet(w).balance for w in expected} == expected
         finally:

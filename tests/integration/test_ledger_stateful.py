@@ -172,8 +172,9 @@ class LedgerMachine(RuleBasedStateMachine):
         self.system = System.connect(config, self.database_url)
         self.app = self.system.app
         # The same event store without an aggregate cache: every read replays the events.
-        self.replayer = GoPay(env={**application_env(self.database_url, pool_size=1),
-                                   "AGGREGATE_CACHE_MAXSIZE": ""})
+        self.replayer = GoPay(config.key_ring(),
+                              env={**application_env(self.database_url, pool_size=1),
+                                    "AGGREGATE_CACHE_MAXSIZE": ""})
         assert self.replayer.repository.cache is None
         self.admin_id = register_admin(self.app)
         self.wallets: dict[UUID, Customer] = {}

@@ -1,0 +1,122 @@
+"""Data keys: one AES-256 key per subject (a user), kept wrapped by the key ring in PostgreSQL.
+
+Personal fields and vaulted card numbers are sealed with their owner's data key. Rotating the
+master key re-wraps these small keys and never touches the sealed data, so the event store
+stays immutable while the old master key can still be deleted.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import threading
+from collections import OrderedDict
+from typing import Any
+from uuid import UUID
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from gopay.security.keyring import NONCE_BYTES, KeyRing
+
+CREATE_TABLE = """
+CREATE TABLE IF NOT EXISTS data_keys (
+    subject_id uuid PRIMARY KEY,
+    master_key_id text NOT NULL,
+    wrapped bytea NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+)"""
+
+SEALED_PREFIX = "sealed:v1:"
+
+
+class SealBroken(ValueError):
+    """A sealed value that does not open with its owner's data key (tampered or misplaced)."""
+
+
+class DataKeys:
+    """Per-subject data keys: created on first use, cached unwrapped in this process."""
+
+    def __init__(self, key_ring: KeyRing, datastore: Any = None, cache_size: int = 100_000) -> None:
+        self.key_ring = key_ring
+        self.datastore = datastore  # the event store's (eventsourcing PostgresDatastore)
+        self._cache: OrderedDict[UUID, AESGCM] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+
+    def seal(self, subject: UUID, purpose: str, text: str) -> str:
+        """`text` encrypted under the subject's data key, bound to subject and purpose."""
+        nonce = os.urandom(NONCE_BYTES)
+        sealed = self._cipher(subject).encrypt(nonce, text.encode(), _context(subject, purpose))
+        return SEALED_PREFIX + base64.b64encode(nonce + sealed).decode()
+
+    def unseal(self, subject: UUID, purpose: str, sealed: str) -> str:
+        if not sealed.startswith(SEALED_PREFIX):
+            raise SealBroken(f"{purpose} of {subject} is not sealed")
+        raw = base64.b64decode(sealed[len(SEALED_PREFIX):])
+        try:
+            plain = self._cipher(subject).decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:],
+                                                  _context(subject, purpose))
+        except InvalidTag:
+            raise SealBroken(f"{purpose} of {subject} does not open") from None
+        return plain.decode()
+
+    def ensure(self, subject: UUID) -> None:
+        """Create the subject's data key now (so that commands never wait for it)."""
+        self._cipher(subject)
+
+    def rotate(self, batch: int = 1000) -> int:
+        """Re-wrap every data key under the current master key; how many were re-wrapped."""
+        current = self.key_ring.current_id
+        rewrapped = 0
+        while True:
+            with self.datastore.transaction(commit=True) as cursor:
+                cursor.execute(
+                    "SELECT subject_id, master_key_id, wrapped FROM data_keys "
+                    "WHERE master_key_id <> %s LIMIT %s FOR UPDATE SKIP LOCKED", (current, batch))
+                rows = cursor.fetchall()
+                for row in rows:
+                    subject = row["subject_id"]
+                    context = subject.bytes
+                    data_key = self.key_ring.unwrap(row["master_key_id"], row["wrapped"], context)
+                    key_id, wrapped = self.key_ring.wrap(data_key, context)
+                    cursor.execute("UPDATE data_keys SET master_key_id = %s, wrapped = %s "
+                                   "WHERE subject_id = %s", (key_id, wrapped, subject))
+            rewrapped += len(rows)
+            if len(rows) < batch:
+                return rewrapped
+
+    def master_keys_in_use(self) -> dict[str, int]:
+        """How many data keys each master key wraps (an old key with none can be deleted)."""
+        with self.datastore.transaction(commit=False) as cursor:
+            cursor.execute("SELECT master_key_id, count(*) AS n FROM data_keys GROUP BY 1")
+            return {row["master_key_id"]: row["n"] for row in cursor.fetchall()}
+
+    def _cipher(self, subject: UUID) -> AESGCM:
+        with self._lock:
+            cipher = self._cache.get(subject)
+            if cipher is not None:
+                self._cache.move_to_end(subject)
+                return cipher
+        cipher = AESGCM(self._load_or_create(subject))
+        with self._lock:
+            self._cache[subject] = cipher
+            if len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return cipher
+
+    def _load_or_create(self, subject: UUID) -> bytes:
+        context = subject.bytes
+        key_id, wrapped = self.key_ring.wrap(AESGCM.generate_key(bit_length=256), context)
+        with self.datastore.transaction(commit=True) as cursor:
+            cursor.execute(
+                "INSERT INTO data_keys (subject_id, master_key_id, wrapped) VALUES (%s, %s, %s) "
+                "ON CONFLICT (subject_id) DO NOTHING", (subject, key_id, wrapped))
+            cursor.execute("SELECT master_key_id, wrapped FROM data_keys WHERE subject_id = %s",
+                           (subject,))
+            row = cursor.fetchone()
+        return self.key_ring.unwrap(row["master_key_id"], row["wrapped"], context)
+
+
+def _context(subject: UUID, purpose: str) -> bytes:
+    return subject.bytes + purpose.encode()
