@@ -24,6 +24,7 @@ from gopay.aggregates.errors import (
 )
 from gopay.aggregates.ledger import LEDGER_NAMESPACE, Posting, SystemAccount
 from gopay.aggregates.money import Money
+from gopay.aggregates.payment_method import PAYMENT_METHOD_SEALED_FIELDS
 from gopay.aggregates.payment_order import PaymentOrder, order_id_for
 from gopay.aggregates.session import Session, SessionRevoked, token_digest
 from gopay.aggregates.user import (
@@ -104,7 +105,8 @@ class GoPay(Application[UUID]):
 
     def construct_mapper(self) -> Mapper[UUID]:
         """Stored events hold personal data sealed under each user's data key."""
-        return SealingMapper(self.construct_transcoder(), self.data_keys, PERSONAL_FIELDS)
+        return SealingMapper(self.construct_transcoder(), self.data_keys,
+                             {**PERSONAL_FIELDS, **PAYMENT_METHOD_SEALED_FIELDS})
 
     # People, companies, agents and staff
 

@@ -11,7 +11,7 @@ from prometheus_client import Counter
 
 from gopay.application import GoPay, application_env
 from gopay.projections.read_side import ReadSide
-from gopay.security import data_keys, login_throttle
+from gopay.security import data_keys, login_throttle, vault
 from gopay.security.login_throttle import LoginThrottle
 from gopay.settings import Settings
 
@@ -82,5 +82,6 @@ def prepare_database(settings: Settings, database_url: str) -> None:
             System.connect(settings, database_url, create_tables=True).close()
             conn.execute(login_throttle.CREATE_TABLE)
             conn.execute(data_keys.CREATE_TABLE)
+            conn.execute(vault.CREATE_TABLE)
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK,))

@@ -15,7 +15,9 @@ from typing import Any
 from uuid import UUID
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from gopay.security.keyring import NONCE_BYTES, KeyRing
 
@@ -60,6 +62,16 @@ class DataKeys:
         except InvalidTag:
             raise SealBroken(f"{purpose} of {subject} does not open") from None
         return plain.decode()
+
+    def derive(self, subject: UUID, purpose: str) -> bytes:
+        """A 256-bit key for `purpose` derived from the subject's data key (HKDF-SHA256).
+
+        Rotation re-wraps the data key without changing it, so a derived key (that of the
+        vault's fingerprints, say) stays the same across master keys.
+        """
+        hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+                    info=b"gopay/derive/" + _context(subject, purpose))
+        return hkdf.derive(self._load_or_create(subject))
 
     def ensure(self, subject: UUID) -> None:
         """Create the subject's data key now (so that commands never wait for it)."""

@@ -24,6 +24,10 @@ ALLOWED: dict[str, set[str]] = {
     "GET /v1/wallet": CUSTOMERS,
     "GET /v1/wallet/transactions": CUSTOMERS,
     "POST /v1/transfers": CUSTOMERS,
+    "POST /v1/payment-methods": CUSTOMERS,
+    "GET /v1/payment-methods": CUSTOMERS,
+    "GET /v1/payment-methods/{id}": CUSTOMERS,  # then 404 unless their own
+    "DELETE /v1/payment-methods/{id}": CUSTOMERS,
     "GET /v1/admin/users": {"admin", "sub_admin", "auditor", "support"},
     "POST /v1/admin/users/{id}/freeze": {"admin", "sub_admin"},
     "POST /v1/admin/users/{id}/unfreeze": {"admin", "sub_admin"},
@@ -57,6 +61,9 @@ def request(endpoint: str, client: Client, target: Client) -> httpx.Response:
         "PATCH /v1/me": lambda: {"login_notifications": True},
         "POST /v1/transfers": lambda: {"recipient": target.user["email"], "amount": 1,
                                        "currency": "USD"},
+        "POST /v1/payment-methods": lambda: {
+            "type": "crypto", "crypto": {"network": "eth",
+                                         "address": "0x52908400098527886e0f7030069857d2e4169ee7"}},
         "POST /v1/admin/adjustments": lambda: {
             "wallet_id": target.user["wallet_id"], "direction": "credit", "amount": 1,
             "currency": "USD", "reason": "role table check"},
