@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
 from uuid import UUID, uuid4, uuid5
@@ -23,6 +23,7 @@ from gopay.aggregates.errors import (
     ValidationFailed,
 )
 from gopay.aggregates.ledger import LEDGER_NAMESPACE, Posting, SystemAccount
+from gopay.aggregates.limits import DEFAULT_LIMITS, LimitExceeded, TierLimits
 from gopay.aggregates.money import Money
 from gopay.aggregates.payment_method import PAYMENT_METHOD_SEALED_FIELDS
 from gopay.aggregates.payment_order import PaymentOrder, order_id_for
@@ -49,7 +50,7 @@ TAggregate = TypeVar("TAggregate", bound=Aggregate)
 # Refusals the ledger decides (not input errors): a keyed request that meets one records
 # a failed order, so repeating the key repeats the refusal instead of trying again.
 RECORDED_REFUSALS: dict[str, type[DomainError]] = {
-    error.code: error for error in (InsufficientFunds, AccountFrozen)
+    error.code: error for error in (InsufficientFunds, AccountFrozen, LimitExceeded)
 }
 
 
@@ -97,8 +98,10 @@ class GoPay(Application[UUID]):
         "DEEPCOPY_FROM_AGGREGATE_CACHE": "n",
     }
 
-    def __init__(self, key_ring: KeyRing, env: dict[str, str] | None = None) -> None:
+    def __init__(self, key_ring: KeyRing, env: dict[str, str] | None = None,
+                 limits: Mapping[str, TierLimits] = DEFAULT_LIMITS) -> None:
         self.data_keys = DataKeys(key_ring)
+        self.limits = limits
         super().__init__(env)
         self.data_keys.datastore = self.recorder.datastore  # type: ignore[attr-defined]
         self.committer = GroupCommitter(self, self._stale_aggregates, self._stored_aggregates)
@@ -186,7 +189,7 @@ class GoPay(Application[UUID]):
         return user
 
     def find_user(self, email: str) -> User | None:
-        index = self._find(EmailIndex.id_for(email), EmailIndex)
+        index = self.find(EmailIndex.id_for(email), EmailIndex)
         return self.get_user(index.user_id) if index else None
 
     def get_user(self, user_id: UUID) -> User:
@@ -197,6 +200,10 @@ class GoPay(Application[UUID]):
 
     def get_order(self, order_id: UUID) -> PaymentOrder:
         return self._get(order_id, PaymentOrder, "payment")
+
+    def order_exists(self, caller_id: UUID, operation: str, idempotency_key: str) -> bool:
+        """Whether this caller already used this key for this operation."""
+        return self.find(order_id_for(caller_id, operation, idempotency_key), PaymentOrder) is not None
 
     # Sessions
 
@@ -212,7 +219,7 @@ class GoPay(Application[UUID]):
     def refresh_session(self, refresh_token: str) -> tuple[Session, User, str]:
         """Rotate a refresh token; a used one revokes its whole session."""
         parsed = split_refresh_token(refresh_token)
-        if parsed is None or self._find(parsed[0], Session) is None:
+        if parsed is None or self.find(parsed[0], Session) is None:
             raise SessionRevoked("this refresh token is not valid")
         session_id, secret = parsed
         new_token, new_secret = new_refresh_token(session_id)
@@ -226,7 +233,7 @@ class GoPay(Application[UUID]):
         self._change(session_id, Session, lambda session: session.revoke(reason=reason))
 
     def session_is_active(self, session_id: UUID) -> bool:
-        session = self._find(session_id, Session)
+        session = self.find(session_id, Session)
         return session is not None and not session.revoked
 
     # Moving money
@@ -250,9 +257,11 @@ class GoPay(Application[UUID]):
 
             def post() -> None:
                 payer.debit(money, entry_id=order_id, entry_type="transfer",
-                            counterparty=str(payee.id), reference=note)
+                            counterparty=str(payee.id), reference=note,
+                            limits=self.limits[payer.tier])
                 payee.credit(money, entry_id=order_id, entry_type="transfer",
-                             counterparty=str(payer.id), reference=note)
+                             counterparty=str(payer.id), reference=note,
+                             limits=self.limits[payee.tier])
                 created.succeed(Posting(payer.id, -money.amount, money.currency),
                                 Posting(payee.id, money.amount, money.currency))
 
@@ -381,12 +390,12 @@ class GoPay(Application[UUID]):
             return {row["originator_id"]: row["version"] for row in cursor.fetchall()}
 
     def _get(self, aggregate_id: UUID, kind: type[TAggregate], noun: str) -> TAggregate:
-        found = self._find(aggregate_id, kind)
+        found = self.find(aggregate_id, kind)
         if found is None:
             raise NotFound(f"{noun} not found")
         return found
 
-    def _find(self, aggregate_id: UUID, kind: type[TAggregate]) -> TAggregate | None:
+    def find(self, aggregate_id: UUID, kind: type[TAggregate]) -> TAggregate | None:
         try:
             aggregate = self.repository.get(aggregate_id)
         except AggregateNotFoundError:

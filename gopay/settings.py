@@ -5,9 +5,12 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
+from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gopay.aggregates.limits import DEFAULT_LIMITS, TierLimits
 from gopay.security.keyring import KeyRing
 
 
@@ -32,11 +35,22 @@ class Settings(BaseSettings):
     login_failures_per_account: int = 5
     login_failures_per_address: int = 50
     login_window_seconds: int = 900
+    # What each KYC tier may spend and hold, in minor units, as JSON:
+    # {"unverified": {"per_payment": 10000, "per_day": 30000, "max_balance": 100000}, ...}
+    kyc_limits: dict[Literal["unverified", "verified"], TierLimits] = DEFAULT_LIMITS
+    # Payments from this amount (minor units) up need a fresh 2FA code, when 2FA is on.
+    step_up_amount: int = 50_000
     # A PEM certificate and key: `gopay serve` then speaks HTTPS only.
     tls_cert: Path | None = None
     tls_key: Path | None = None
     # Run the projections inside `gopay serve` (one process at a time holds each of them).
     serve_runs_projections: bool = True
+
+    @field_validator("kyc_limits")
+    @classmethod
+    def _every_tier(cls, limits: dict[str, TierLimits]) -> dict[str, TierLimits]:
+        """A tier left out of GOPAY_KYC_LIMITS keeps its default limits."""
+        return {**DEFAULT_LIMITS, **limits}
 
     def signing_key(self) -> str:
         """The token signing key: configured, or generated once and kept under var/."""

@@ -10,6 +10,7 @@ import psycopg
 from prometheus_client import Counter
 
 from gopay.application import GoPay, application_env
+from gopay.identity import Identity
 from gopay.projections.read_side import ReadSide
 from gopay.security import data_keys, login_throttle, vault
 from gopay.security.login_throttle import LoginThrottle
@@ -33,18 +34,19 @@ class System:
     app: GoPay
     read_side: ReadSide
     login_throttle: LoginThrottle
+    identity: Identity
 
     @classmethod
     def connect(cls, settings: Settings, database_url: str, *, create_tables: bool = False) -> System:
         env = {**application_env(database_url, pool_size=settings.db_pool_size),
                "CREATE_TABLE": "y" if create_tables else "n"}
-        app = GoPay(settings.key_ring(), env=env)
+        app = GoPay(settings.key_ring(), env=env, limits=settings.kyc_limits)
         throttle = LoginThrottle(app.recorder.datastore,  # type: ignore[attr-defined]
                                  per_account=settings.login_failures_per_account,
                                  per_address=settings.login_failures_per_address,
                                  window=timedelta(seconds=settings.login_window_seconds))
         return cls(settings, app, ReadSide(app, database_url, create_tables=create_tables),
-                   throttle)
+                   throttle, Identity(app))
 
     def catch_up_reads(self) -> None:
         """Before a query: wait until the read side shows everything committed so far.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import tempfile
 import warnings
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ import pytest
 
 from gopay.settings import Settings
 from gopay.system import System, prepare_database
+from tests.support import SECRET_KEY, UNLIMITED
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -46,7 +48,7 @@ def new_database(server: EmbeddedPostgres) -> str:
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str) -> Settings:
     return Settings(database_url=database_url, var_dir=tmp_path / "var",
-                    secret_key="test-signing-key-that-is-long-enough-for-hs256")
+                    secret_key=SECRET_KEY, kyc_limits=json.loads(UNLIMITED))
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -17,6 +18,9 @@ import httpx
 
 PASSWORD = "correct horse battery"
 SECRET_KEY = "test-signing-key-that-is-long-enough-for-hs256"
+# Limits no test reaches unless it is about limits (those run with the real defaults).
+NO_LIMIT = {"per_payment": 10**18, "per_day": 10**18, "max_balance": 10**18}
+UNLIMITED = json.dumps({"unverified": NO_LIMIT, "verified": NO_LIMIT})
 
 
 def free_port() -> int:
@@ -27,7 +31,7 @@ def free_port() -> int:
 
 def gopay_env(database_url: str, var_dir: Path, **extra: str) -> dict[str, str]:
     env = {**os.environ, "GOPAY_DATABASE_URL": database_url, "GOPAY_VAR_DIR": str(var_dir),
-           "GOPAY_SECRET_KEY": SECRET_KEY}
+           "GOPAY_SECRET_KEY": SECRET_KEY, "GOPAY_KYC_LIMITS": UNLIMITED}
     env.update(extra)
     return env
 
@@ -112,8 +116,8 @@ class Client:
         return self.http.get(path, **kwargs)
 
     def post(self, path: str, json: Any = None, key: str | None = None,
-             **kwargs: Any) -> httpx.Response:
-        headers = {"Idempotency-Key": key} if key else {}
+             headers: dict[str, str] | None = None, **kwargs: Any) -> httpx.Response:
+        headers = {**(headers or {}), **({"Idempotency-Key": key} if key else {})}
         return self.http.post(path, json=json, headers=headers, **kwargs)
 
     def balance(self) -> int:

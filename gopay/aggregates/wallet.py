@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime
+from typing import Any
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
@@ -12,6 +14,7 @@ from gopay.aggregates.errors import (
     InsufficientFunds,
     ValidationFailed,
 )
+from gopay.aggregates.limits import SPENDING_TYPES, TIERS, LimitExceeded, TierLimits
 from gopay.aggregates.money import Money
 
 
@@ -25,27 +28,48 @@ class Wallet(Aggregate):
         self.balance = 0
         self.held = 0
         self.frozen = False
+        self.tier = "unverified"
+        # What the owner spent on `spent_day` (UTC), for the daily limit.
+        self.spent_day: str | None = None
+        self.spent_today = 0
 
     @property
     def available(self) -> int:
         return self.balance - self.held
 
+    def spent_on(self, day: date) -> int:
+        """Spending that counts on `day`: a clock that stepped back counts towards the later day."""
+        return self.spent_today if self.spent_day and self.spent_day >= day.isoformat() else 0
+
     def debit(self, money: Money, *, entry_id: UUID, entry_type: str,
-              counterparty: str, reference: str) -> None:
-        """Take money out; refused when frozen or when it would leave less than nothing."""
+              counterparty: str, reference: str, limits: TierLimits | None = None,
+              on: date | None = None) -> None:
+        """Take money out; refused when frozen, over the tier's limits, or below zero."""
         self._check_currency(money)
         if self.frozen:
             raise AccountFrozen("this wallet is frozen and cannot send money")
+        day = max(on or datetime.now(UTC).date(),
+                  date.fromisoformat(self.spent_day) if self.spent_day else date.min)
+        if limits is not None and entry_type in SPENDING_TYPES:
+            if money.amount > limits.per_payment:
+                raise LimitExceeded(f"a single payment may be at most {limits.per_payment} "
+                                    f"on the {self.tier} tier")
+            if self.spent_on(day) + money.amount > limits.per_day:
+                raise LimitExceeded(f"this would pass your daily limit of {limits.per_day}; "
+                                    f"{limits.per_day - self.spent_on(day)} is left today")
         if money.amount > self.available:
             raise InsufficientFunds("not enough money in the wallet")
         self._debited(entry_id=entry_id, entry_type=entry_type, amount=money.amount,
                       currency=money.currency, balance_after=self.balance - money.amount,
-                      counterparty=counterparty, reference=reference)
+                      counterparty=counterparty, reference=reference, day=day.isoformat())
 
     def credit(self, money: Money, *, entry_id: UUID, entry_type: str,
-               counterparty: str, reference: str) -> None:
-        """Put money in; a frozen wallet can still receive."""
+               counterparty: str, reference: str, limits: TierLimits | None = None) -> None:
+        """Put money in; a frozen wallet can still receive, up to its tier's balance limit."""
         self._check_currency(money)
+        if limits is not None and self.balance + money.amount > limits.max_balance:
+            raise LimitExceeded("the receiving wallet cannot hold that much "
+                                f"(its limit is {limits.max_balance})")
         self._credited(entry_id=entry_id, entry_type=entry_type, amount=money.amount,
                        currency=money.currency, balance_after=self.balance + money.amount,
                        counterparty=counterparty, reference=reference)
@@ -74,6 +98,13 @@ class Wallet(Aggregate):
         if self.frozen:
             self._unfrozen(by=by, reason=reason)
 
+    def change_tier(self, tier: str, *, by: UUID) -> None:
+        """Follow its owner's KYC decision: the tier picks the limits."""
+        if tier not in TIERS:
+            raise ValidationFailed(f"unknown tier {tier!r}")
+        if tier != self.tier:
+            self._tier_changed(tier=tier, by=by)
+
     def _check_currency(self, money: Money) -> None:
         """Every movement is of a positive amount in this wallet's currency."""
         if money.amount <= 0:
@@ -81,11 +112,32 @@ class Wallet(Aggregate):
         if money.currency != self.currency:
             raise CurrencyMismatch(f"this wallet holds {self.currency}, not {money.currency}")
 
-    @event("Debited")
+    class Debited(Aggregate.Event):
+        """Money out. Version 2 records the UTC day it counts towards the daily limit."""
+
+        class_version = 2
+        entry_id: UUID
+        entry_type: str
+        amount: int
+        currency: str
+        balance_after: int
+        counterparty: str
+        reference: str
+        day: str | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["day"] = None
+
+    @event(Debited)
     def _debited(self, entry_id: UUID, entry_type: str, amount: int, currency: str,
-                 balance_after: int,
-                 counterparty: str, reference: str) -> None:
+                 balance_after: int, counterparty: str, reference: str,
+                 day: str | None) -> None:
         self.balance -= amount
+        if day is not None and entry_type in SPENDING_TYPES:
+            if day != self.spent_day:
+                self.spent_day, self.spent_today = day, 0
+            self.spent_today += amount
 
     @event("Credited")
     def _credited(self, entry_id: UUID, entry_type: str, amount: int, currency: str,
@@ -108,3 +160,7 @@ class Wallet(Aggregate):
     @event("Unfrozen")
     def _unfrozen(self, by: UUID, reason: str) -> None:
         self.frozen = False
+
+    @event("TierChanged")
+    def _tier_changed(self, tier: str, by: UUID) -> None:
+        self.tier = tier

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from gopay.api.metrics import MetricsMiddleware
 from gopay.api.problems import MEDIA_TYPE, install_problem_handlers
-from gopay.api.routes import admin, auth, health, me, payment_methods, transfers, wallet
+from gopay.api.routes import admin, auth, devices, health, me, payment_methods, transfers, wallet
 from gopay.api.schemas import Problem
 from gopay.api.security_headers import SecurityHeadersMiddleware
 from gopay.settings import Settings
@@ -63,7 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(MetricsMiddleware)
     install_problem_handlers(app)
     _document_problems(app)
-    for module in (auth, me, wallet, transfers, payment_methods, admin, health):
+    for module in (auth, me, devices, wallet, transfers, payment_methods, admin, health):
         app.include_router(module.router)
     return app
 

@@ -77,6 +77,12 @@ IdempotencyKey = Annotated[
            description="Repeat a request safely: same key and body, same answer, one effect"),
 ]
 
+SecondFactor = Annotated[
+    str | None,
+    Header(alias="GoPay-OTP", min_length=6, max_length=16,
+           description="A fresh 2FA code, asked for large payments and security changes"),
+]
+
 
 def fingerprint(body: BaseModel) -> str:
     """What makes two requests with one idempotency key the same request."""

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Annotated, Generic, Literal, TypeVar
+from datetime import UTC, date, datetime
+from typing import Annotated, Any, Generic, Literal, TypeVar
 from uuid import UUID
 
 import pycountry
@@ -95,6 +95,7 @@ class UserPublic(BaseModel):
     category: str | None = None
     frozen: bool = False
     login_notifications: bool = True
+    two_factor_enabled: bool = False
     created_at: UtcDatetime
 
 
@@ -124,6 +125,72 @@ class TokenPair(BaseModel):
     refresh_token: str
     token_type: Literal["bearer"] = "bearer"
     expires_in: int
+
+
+OtpCode = Annotated[str, StringConstraints(strip_whitespace=True, min_length=6, max_length=16),
+                   Field(description="A 6-digit code from the authenticator app, or a recovery code")]
+
+
+class OtpConfirm(BaseModel):
+    otp: OtpCode
+
+
+class TotpSetupPublic(BaseModel):
+    secret: str
+    otpauth_uri: str
+
+
+class RecoveryCodesPublic(BaseModel):
+    """Shown once: each code signs in once in place of the authenticator app."""
+
+    enabled: bool = True
+    recovery_codes: list[str]
+
+
+DeviceId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+
+
+class DevicePublic(BaseModel):
+    id: str
+    enrolled_at: UtcDatetime
+    last_login_at: UtcDatetime
+    locked: bool
+    wipe: bool
+
+
+class DeviceLock(BaseModel):
+    wipe: bool = False
+
+
+class DeviceReenroll(BaseModel):
+    password: Annotated[str, StringConstraints(max_length=256)]
+    otp: OtpCode | None = None
+
+
+class DeviceStatusPublic(BaseModel):
+    locked: bool
+    wipe: bool
+
+
+class KycSubmit(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    document_type: Literal["passport", "national_id", "driving_licence"]
+    document_number: Annotated[str, StringConstraints(strip_whitespace=True,
+                                                      pattern=r"^[A-Za-z0-9][A-Za-z0-9 -]{2,28}[A-Za-z0-9]$")]
+    date_of_birth: date
+
+
+class KycDecision(BaseModel):
+    decision: Literal["approve", "reject"]
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)] = ""
+
+
+class SecurityEventPublic(BaseModel):
+    type: str
+    version: int
+    at: UtcDatetime
+    data: dict[str, Any]
 
 
 class CompanyPublic(BaseModel):

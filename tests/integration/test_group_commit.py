@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 import uuid
@@ -15,6 +16,7 @@ from gopay.aggregates.errors import DomainError, InsufficientFunds
 from gopay.aggregates.money import Money
 from gopay.application import GoPay, Registration, application_env
 from gopay.system import System
+from tests.support import UNLIMITED
 
 ADMIN = Registration(email="admin@gopay.example", password="x" * 12, kind="staff",
                      full_name="Admin", role="admin")
@@ -44,7 +46,8 @@ def version_gaps(database_url: str) -> list[tuple]:
 @pytest.fixture
 def second_app(system: System, database_url: str) -> Iterator[GoPay]:
     """Another process's application over the same database (its own memory, its own pool)."""
-    app = GoPay(system.settings.key_ring(), env=application_env(database_url))
+    app = GoPay(system.settings.key_ring(), env=application_env(database_url),
+                limits=system.settings.kyc_limits)
     yield app
     app.close()
 
@@ -154,7 +157,8 @@ class TestStoreOutage:
             from gopay.embedded_postgres import EmbeddedPostgres
         server = EmbeddedPostgres(tmp_path / "pg").start()
         try:
-            settings = Settings(database_url=server.url, var_dir=tmp_path / "var")
+            settings = Settings(database_url=server.url, var_dir=tmp_path / "var",
+                                kyc_limits=json.loads(UNLIMITED))
             prepare_database(settings, server.url)
             system = System.connect(settings, server.url)
             alice, bob = open_wallets(system.app, 2, 1_000)

@@ -44,7 +44,7 @@ from gopay.projections.read_side import ReadSide
 from gopay.settings import Settings
 from gopay.system import System, prepare_database
 from tests.conftest import new_database
-from tests.support import PASSWORD, SECRET_KEY
+from tests.support import PASSWORD, SECRET_KEY, UNLIMITED
 
 MAX_WALLETS = 4
 CURRENCIES = ("USD", "EUR")
@@ -167,7 +167,8 @@ class LedgerMachine(RuleBasedStateMachine):
             # Hundreds of small commits per run: skip waiting for each WAL flush (test data only).
             conn.execute(f"ALTER DATABASE {self.database_name} SET synchronous_commit = off")
         config = Settings(database_url=self.database_url, var_dir=var_dir,
-                          secret_key=SECRET_KEY, db_pool_size=2)
+                          secret_key=SECRET_KEY, db_pool_size=2,
+                          kyc_limits=json.loads(UNLIMITED))  # limits: tests/unit/test_limits.py
         prepare_database(config, self.database_url)
         self.system = System.connect(config, self.database_url)
         self.app = self.system.app

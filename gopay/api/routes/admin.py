@@ -20,7 +20,14 @@ from gopay.api.deps import (
 from gopay.api.problems import Problem
 from gopay.api.routes.auth import user_public
 from gopay.api.routes.wallet import wallet_public
-from gopay.api.schemas import AdjustmentCreate, AdjustmentPublic, Page, StaffAccountPublic
+from gopay.api.schemas import (
+    AdjustmentCreate,
+    AdjustmentPublic,
+    KycDecision,
+    Page,
+    SecurityEventPublic,
+    StaffAccountPublic,
+)
 from gopay.system import System
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
@@ -69,6 +76,23 @@ def unfreeze(user_id: str, staff: UserManager, system: SystemDep) -> StaffAccoun
                                     frozen=False, reason="unfrozen by staff")
     system.show(outcome.position)
     return staff_account(system, _user_id(user_id))
+
+
+@router.post("/users/{user_id}/kyc", response_model=StaffAccountPublic)
+def decide_kyc(user_id: str, body: KycDecision, staff: UserManager,
+               system: SystemDep) -> StaffAccountPublic:
+    """Approve or reject a customer's identity documents; the wallet's limits follow."""
+    outcome = system.identity.decide_kyc(staff.user_id, _user_id(user_id), body.decision,
+                                         body.reason)
+    system.show(outcome.position)
+    return staff_account(system, outcome.value.id)
+
+
+@router.get("/users/{user_id}/security-events", response_model=list[SecurityEventPublic])
+def security_events(user_id: str, staff: UserReader,
+                    system: SystemDep) -> list[SecurityEventPublic]:
+    """The account's sign-ins, failures, 2FA, device, KYC and profile history, oldest first."""
+    return [SecurityEventPublic(**e) for e in system.identity.security_events(_user_id(user_id))]
 
 
 @router.post("/adjustments", status_code=201, response_model=AdjustmentPublic)

@@ -8,11 +8,21 @@ from fastapi import APIRouter, Request
 
 from gopay.aggregates.errors import ValidationFailed
 from gopay.aggregates.session import Session
-from gopay.aggregates.user import User
+from gopay.aggregates.user import OtpRejected, User
 from gopay.api.deps import Caller, IdempotencyKey, SystemDep
 from gopay.api.problems import Problem
-from gopay.api.schemas import LoginRequest, RefreshRequest, TokenPair, UserCreate, UserPublic
+from gopay.api.schemas import (
+    LoginRequest,
+    OtpConfirm,
+    RecoveryCodesPublic,
+    RefreshRequest,
+    TokenPair,
+    TotpSetupPublic,
+    UserCreate,
+    UserPublic,
+)
 from gopay.application import Registration
+from gopay.identity import LoginAttempt, Unauthenticated
 from gopay.security.tokens import AccessClaims, issue_access_token
 from gopay.system import System
 
@@ -25,7 +35,7 @@ def user_public(user: User, frozen: bool = False) -> UserPublic:
                       full_name=user.full_name, phone=user.phone, country=user.country,
                       business_name=user.business_name, category=user.category,
                       frozen=frozen, login_notifications=user.login_notifications,
-                      created_at=user.created_on)
+                      two_factor_enabled=user.totp_enabled, created_at=user.created_on)
 
 
 def token_pair(system: System, user: User, session: Session, refresh_token: str) -> TokenPair:
@@ -53,8 +63,9 @@ def register(body: UserCreate, system: SystemDep,
 def login(body: LoginRequest, request: Request, system: SystemDep) -> TokenPair:
     """Exchange e-mail and password for an access token and a refresh token.
 
+    With 2FA on, `otp` (a current code or a recovery code) is needed too: 401 `otp_required`.
     Repeated failures for one account or from one address answer 429 with Retry-After,
-    whether or not the e-mail belongs to anyone.
+    whether or not the e-mail belongs to anyone. A locked device cannot sign in.
     """
     throttle = system.login_throttle
     subjects = throttle.subjects(body.email, request.client.host if request.client else None)
@@ -62,13 +73,16 @@ def login(body: LoginRequest, request: Request, system: SystemDep) -> TokenPair:
     if wait is not None:
         raise Problem(429, "too many failed sign-ins; try again later",
                       headers={"Retry-After": str(wait)})
-    user = system.app.authenticate(body.email, body.password)
-    if user is None:
-        throttle.failed(subjects)
-        raise Problem(401, "the e-mail or the password is wrong")
+    try:
+        signed_in = system.identity.login(LoginAttempt(
+            email=body.email, password=body.password, otp=body.otp, device_id=body.device_id,
+            address=request.client.host if request.client else None))
+    except (Unauthenticated, OtpRejected) as refusal:
+        if not (isinstance(refusal, OtpRejected) and not body.otp):  # asking for it is no failure
+            throttle.failed(subjects)
+        raise
     throttle.succeeded(body.email)
-    session, refresh_token = system.app.start_session(user, body.device_id)
-    return token_pair(system, user, session, refresh_token)
+    return token_pair(system, signed_in.user, signed_in.session, signed_in.refresh_token)
 
 
 @router.post("/refresh", response_model=TokenPair)
@@ -82,3 +96,30 @@ def refresh(body: RefreshRequest, system: SystemDep) -> TokenPair:
 def logout(caller: Caller, system: SystemDep) -> None:
     """End this session: its access and refresh tokens stop working at once."""
     system.app.end_session(caller.session_id)
+
+
+@router.post("/2fa/setup", response_model=TotpSetupPublic)
+def set_up_two_factor(caller: Caller, system: SystemDep) -> TotpSetupPublic:
+    """A new TOTP secret to put in an authenticator app; nothing changes until `enable`."""
+    secret, uri = system.identity.set_up_totp(caller.user_id)
+    return TotpSetupPublic(secret=secret, otpauth_uri=uri)
+
+
+@router.post("/2fa/enable", response_model=RecoveryCodesPublic)
+def enable_two_factor(body: OtpConfirm, caller: Caller, system: SystemDep) -> RecoveryCodesPublic:
+    """Turn 2FA on with a first valid code; the answer holds recovery codes, shown only once."""
+    return RecoveryCodesPublic(recovery_codes=system.identity.enable_totp(caller.user_id, body.otp))
+
+
+@router.post("/2fa/disable", response_model=UserPublic)
+def disable_two_factor(body: OtpConfirm, caller: Caller, system: SystemDep) -> UserPublic:
+    """Turn 2FA off; it takes a fresh code (or a recovery code)."""
+    system.identity.disable_totp(caller.user_id, body.otp)
+    return user_public(system.app.get_user(caller.user_id))
+
+
+@router.post("/2fa/recovery-codes", response_model=RecoveryCodesPublic)
+def renew_recovery_codes(body: OtpConfirm, caller: Caller, system: SystemDep) -> RecoveryCodesPublic:
+    """Replace every recovery code with ten new ones; the old ones stop working."""
+    return RecoveryCodesPublic(
+        recovery_codes=system.identity.renew_recovery_codes(caller.user_id, body.otp))

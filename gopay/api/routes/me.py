@@ -7,9 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from gopay.aggregates.user import User
-from gopay.api.deps import Caller, SystemDep, id_cursor
+from gopay.api.deps import Caller, Customer, SecondFactor, SystemDep, id_cursor
 from gopay.api.routes.auth import user_public
-from gopay.api.schemas import CompanyPublic, Page, ProfileUpdate, UserPublic
+from gopay.api.schemas import CompanyPublic, KycSubmit, Page, ProfileUpdate, UserPublic
 from gopay.system import System
 
 router = APIRouter(tags=["people"])
@@ -22,9 +22,24 @@ def me(caller: Caller, system: SystemDep) -> UserPublic:
 
 
 @router.patch("/v1/me", response_model=UserPublic)
-def update_me(body: ProfileUpdate, caller: Caller, system: SystemDep) -> UserPublic:
-    """Change your name, phone number or security preferences; nothing else."""
+def update_me(body: ProfileUpdate, caller: Caller, system: SystemDep,
+              otp: SecondFactor = None) -> UserPublic:
+    """Change your name, phone number or security preferences; nothing else.
+
+    With 2FA on, security preferences change only with a fresh code in `GoPay-OTP`.
+    """
+    if body.login_notifications is not None:
+        system.identity.confirm_second_factor(caller.user_id, otp)
     outcome = system.app.update_profile(caller.user_id, **body.model_dump(exclude_unset=True))
+    system.show(outcome.position)
+    return _profile(system, outcome.value)
+
+
+@router.post("/v1/me/kyc", response_model=UserPublic)
+def submit_kyc(body: KycSubmit, caller: Customer, system: SystemDep) -> UserPublic:
+    """Send identity documents for staff to check; higher limits follow their approval."""
+    outcome = system.identity.submit_kyc(caller.user_id, body.document_type,
+                                         body.document_number, body.date_of_birth)
     system.show(outcome.position)
     return _profile(system, outcome.value)
 

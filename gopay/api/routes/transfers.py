@@ -8,7 +8,7 @@ from fastapi import APIRouter
 
 from gopay.aggregates.money import Money
 from gopay.aggregates.payment_order import PaymentOrder
-from gopay.api.deps import Caller, Customer, IdempotencyKey, SystemDep, fingerprint
+from gopay.api.deps import Caller, Customer, IdempotencyKey, SecondFactor, SystemDep, fingerprint
 from gopay.api.problems import Problem
 from gopay.api.schemas import TransferCreate, TransferPublic
 
@@ -24,8 +24,16 @@ def transfer_public(order: PaymentOrder) -> TransferPublic:
 
 @router.post("", status_code=201, response_model=TransferPublic)
 def create_transfer(body: TransferCreate, caller: Customer, system: SystemDep,
-                    idempotency_key: IdempotencyKey = None) -> TransferPublic:
-    """Send money to an e-mail, phone number or wallet id; all of it moves or none does."""
+                    idempotency_key: IdempotencyKey = None,
+                    otp: SecondFactor = None) -> TransferPublic:
+    """Send money to an e-mail, phone number or wallet id; all of it moves or none does.
+
+    From the step-up amount up, a user with 2FA on sends a fresh code in `GoPay-OTP`
+    (a retry with the same Idempotency-Key does not need another one).
+    """
+    if body.amount >= system.settings.step_up_amount and not (
+            idempotency_key and system.app.order_exists(caller.user_id, "transfer", idempotency_key)):
+        system.identity.confirm_second_factor(caller.user_id, otp)
     outcome = system.app.transfer(
         sender_id=caller.user_id, sender_wallet_id=caller.wallet_id, recipient=body.recipient,
         money=Money.positive(body.amount, body.currency), note=body.note,
