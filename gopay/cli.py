@@ -94,7 +94,8 @@ def serve(host: Host = "127.0.0.1", port: Port = 8000,
 
 @cli.command()
 def worker() -> None:
-    """Run the projections alone, for scale, until interrupted."""
+    """Run the projections and scheduled jobs alone, for scale, until interrupted."""
+    from gopay.scheduler import start_jobs
     from gopay.system import System, prepare_database
 
     settings = Settings()
@@ -102,11 +103,13 @@ def worker() -> None:
         prepare_database(settings, database_url)
         system = System.connect(settings, database_url)
         system.read_side.start()
+        jobs = start_jobs(system)
         stopping = threading.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: stopping.set())
-        typer.echo("GoPay worker: projections running")
+        typer.echo("GoPay worker: projections and scheduled jobs running")
         stopping.wait()
+        jobs.shutdown(wait=True)
         system.close()
 
 

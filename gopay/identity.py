@@ -6,26 +6,28 @@ or a KYC decision is one atomic, durable change, exactly once across API process
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from uuid import UUID, uuid4
 
 from gopay.aggregates.device import DeviceStatus
 from gopay.aggregates.errors import DomainError, NotFound, ValidationFailed
 from gopay.aggregates.session import Session, token_digest
-from gopay.aggregates.user import OtpRejected, User
+from gopay.aggregates.user import OtpRejected, RecoveryRefused, User
 from gopay.aggregates.wallet import Wallet
 from gopay.application import GoPay, Outcome
 from gopay.group_commit import UnitOfWork
+from gopay.notifications.outbox import Outbox
 from gopay.security import otp
-from gopay.security.passwords import verify_password
+from gopay.security.passwords import hash_password, verify_password
 from gopay.security.tokens import new_refresh_token
 
 # User events an auditor reads as the account's security history.
 SECURITY_EVENTS = ("Registered", "LoggedIn", "LoginFailed", "PasswordRehashed", "PasswordReset",
-                   "TotpSetUp", "TotpEnabled", "TotpDisabled", "RecoveryCodeUsed",
+                   "RecoveryRequested", "TotpSetUp", "TotpEnabled", "TotpDisabled", "RecoveryCodeUsed",
                    "RecoveryCodesRenewed", "DeviceLocked", "DeviceReenrolled", "KycSubmitted",
                    "KycDecided", "ProfileChanged")
 
@@ -52,10 +54,13 @@ class LoginAttempt:
 
 
 class Identity:
-    """Sign-in, 2FA, devices and KYC over the GoPay application's aggregates."""
+    """Sign-in, 2FA, devices, recovery and KYC over the GoPay application's aggregates."""
 
-    def __init__(self, app: GoPay) -> None:
+    def __init__(self, app: GoPay, outbox: Outbox,
+                 recovery_ttl: timedelta = timedelta(minutes=30)) -> None:
         self.app = app
+        self.outbox = outbox
+        self.recovery_ttl = recovery_ttl
 
     # Signing in
 
@@ -208,6 +213,47 @@ class Identity:
         status = self.app.find(DeviceStatus.id_for(device_id), DeviceStatus)
         return (status.locked, status.wipe) if status else (False, False)
 
+    # Account recovery
+
+    def request_recovery(self, email: str) -> None:
+        """E-mail a one-time link that sets a new password; silent when nobody has `email`."""
+        user = self.app.find_user(email)
+        if user is None:
+            verify_password(None, "")  # the same work either way: answers reveal nothing
+            return
+        secret = secrets.token_urlsafe(32)
+        expires_at = datetime.now(UTC) + self.recovery_ttl
+        self._change(user.id, lambda u: u.request_recovery(
+            token_digest=token_digest(secret), expires_at=expires_at.isoformat()))
+        minutes = int(self.recovery_ttl.total_seconds() // 60)
+        self.outbox.put(user.id, user.email, "Reset your GoPay password",
+                        "Someone asked to reset the password of your GoPay account.\n\n"
+                        f"Your one-time recovery token (valid {minutes} minutes):\n\n"
+                        f"    {user.id}.{secret}\n\n"
+                        "If it was not you, ignore this message: nothing has changed.")
+
+    def confirm_recovery(self, token: str, new_password: str) -> User:
+        """Set the new password and end every session, in one commit; the token dies with it."""
+        user_id_text, _, secret = token.partition(".")
+        try:
+            user_id = UUID(user_id_text)
+        except ValueError:
+            raise RecoveryRefused("this recovery token is invalid, used or expired") from None
+        if self.app.find(user_id, User) is None or not secret:
+            raise RecoveryRefused("this recovery token is invalid, used or expired")
+        password_hash = hash_password(new_password)
+        now = datetime.now(UTC).isoformat()
+
+        def command(unit: UnitOfWork) -> User:
+            user = _user(unit, user_id)
+            for session_id in user.recover(token_digest(secret), password_hash, now):
+                session = unit.find(session_id, Session)
+                if session is not None:
+                    session.revoke(reason="password_reset")
+            return user
+
+        return self.app.committer.execute(command)[0]
+
     # Know your customer
 
     def submit_kyc(self, user_id: UUID, document_type: str, document_number: str,
@@ -249,7 +295,7 @@ class Identity:
         are left out; what happened, when, and from where stays.
         """
         self.app.get_user(user_id)  # 404 for an unknown id
-        hidden = {"password_hash", "secret", "recovery_code_digests", "digest",
+        hidden = {"password_hash", "secret", "recovery_code_digests", "digest", "token_digest",
                   "document_number", "originator_id", "originator_version", "timestamp",
                   "originator_topic"}
         history = []

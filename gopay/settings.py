@@ -40,6 +40,11 @@ class Settings(BaseSettings):
     kyc_limits: dict[Literal["unverified", "verified"], TierLimits] = DEFAULT_LIMITS
     # Payments from this amount (minor units) up need a fresh 2FA code, when 2FA is on.
     step_up_amount: int = 50_000
+    # E-mail: `smtp://host:port` (or smtps://user:password@host:port); without it, e-mails
+    # wait in the outbox.
+    smtp_url: str | None = None
+    mail_from: str = "GoPay <no-reply@gopay.example>"
+    recovery_token_minutes: int = 30
     # A PEM certificate and key: `gopay serve` then speaks HTTPS only.
     tls_cert: Path | None = None
     tls_key: Path | None = None

@@ -11,6 +11,8 @@ from prometheus_client import Counter
 
 from gopay.application import GoPay, application_env
 from gopay.identity import Identity
+from gopay.notifications import outbox
+from gopay.notifications.outbox import Outbox
 from gopay.projections.read_side import ReadSide
 from gopay.security import data_keys, login_throttle, vault
 from gopay.security.login_throttle import LoginThrottle
@@ -35,6 +37,7 @@ class System:
     read_side: ReadSide
     login_throttle: LoginThrottle
     identity: Identity
+    outbox: Outbox
 
     @classmethod
     def connect(cls, settings: Settings, database_url: str, *, create_tables: bool = False) -> System:
@@ -45,8 +48,11 @@ class System:
                                  per_account=settings.login_failures_per_account,
                                  per_address=settings.login_failures_per_address,
                                  window=timedelta(seconds=settings.login_window_seconds))
+        messages = Outbox(app.recorder.datastore,  # type: ignore[attr-defined]
+                          app.data_keys, settings.smtp_url, settings.mail_from)
+        identity = Identity(app, messages, timedelta(minutes=settings.recovery_token_minutes))
         return cls(settings, app, ReadSide(app, database_url, create_tables=create_tables),
-                   throttle, Identity(app))
+                   throttle, identity, messages)
 
     def catch_up_reads(self) -> None:
         """Before a query: wait until the read side shows everything committed so far.
@@ -84,6 +90,7 @@ def prepare_database(settings: Settings, database_url: str) -> None:
             System.connect(settings, database_url, create_tables=True).close()
             conn.execute(login_throttle.CREATE_TABLE)
             conn.execute(data_keys.CREATE_TABLE)
+            conn.execute(outbox.CREATE_TABLE)
             conn.execute(vault.CREATE_TABLE)
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK,))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass, replace
 from uuid import UUID, uuid5
 
@@ -13,6 +14,11 @@ from gopay.aggregates.ledger import LEDGER_NAMESPACE
 CUSTOMER_KINDS = ("person", "company", "agent")
 STAFF_ROLES = ("admin", "sub_admin", "auditor", "finance", "support")
 DOCUMENT_TYPES = ("passport", "national_id", "driving_licence")
+
+
+class RecoveryRefused(DomainError):
+    code = "unauthenticated"
+    status = 401
 
 
 class OtpRejected(DomainError):
@@ -60,6 +66,8 @@ class User(Aggregate):
         # Replaced, never changed in place: commands work on shallow copies (group_commit).
         self.devices: dict[str, Device] = {}
         self.sessions_without_device: tuple[UUID, ...] = ()
+        self.recovery_digest: str | None = None
+        self.recovery_expires_at = ""
 
     @property
     def is_staff(self) -> bool:
@@ -135,10 +143,30 @@ class User(Aggregate):
         device = replace(base or self.devices[device_id], **changes)  # type: ignore[arg-type]
         self.devices = {**self.devices, device_id: device}
 
+    # Account recovery: a one-time token, by e-mail, that sets a new password
+
+    def request_recovery(self, token_digest: str, expires_at: str) -> None:
+        """Only the latest token works; asking again replaces it."""
+        self._recovery_requested(token_digest=token_digest, expires_at=expires_at)
+
+    def recover(self, token_digest: str, password_hash: str, now: str) -> list[UUID]:
+        """Set the new password; returns the sessions to revoke (all of them)."""
+        if (self.recovery_digest is None
+                or not hmac.compare_digest(self.recovery_digest, token_digest)
+                or now >= self.recovery_expires_at):
+            raise RecoveryRefused("this recovery link is invalid, used or expired")
+        self._password_reset(password_hash=password_hash)
+        return self.sessions
+
+    @event("RecoveryRequested")
+    def _recovery_requested(self, token_digest: str, expires_at: str) -> None:
+        self.recovery_digest = token_digest
+        self.recovery_expires_at = expires_at
+
     @event("PasswordReset")
-    def reset_password(self, password_hash: str) -> None:
-        """A new password through account recovery (every session is revoked with it)."""
+    def _password_reset(self, password_hash: str) -> None:
         self.password_hash = password_hash
+        self.recovery_digest = None
 
     # Two-factor authentication (RFC 6238 time steps; checking a code is gopay.security.otp)
 

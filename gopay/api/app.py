@@ -14,6 +14,7 @@ from gopay.api.problems import MEDIA_TYPE, install_problem_handlers
 from gopay.api.routes import admin, auth, devices, health, me, payment_methods, transfers, wallet
 from gopay.api.schemas import Problem
 from gopay.api.security_headers import SecurityHeadersMiddleware
+from gopay.scheduler import start_jobs
 from gopay.settings import Settings
 from gopay.system import System
 
@@ -44,12 +45,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # means bigger batches, not more CPU.
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.request_threads
         system = System.connect(settings, database_url)
+        jobs = None
         if settings.serve_runs_projections:
             system.read_side.start()
+            jobs = start_jobs(system)
         app.state.system = system
         try:
             yield
         finally:
+            if jobs is not None:
+                jobs.shutdown(wait=True)
             system.close()
 
     app = FastAPI(

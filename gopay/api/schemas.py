@@ -116,6 +116,20 @@ class LoginRequest(BaseModel):
     device_id: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
 
 
+class RecoveryRequest(BaseModel):
+    email: Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=320)]
+
+
+class RecoveryConfirm(BaseModel):
+    token: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    new_password: Password
+
+
+class Accepted(BaseModel):
+    status: Literal["accepted"] = "accepted"
+    detail: str
+
+
 class RefreshRequest(BaseModel):
     refresh_token: Annotated[str, StringConstraints(min_length=1, max_length=512)]
 

@@ -12,9 +12,12 @@ from gopay.aggregates.user import OtpRejected, User
 from gopay.api.deps import Caller, IdempotencyKey, SystemDep
 from gopay.api.problems import Problem
 from gopay.api.schemas import (
+    Accepted,
     LoginRequest,
     OtpConfirm,
     RecoveryCodesPublic,
+    RecoveryConfirm,
+    RecoveryRequest,
     RefreshRequest,
     TokenPair,
     TotpSetupPublic,
@@ -123,3 +126,22 @@ def renew_recovery_codes(body: OtpConfirm, caller: Caller, system: SystemDep) ->
     """Replace every recovery code with ten new ones; the old ones stop working."""
     return RecoveryCodesPublic(
         recovery_codes=system.identity.renew_recovery_codes(caller.user_id, body.otp))
+
+
+@router.post("/recovery", status_code=202, response_model=Accepted)
+def request_recovery(body: RecoveryRequest, request: Request, system: SystemDep) -> Accepted:
+    """E-mail a one-time recovery token; the answer is the same whether the e-mail exists."""
+    throttle = system.login_throttle
+    subjects = throttle.subjects(body.email, request.client.host if request.client else None)
+    wait = throttle.retry_after(subjects)
+    if wait is not None:
+        raise Problem(429, "too many attempts; try again later", headers={"Retry-After": str(wait)})
+    throttle.failed(subjects)  # each request spends from the same allowance as failed sign-ins
+    system.identity.request_recovery(body.email)
+    return Accepted(detail="if an account has this e-mail, a recovery token is on its way")
+
+
+@router.post("/recovery/confirm", response_model=UserPublic)
+def confirm_recovery(body: RecoveryConfirm, system: SystemDep) -> UserPublic:
+    """Set a new password with the token; every session of the account ends."""
+    return user_public(system.identity.confirm_recovery(body.token, body.new_password))

@@ -1,0 +1,1 @@
+"""Messages to users: kept in an outbox, delivered by e-mail when SMTP is configured."""

@@ -1,0 +1,20 @@
+"""Scheduled jobs (APScheduler): the work that runs by the clock rather than by a request."""
+
+from __future__ import annotations
+
+import logging
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from gopay.system import System
+
+log = logging.getLogger(__name__)
+
+
+def start_jobs(system: System) -> BackgroundScheduler:
+    """Start this process's jobs; every process may run them (they share work safely)."""
+    scheduler = BackgroundScheduler(daemon=True)
+    scheduler.add_job(system.outbox.deliver, "interval", seconds=1, id="deliver_outbox",
+                      max_instances=1, coalesce=True)
+    scheduler.start()
+    return scheduler
