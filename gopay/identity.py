@@ -29,7 +29,9 @@ from gopay.security.tokens import new_refresh_token
 SECURITY_EVENTS = ("Registered", "LoggedIn", "LoginFailed", "PasswordRehashed", "PasswordReset",
                    "RecoveryRequested", "TotpSetUp", "TotpEnabled", "TotpDisabled", "RecoveryCodeUsed",
                    "RecoveryCodesRenewed", "DeviceLocked", "DeviceReenrolled", "KycSubmitted",
-                   "KycDecided", "ProfileChanged")
+                   "KycDecided", "ProfileChanged", "RoleChanged",
+                   # of the wallet
+                   "Frozen", "Unfrozen", "TierChanged")
 
 
 class Unauthenticated(DomainError):
@@ -286,27 +288,40 @@ class Identity:
         user, position = self.app.committer.execute(command)
         return Outcome(user, position)
 
+    def change_role(self, admin_id: UUID, staff_id: UUID, role: str) -> User:
+        """Give a staff member another role; their sessions end so no token keeps the old one."""
+
+        def command(unit: UnitOfWork) -> User:
+            user = _user(unit, staff_id)
+            user.change_role(role, by=admin_id)
+            for session_id in user.sessions:
+                session = unit.find(session_id, Session)
+                if session is not None:
+                    session.revoke(reason="role_changed")
+            return user
+
+        return self.app.committer.execute(command)[0]
+
     # The security history auditors read
 
     def security_events(self, user_id: UUID) -> list[dict[str, object]]:
-        """The account's sign-ins, failures, 2FA, device, KYC and profile changes, oldest first.
+        """The account's sign-ins, failures, 2FA, devices, KYC, roles and freezes, oldest first.
 
         Secrets (password hashes, TOTP secrets, recovery code digests, document numbers)
         are left out; what happened, when, and from where stays.
         """
-        self.app.get_user(user_id)  # 404 for an unknown id
+        user = self.app.get_user(user_id)  # 404 for an unknown id
         hidden = {"password_hash", "secret", "recovery_code_digests", "digest", "token_digest",
                   "document_number", "originator_id", "originator_version", "timestamp",
                   "originator_topic"}
-        history = []
-        for event in self.app.repository.event_store.get(user_id):
-            kind = type(event).__name__
-            if kind in SECURITY_EVENTS:
-                history.append({"type": kind, "version": event.originator_version,
-                                "at": event.timestamp,
-                                "data": {k: v for k, v in vars(event).items()
-                                         if k not in hidden}})
-        return history
+        events = list(self.app.repository.event_store.get(user_id))
+        if user.wallet_id is not None:
+            events += self.app.repository.event_store.get(user.wallet_id)
+        history = [{"type": type(event).__name__, "version": event.originator_version,
+                    "at": event.timestamp,
+                    "data": {k: v for k, v in vars(event).items() if k not in hidden}}
+                   for event in events if type(event).__name__ in SECURITY_EVENTS]
+        return sorted(history, key=lambda entry: entry["at"])
 
     def _change(self, user_id: UUID, change: Callable[[User], None]) -> User:
         return self._changed(user_id, change).value

@@ -81,6 +81,21 @@ class User(Aggregate):
         self.phone = phone
         self.login_notifications = login_notifications
 
+    def change_role(self, role: str, *, by: UUID) -> None:
+        """A staff member's new role (their sessions end with it, so it applies at once)."""
+        if not self.is_staff:
+            raise ValidationFailed("only staff accounts have roles")
+        if role not in STAFF_ROLES:
+            raise ValidationFailed(f"role must be one of {', '.join(STAFF_ROLES)}")
+        if by == self.id:
+            raise ValidationFailed("staff cannot change their own role")
+        if role != self.role:
+            self._role_changed(role=role, by=by)
+
+    @event("RoleChanged")
+    def _role_changed(self, role: str, by: UUID) -> None:
+        self.role = role
+
     @event("PasswordRehashed")
     def rehash_password(self, password_hash: str) -> None:
         """Keep the stored hash on current Argon2 parameters."""

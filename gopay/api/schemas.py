@@ -200,6 +200,10 @@ class KycDecision(BaseModel):
     reason: Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)] = ""
 
 
+class RoleChange(BaseModel):
+    role: Literal["admin", "sub_admin", "auditor", "finance", "support"]
+
+
 class SecurityEventPublic(BaseModel):
     type: str
     version: int

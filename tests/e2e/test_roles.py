@@ -33,6 +33,7 @@ ALLOWED: dict[str, set[str]] = {
     "POST /v1/admin/users/{id}/unfreeze": {"admin", "sub_admin"},
     "POST /v1/admin/adjustments": {"admin"},
     "POST /v1/admin/users/{id}/kyc": {"admin", "sub_admin"},
+    "POST /v1/admin/staff/{id}/role": {"admin"},  # then 422: the target is no staff member
     "GET /v1/admin/users/{id}/security-events": {"admin", "sub_admin", "auditor", "support"},
     "POST /v1/me/kyc": CUSTOMERS,
     "GET /v1/me/devices": SIGNED_IN,
@@ -75,6 +76,7 @@ def request(endpoint: str, client: Client, target: Client) -> httpx.Response:
             "type": "crypto", "crypto": {"network": "eth",
                                          "address": "0x52908400098527886e0f7030069857d2e4169ee7"}},
         "POST /v1/admin/users/{id}/kyc": lambda: {"decision": "approve"},
+        "POST /v1/admin/staff/{id}/role": lambda: {"role": "support"},
         "POST /v1/me/kyc": lambda: {"document_type": "passport", "document_number": "P1234567",
                                     "date_of_birth": "1990-01-01"},
         "POST /v1/me/devices/{device}/lock": lambda: {"wipe": False},

@@ -25,8 +25,10 @@ from gopay.api.schemas import (
     AdjustmentPublic,
     KycDecision,
     Page,
+    RoleChange,
     SecurityEventPublic,
     StaffAccountPublic,
+    UserPublic,
 )
 from gopay.system import System
 
@@ -86,6 +88,12 @@ def decide_kyc(user_id: str, body: KycDecision, staff: UserManager,
                                          body.reason)
     system.show(outcome.position)
     return staff_account(system, outcome.value.id)
+
+
+@router.post("/staff/{user_id}/role", response_model=UserPublic)
+def change_role(user_id: str, body: RoleChange, staff: Admin, system: SystemDep) -> UserPublic:
+    """Give a staff member another role; their sessions end, so it applies at once."""
+    return user_public(system.identity.change_role(staff.user_id, _user_id(user_id), body.role))
 
 
 @router.get("/users/{user_id}/security-events", response_model=list[SecurityEventPublic])
