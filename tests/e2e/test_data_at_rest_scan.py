@@ -21,10 +21,21 @@ import httpx
 import psycopg
 import pyotp
 import pytest
+from aiosmtpd.controller import Controller
 from psycopg import sql
 from stdnum import luhn
 
-from tests.support import PASSWORD, Client, GoPayServer, fund, gopay_env, login, staff
+from tests.e2e.test_recovery import Mailbox
+from tests.support import (
+    PASSWORD,
+    Client,
+    GoPayServer,
+    free_port,
+    fund,
+    gopay_env,
+    login,
+    staff,
+)
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -37,6 +48,7 @@ CARDS = {"4242424242424242": "837", "5555-5555-5555-4444": "4912",
 REFUSED_CARD = "4000056655665557"  # fails the Luhn check: refused, and must not be logged either
 IBANS = ("GB82 WEST 1234 5698 7654 32", "DE89370400440532013000")
 CUSTOMER_PASSWORD = "Plum-Orchard-Quill-7749"
+RECOVERED_PASSWORD = "Lantern-Mosaic-Fjord-2231"  # set by account recovery
 WRONG_PASSWORD = "Plum-Orchard-Quill-7748"  # tried once, refused
 DOCUMENTS = ("ZX9081726", "QK 5528 0913")
 DATES_OF_BIRTH = ("1961-07-23", "1974-11-05")
@@ -79,12 +91,17 @@ def traces(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Traces]:
     # belongs to an unprivileged user who must be able to reach it.
     postgres = EmbeddedPostgres(Path(tempfile.mkdtemp(prefix="gopay-at-rest-pg-")) / "data").start()
     try:
-        env = gopay_env(postgres.url, root / "var")
+        mailbox = Mailbox()
+        smtp = Controller(mailbox, hostname="127.0.0.1", port=free_port())
+        smtp.start()
+        env = gopay_env(postgres.url, root / "var",
+                        GOPAY_SMTP_URL=f"smtp://127.0.0.1:{smtp.port}")
         server = GoPayServer.create(env, root / "serve.log").start()
         try:
-            customers, secrets = _customer_story(server.url, env)
+            customers, secrets = _customer_story(server.url, env, mailbox)
         finally:
             server.stop()
+            smtp.stop()
         event_history = root / "event-history.csv"
         _export_events(postgres.url, event_history)
         _dump_tables(postgres.url, root / "tables.dump")
@@ -101,7 +118,8 @@ def traces(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Traces]:
         shutil.rmtree(postgres.data_dir.parent, ignore_errors=True)
 
 
-def _customer_story(url: str, env: dict[str, str]) -> tuple[list[dict[str, Any]], list[str]]:
+def _customer_story(url: str, env: dict[str, str],
+                    mailbox: Mailbox) -> tuple[list[dict[str, Any]], list[str]]:
     admin = staff(url, env, "admin")
     people = [_register(url, name) for name in NAMES]
     alice, bob = people
@@ -138,6 +156,13 @@ def _customer_story(url: str, env: dict[str, str]) -> tuple[list[dict[str, Any]]
                                         "currency": "USD", "note": "rent"}, key="rent-1"), 201)
     _ok(bob.post("/v1/transfers", {"recipient": alice.user["phone"], "amount": 2_500,
                                    "currency": "USD"}), 201)
+
+    assert httpx.post(f"{url}/v1/auth/recovery", json={"email": bob.user["email"]}).status_code == 202
+    token = mailbox.token_for(bob.user["email"])
+    _ok(httpx.post(f"{url}/v1/auth/recovery/confirm",
+                   json={"token": token, "new_password": RECOVERED_PASSWORD}), 200)
+    login(url, bob.user["email"], RECOVERED_PASSWORD)
+    secrets.append(token)
     return [p.user for p in people], secrets
 
 
@@ -271,8 +296,9 @@ class TestCardData:
 
 class TestSecrets:
     def test_no_password(self, traces) -> None:
-        """Neither the customers' password, nor a wrong one tried, nor the staff one is readable."""
-        needles = {CUSTOMER_PASSWORD.encode(), WRONG_PASSWORD.encode(), PASSWORD.encode()}
+        """No password is readable: the customers', a wrong one, one set by recovery, staff's."""
+        needles = {p.encode() for p in (CUSTOMER_PASSWORD, WRONG_PASSWORD, RECOVERED_PASSWORD,
+                                        PASSWORD)}
         assert _found(needles, traces) == []
 
     def test_no_plain_document_number_or_iban(self, traces) -> None:
@@ -284,8 +310,9 @@ class TestSecrets:
             needles |= {v.encode() for v in (value, compact, groups, compact.lower())}
         assert _found(needles, traces) == []
 
-    def test_no_totp_secret_recovery_code_or_refresh_token(self, traces) -> None:
-        """What signs a customer in is kept sealed or hashed, never as itself."""
+    def test_no_totp_secret_recovery_code_or_token(self, traces) -> None:
+        """What signs a customer in (TOTP secret, recovery codes, refresh and account-recovery
+        tokens) is kept sealed or hashed, never as itself."""
         assert traces.secrets
         assert _found({secret.encode() for secret in traces.secrets}, traces) == []
 
