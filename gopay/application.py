@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
@@ -60,6 +61,33 @@ class Outcome(Generic[T]):
 
     value: T
     position: int
+
+
+@dataclass(frozen=True)
+class MoneyCommand:
+    """A money command ready to run: blocking with `run()`, or awaited with `run_async()`."""
+
+    app: GoPay
+    command: Callable[[UnitOfWork], tuple[PaymentOrder, bool]]
+    probes: tuple[UUID, ...]
+
+    def run(self) -> Outcome[PaymentOrder]:
+        (order, replayed), position = self.app.committer.execute(self.command, self.probes)
+        return self._outcome(order, replayed, position)
+
+    async def run_async(self) -> Outcome[PaymentOrder]:
+        (order, replayed), position = await self.app.committer.execute_async(
+            self.command, self.probes)
+        if replayed and order.status != "failed":
+            position = await asyncio.to_thread(self.app.recorder.max_notification_id) or 0
+        return self._outcome(order, False, position)
+
+    def _outcome(self, order: PaymentOrder, replayed: bool, position: int) -> Outcome[PaymentOrder]:
+        if order.status == "failed" and order.failure_reason in RECORDED_REFUSALS:
+            raise RECORDED_REFUSALS[order.failure_reason](order.failure_detail)
+        if replayed:  # the answer of a request already made: show everything up to now
+            position = self.app.recorder.max_notification_id() or 0
+        return Outcome(order, position)
 
 
 @dataclass(frozen=True)
@@ -238,10 +266,14 @@ class GoPay(Application[UUID]):
 
     # Moving money
 
-    def transfer(self, *, sender_id: UUID, sender_wallet_id: UUID | None, recipient: str,
-                 money: Money, note: str, idempotency_key: str | None,
-                 fingerprint: str) -> Outcome[PaymentOrder]:
+    def transfer(self, **request: Any) -> Outcome[PaymentOrder]:
         """Move money from the sender's wallet to another wallet, atomically."""
+        return self.transfer_command(**request).run()
+
+    def transfer_command(self, *, sender_id: UUID, sender_wallet_id: UUID | None,
+                         recipient: str, money: Money, note: str,
+                         idempotency_key: str | None, fingerprint: str) -> MoneyCommand:
+        """A transfer, ready to run (the API awaits it without holding a thread)."""
         if sender_wallet_id is None:
             raise ValidationFailed("only customers with a wallet can send money")
 
@@ -298,7 +330,7 @@ class GoPay(Application[UUID]):
 
             return created, post
 
-        return self._move_money(staff_id, "adjustment", idempotency_key, fingerprint, order)
+        return self._move_money(staff_id, "adjustment", idempotency_key, fingerprint, order).run()
 
     def set_frozen(self, *, staff_id: UUID, user_id: UUID, frozen: bool,
                    reason: str) -> Outcome[Wallet]:
@@ -323,8 +355,8 @@ class GoPay(Application[UUID]):
     def _move_money(self, caller_id: UUID, operation: str, idempotency_key: str | None,
                     fingerprint: str,
                     order: Callable[[UnitOfWork, UUID], tuple[PaymentOrder, Callable[[], None]]]
-                    ) -> Outcome[PaymentOrder]:
-        """Run a money command once per idempotency key; a recorded refusal repeats itself."""
+                    ) -> MoneyCommand:
+        """A money command that runs once per idempotency key; a recorded refusal repeats itself."""
         order_id = (order_id_for(caller_id, operation, idempotency_key)
                     if idempotency_key is not None else uuid4())
 
@@ -350,12 +382,7 @@ class GoPay(Application[UUID]):
             return created, False
 
         probes = (order_id,) if idempotency_key is not None else ()
-        (result, replayed), position = self.committer.execute(command, probes)
-        if result.status == "failed" and result.failure_reason in RECORDED_REFUSALS:
-            raise RECORDED_REFUSALS[result.failure_reason](result.failure_detail)
-        if replayed:
-            position = self.recorder.max_notification_id() or 0
-        return Outcome(result, position)
+        return MoneyCommand(self, command, probes)
 
     def _change(self, aggregate_id: UUID, kind: type[TAggregate],
                 change: Callable[[TAggregate], None]) -> TAggregate:

@@ -12,12 +12,15 @@ read. They can be stale when several processes share the database, which costs n
 unsafe: a stale success fails to save (the version is taken) and runs again on fresh state,
 and a refusal decided on remembered state is checked once more on fresh state first.
 
-There is no writer thread: the first waiting caller leads a batch for everyone queued
-(flat combining), so the same code serves one test thread and forty request threads.
+A blocking caller leads a batch for everyone queued when nobody else is leading (flat
+combining), so the same code serves one test thread and forty request threads. An
+`asyncio` caller never blocks its event loop: it queues its command, a writer thread leads
+the batch, and the answer comes back to the loop as a future.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import copy
 import logging
@@ -188,11 +191,14 @@ class _Pending(Generic[T]):
     position: int = 0
     rounds: int = 0
     recheck: bool = False  # run again on fresh state before a refusal stands
+    future: asyncio.Future[None] | None = None  # an asyncio caller's, on its own loop
 
     def answer(self, *, error: BaseException | None = None, position: int = 0) -> None:
         self.error = error
         self.position = position
         self.done.set()
+        if self.future is not None:
+            self.future.get_loop().call_soon_threadsafe(_resolve, self.future)
 
 
 Conflicts = Callable[[Sequence[UUID], dict[UUID, int | None]], set[UUID]]
@@ -213,6 +219,8 @@ class GroupCommitter:
         self._queue_lock = threading.Lock()
         self._leading = threading.Lock()
         self._batch_done = threading.Condition()
+        self._work = threading.Event()
+        self._writer: threading.Thread | None = None
         self.batches = 0
 
     def execute(self, command: Callable[[UnitOfWork], T],
@@ -240,6 +248,39 @@ class GroupCommitter:
         if pending.error is not None:
             raise pending.error
         return pending.result, pending.position
+
+    async def execute_async(self, command: Callable[[UnitOfWork], T],
+                            probes: tuple[UUID, ...] = ()) -> tuple[T, int]:
+        """`execute` for a coroutine: the writer thread runs the batch, the loop stays free."""
+        pending: _Pending[T] = _Pending(command, probes,
+                                        future=asyncio.get_running_loop().create_future())
+        with self._queue_lock:
+            self._queue.append(pending)
+            if self._writer is None:
+                self._writer = threading.Thread(target=self._write, name="group-commit",
+                                                daemon=True)
+                self._writer.start()
+        self._work.set()
+        assert pending.future is not None
+        # A cancelled caller (the client went away) does not cancel the command itself.
+        await asyncio.shield(pending.future)
+        if pending.error is not None:
+            raise pending.error
+        return pending.result, pending.position
+
+    def _write(self) -> None:
+        """The writer thread: leads batches while anything waits in the queue."""
+        while True:
+            self._work.wait()
+            self._work.clear()
+            while self._queue:
+                try:
+                    with self._leading:
+                        self._lead_one_batch()
+                except Exception:  # a bug must not end the thread every async caller needs
+                    log.exception("group commit writer failed")
+                with self._batch_done:
+                    self._batch_done.notify_all()
 
     def _lead_one_batch(self) -> None:
         with self._queue_lock:
@@ -324,6 +365,11 @@ class GroupCommitter:
                     default=last))
             break
         return again
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _split(accepted: list[_Pending[Any]], stale: set[UUID]

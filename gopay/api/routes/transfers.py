@@ -5,12 +5,15 @@ from __future__ import annotations
 from uuid import UUID
 
 from fastapi import APIRouter
+from fastapi.concurrency import run_in_threadpool
 
 from gopay.aggregates.money import Money
 from gopay.aggregates.payment_order import PaymentOrder
 from gopay.api.deps import Caller, Customer, IdempotencyKey, SecondFactor, SystemDep, fingerprint
 from gopay.api.problems import Problem
 from gopay.api.schemas import TransferCreate, TransferPublic
+from gopay.security.tokens import AccessClaims
+from gopay.system import System
 
 router = APIRouter(prefix="/v1/transfers", tags=["transfers"])
 
@@ -23,22 +26,30 @@ def transfer_public(order: PaymentOrder) -> TransferPublic:
 
 
 @router.post("", status_code=201, response_model=TransferPublic)
-def create_transfer(body: TransferCreate, caller: Customer, system: SystemDep,
-                    idempotency_key: IdempotencyKey = None,
-                    otp: SecondFactor = None) -> TransferPublic:
+async def create_transfer(body: TransferCreate, caller: Customer, system: SystemDep,
+                          idempotency_key: IdempotencyKey = None,
+                          otp: SecondFactor = None) -> TransferPublic:
     """Send money to an e-mail, phone number or wallet id; all of it moves or none does.
 
     From the step-up amount up, a user with 2FA on sends a fresh code in `GoPay-OTP`
     (a retry with the same Idempotency-Key does not need another one).
     """
-    if body.amount >= system.settings.step_up_amount and not (
-            idempotency_key and system.app.order_exists(caller.user_id, "transfer", idempotency_key)):
-        system.identity.confirm_second_factor(caller.user_id, otp)
-    outcome = system.app.transfer(
+    if body.amount >= system.settings.step_up_amount:
+        await run_in_threadpool(_step_up, system, caller, idempotency_key, otp)
+    # Awaited, not run in a thread: the group committer's writer thread does the work.
+    outcome = await system.app.transfer_command(
         sender_id=caller.user_id, sender_wallet_id=caller.wallet_id, recipient=body.recipient,
         money=Money.positive(body.amount, body.currency), note=body.note,
-        idempotency_key=idempotency_key, fingerprint=fingerprint(body))
+        idempotency_key=idempotency_key, fingerprint=fingerprint(body)).run_async()
     return transfer_public(outcome.value)
+
+
+def _step_up(system: System, caller: AccessClaims, idempotency_key: str | None,
+             otp: str | None) -> None:
+    """Ask for a fresh second factor, unless this is a retry of a request already made."""
+    if not (idempotency_key
+            and system.app.order_exists(caller.user_id, "transfer", idempotency_key)):
+        system.identity.confirm_second_factor(caller.user_id, otp)
 
 
 @router.get("/{transfer_id}", response_model=TransferPublic)
