@@ -10,7 +10,8 @@ from uuid import UUID, uuid4, uuid5
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import Mapper
+from eventsourcing.persistence import InterfaceError, Mapper, OperationalError
+from eventsourcing.utils import retry
 from psycopg.sql import SQL, Identifier
 
 from gopay.aggregates.errors import (
@@ -406,6 +407,7 @@ class GoPay(Application[UUID]):
     def _stored_aggregates(self, aggregate_ids: Sequence[UUID]) -> set[UUID]:
         return set(self._stored_versions(aggregate_ids))
 
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)  # as the recorder does
     def _stored_versions(self, aggregate_ids: Sequence[UUID]) -> dict[UUID, int]:
         """The latest stored version of each of these aggregates that exists, in one query."""
         recorder: Any = self.recorder

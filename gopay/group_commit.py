@@ -10,7 +10,9 @@ the rest are saved as they are. Every caller gets its answer after its events ar
 Aggregates this process last saved are kept in memory (`KnownState`) and used without a
 read. They can be stale when several processes share the database, which costs nothing
 unsafe: a stale success fails to save (the version is taken) and runs again on fresh state,
-and a refusal decided on remembered state is checked once more on fresh state first.
+a refusal decided on remembered state is checked once more on fresh state first, and so is
+a decision resting on a remembered aggregate the command read but did not change (one
+query per batch compares those versions with the store).
 
 A blocking caller leads a batch for everyone queued when nobody else is leading (flat
 combining), so the same code serves one test thread and forty request threads. An
@@ -338,6 +340,22 @@ class GroupCommitter:
         """Save what can be saved; return the commands that must run again."""
         again: list[_Pending[Any]] = []
         unsaved: set[UUID] = set()  # aggregates whose working state holds unsaved changes
+
+        def run_again(stale: set[UUID]) -> list[_Pending[Any]]:
+            keep, retry = _split(accepted, stale)
+            self.known.forget(stale)
+            unsaved.update(*(pending.touched for pending in retry))
+            again.extend(retry)
+            return keep
+
+        # A decision can rest on a remembered aggregate it does not change (unfreezing a wallet
+        # remembered as unfrozen does nothing); no version check would catch that one, so ask.
+        written = {event.originator_id for pending in accepted for event in pending.events}
+        read_only = set().union(*(pending.touched for pending in accepted)) & unit.remembered
+        if read_only - written:
+            stale = self._conflicts(sorted(read_only - written), unit.loaded_versions)
+            if stale:
+                accepted = run_again(stale)
         while accepted:
             events = [event for pending in accepted for event in pending.events]
             try:
@@ -346,11 +364,7 @@ class GroupCommitter:
                 CONFLICTS.inc()
                 ids = sorted({event.originator_id for event in events})
                 stale = self._conflicts(ids, unit.loaded_versions)
-                keep, retry = _split(accepted, stale or set(ids))
-                self.known.forget(stale or ids)
-                unsaved.update(*(pending.touched for pending in retry))
-                again.extend(retry)
-                accepted = keep
+                accepted = run_again(stale or set(ids))
                 continue
             positions = {(r.domain_event.originator_id, r.domain_event.originator_version):
                          r.notification.id for r in recordings}

@@ -155,7 +155,7 @@ def other_currency(currency: str) -> str:
 
 
 class LedgerMachine(RuleBasedStateMachine):
-    """GoPay over a database of its own, next to a model of what every balance must be."""
+    """GoPay in two processes over one database, next to a model of what every balance must be."""
 
     customers = Bundle("customers")
 
@@ -177,6 +177,12 @@ class LedgerMachine(RuleBasedStateMachine):
                               env={**application_env(self.database_url, pool_size=1),
                                     "AGGREGATE_CACHE_MAXSIZE": ""})
         assert self.replayer.repository.cache is None
+        # A second API process: its own memory, committer and pool over the same database.
+        # Commands alternate between the two, so each often works on what the other changed.
+        self.other_process = GoPay(config.key_ring(),
+                                   env=application_env(self.database_url, pool_size=2),
+                                   limits=config.kyc_limits)
+        self.commands_sent = 0
         self.admin_id = register_admin(self.app)
         self.wallets: dict[UUID, Customer] = {}
         self.balances: dict[UUID, int] = {}
@@ -190,8 +196,14 @@ class LedgerMachine(RuleBasedStateMachine):
     def database_name(self) -> str:
         return self.database_url.rsplit("/", 1)[1]
 
+    def writer(self) -> GoPay:
+        """The process the next command goes to: the two take turns."""
+        self.commands_sent += 1
+        return self.other_process if self.commands_sent % 2 else self.app
+
     def teardown(self) -> None:
         self.replayer.close()
+        self.other_process.close()
         self.system.close()
         # System.close() leaves the views' pools open: see test_closing_releases_every_connection.
         self.system.read_side.wallets.datastore.close()
@@ -214,7 +226,7 @@ class LedgerMachine(RuleBasedStateMachine):
     def open_wallet(self, currency: str) -> Customer:
         number = len(self.wallets) + 1
         email, phone = f"customer{number}@example.com", f"+1202555{number:04d}"
-        user = self.app.register(Registration(
+        user = self.writer().register(Registration(
             email=email, password=PASSWORD, kind="person", full_name=f"Customer {number}",
             phone=phone, country="US", currency=currency)).value
         assert user.wallet_id is not None
@@ -225,13 +237,13 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @rule(customer=customers)
     def freeze(self, customer: Customer) -> None:
-        self.app.set_frozen(staff_id=self.admin_id, user_id=customer.user_id, frozen=True,
+        self.writer().set_frozen(staff_id=self.admin_id, user_id=customer.user_id, frozen=True,
                             reason="review")
         self.frozen.add(customer.wallet_id)
 
     @rule(customer=customers)
     def unfreeze(self, customer: Customer) -> None:
-        self.app.set_frozen(staff_id=self.admin_id, user_id=customer.user_id, frozen=False,
+        self.writer().set_frozen(staff_id=self.admin_id, user_id=customer.user_id, frozen=False,
                             reason="cleared")
         self.frozen.discard(customer.wallet_id)
 
@@ -350,7 +362,7 @@ class LedgerMachine(RuleBasedStateMachine):
             expected = broken
         recorded = self.app.recorder.max_notification_id()
         try:
-            order = command.send(self.app).value
+            order = command.send(self.writer()).value
         except DomainError as error:
             assert type(error) in expected, f"{command} raised {error!r}, expected {expected}"
             event(f"{command.operation} refused: {type(error).__name__}")
