@@ -279,7 +279,7 @@ class GoPay(Application[UUID]):
             raise ValidationFailed("only customers with a wallet can send money")
 
         def order(unit: UnitOfWork, order_id: UUID) -> tuple[PaymentOrder, Callable[[], None]]:
-            payer = _wallet(unit, sender_wallet_id)
+            payer = unit.get(sender_wallet_id, Wallet)
             payee = _wallet_of(unit, recipient)
             if payee.id == payer.id:
                 raise ValidationFailed("you cannot send money to yourself")
@@ -314,7 +314,7 @@ class GoPay(Application[UUID]):
         change = money if direction == "credit" else -money
 
         def order(unit: UnitOfWork, order_id: UUID) -> tuple[PaymentOrder, Callable[[], None]]:
-            wallet = _wallet(unit, wallet_id)
+            wallet = unit.get(wallet_id, Wallet)
             created = PaymentOrder(id=order_id, order_type="adjustment", initiated_by=staff_id,
                                    payer_wallet_id=wallet.id if direction == "debit" else None,
                                    payee_wallet_id=wallet.id if direction == "credit" else None,
@@ -341,7 +341,7 @@ class GoPay(Application[UUID]):
             raise NotFound("this account has no wallet")
 
         def command(unit: UnitOfWork) -> Wallet:
-            wallet = _wallet(unit, user.wallet_id)  # type: ignore[arg-type]
+            wallet = unit.get(user.wallet_id, Wallet)  # type: ignore[arg-type]
             if frozen:
                 wallet.freeze(by=staff_id, reason=reason)
             else:
@@ -443,13 +443,6 @@ def _claim_phone(unit: UnitOfWork, phone: str, user_id: UUID) -> PhoneIndex:
     return index
 
 
-def _wallet(unit: UnitOfWork, wallet_id: UUID) -> Wallet:
-    wallet = unit.find(wallet_id, Wallet)
-    if wallet is None:
-        raise NotFound("wallet not found")
-    return wallet
-
-
 def _wallet_of(unit: UnitOfWork, recipient: str) -> Wallet:
     """The wallet an e-mail, E.164 phone number or wallet id points at."""
     recipient = recipient.strip()
@@ -459,13 +452,13 @@ def _wallet_of(unit: UnitOfWork, recipient: str) -> Wallet:
         index = unit.find(PhoneIndex.id_for(recipient), PhoneIndex)
     else:
         try:
-            return _wallet(unit, UUID(recipient))
+            return unit.get(UUID(recipient), Wallet)
         except (ValueError, NotFound):
             raise NotFound("no GoPay wallet matches this recipient") from None
     user = unit.find(index.user_id, User) if index and index.user_id else None
     if user is None or user.wallet_id is None:
         raise NotFound("no GoPay wallet matches this recipient")
-    return _wallet(unit, user.wallet_id)
+    return unit.get(user.wallet_id, Wallet)
 
 
 def application_env(database_url: str, pool_size: int = 10) -> dict[str, Any]:

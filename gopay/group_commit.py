@@ -37,7 +37,7 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
 from prometheus_client import Counter, Histogram
 
-from gopay.aggregates.errors import DomainError
+from gopay.aggregates.errors import DomainError, NotFound
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +113,13 @@ class UnitOfWork:
         self._remember(aggregate_id)
         found = self._aggregates[aggregate_id]
         return found if isinstance(found, kind) else None
+
+    def get(self, aggregate_id: UUID, kind: type[TAggregate]) -> TAggregate:
+        """`find`, for an aggregate that must exist: 404 otherwise."""
+        found = self.find(aggregate_id, kind)
+        if found is None:
+            raise NotFound(f"{kind.__name__.lower()} not found")
+        return found
 
     def add(self, *aggregates: Aggregate | None) -> None:
         """New aggregates the current command created."""

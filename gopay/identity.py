@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 from uuid import UUID, uuid4
 
 from gopay.aggregates.device import DeviceStatus
-from gopay.aggregates.errors import DomainError, NotFound, ValidationFailed
+from gopay.aggregates.errors import DomainError, ValidationFailed
 from gopay.aggregates.session import Session, token_digest
 from gopay.aggregates.user import OtpRejected, RecoveryRefused, User
 from gopay.aggregates.wallet import Wallet
@@ -84,7 +84,7 @@ class Identity:
         now = time.time()
 
         def command(unit: UnitOfWork) -> Session | DomainError:
-            current = _user(unit, user.id)
+            current = unit.get(user.id, User)
             if not current.may_sign_in_on(a.device_id):
                 current.login_failed(reason="device_locked", device_id=a.device_id,
                                      address=a.address)
@@ -115,7 +115,7 @@ class Identity:
         now = time.time()
 
         def command(unit: UnitOfWork) -> None:
-            user = _user(unit, user_id)
+            user = unit.get(user_id, User)
             if not user.totp_enabled:
                 return
             if not code:
@@ -179,7 +179,7 @@ class Identity:
         """Kill every session of a lost device at once; with `wipe`, tell it to erase itself."""
 
         def command(unit: UnitOfWork) -> User:
-            user = _user(unit, user_id)
+            user = unit.get(user_id, User)
             for session_id in user.lock_device(device_id, wipe=wipe):
                 session = unit.find(session_id, Session)
                 if session is not None:
@@ -198,7 +198,7 @@ class Identity:
         now = time.time()
 
         def command(unit: UnitOfWork) -> User:
-            user = _user(unit, user_id)
+            user = unit.get(user_id, User)
             if user.totp_enabled:
                 if not code:
                     raise OtpRejected("re-enrolling a device needs a code from your "
@@ -247,7 +247,7 @@ class Identity:
         now = datetime.now(UTC).isoformat()
 
         def command(unit: UnitOfWork) -> User:
-            user = _user(unit, user_id)
+            user = unit.get(user_id, User)
             for session_id in user.recover(token_digest(secret), password_hash, now):
                 session = unit.find(session_id, Session)
                 if session is not None:
@@ -276,7 +276,7 @@ class Identity:
         """Staff approve or reject; the wallet's tier (and so its limits) follows at once."""
 
         def command(unit: UnitOfWork) -> User:
-            user = _user(unit, user_id)
+            user = unit.get(user_id, User)
             user.decide_kyc(decision, by=staff_id, reason=reason)
             if user.wallet_id is not None:
                 wallet = unit.find(user.wallet_id, Wallet)
@@ -292,7 +292,7 @@ class Identity:
         """Give a staff member another role; their sessions end so no token keeps the old one."""
 
         def command(unit: UnitOfWork) -> User:
-            user = _user(unit, staff_id)
+            user = unit.get(staff_id, User)
             user.change_role(role, by=admin_id)
             for session_id in user.sessions:
                 session = unit.find(session_id, Session)
@@ -328,7 +328,7 @@ class Identity:
 
     def _changed(self, user_id: UUID, change: Callable[[User], None]) -> Outcome[User]:
         def command(unit: UnitOfWork) -> User:
-            user = _user(unit, user_id)
+            user = unit.get(user_id, User)
             change(user)
             return user
 
@@ -346,13 +346,6 @@ def _spend_second_factor(user: User, code: str, now: float) -> None:
         user.use_otp(step)
     else:
         user.use_recovery_code(otp.recovery_code_digest(code))
-
-
-def _user(unit: UnitOfWork, user_id: UUID) -> User:
-    user = unit.find(user_id, User)
-    if user is None:
-        raise NotFound("user not found")
-    return user
 
 
 def _device_status(unit: UnitOfWork, device_id: str) -> DeviceStatus:
