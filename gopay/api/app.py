@@ -74,7 +74,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def _document_problems(app: FastAPI) -> None:
-    """Put the Problem schema into the OpenAPI document the responses above refer to."""
+    """Put the Problem schema into the OpenAPI document the responses above refer to.
+
+    And say of an optional header or query parameter what it is, not that it may be `null`:
+    one left out is simply not sent.
+    """
     default_openapi = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -87,7 +91,19 @@ def _document_problems(app: FastAPI) -> None:
                     # FastAPI's own 422 body is not what GoPay sends; it sends a problem.
                     operation.get("responses", {}).get("422", {})["content"] = {
                         MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+                    for parameter in operation.get("parameters", []):
+                        _without_null(parameter)
             app.openapi_schema = schema
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _without_null(parameter: dict[str, Any]) -> None:
+    """FastAPI documents `str | None = None` as anyOf string or null; a header can't carry a null."""
+    choices = parameter.get("schema", {}).get("anyOf")
+    if choices and {"type": "null"} in choices:
+        rest = [choice for choice in choices if choice != {"type": "null"}]
+        schema = parameter["schema"]
+        del schema["anyOf"]
+        schema.update(rest[0] if len(rest) == 1 else {"anyOf": rest})

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 from uuid import UUID
 
 import pycountry
+from email_validator import SPECIAL_USE_DOMAIN_NAMES
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     EmailStr,
     Field,
+    StrictBool,
     StrictInt,
     StringConstraints,
 )
@@ -48,6 +53,28 @@ Password = Annotated[str, StringConstraints(min_length=MIN_LENGTH, max_length=25
 # Every timestamp leaves GoPay as RFC 3339 UTC, whichever store it was read from.
 UtcDatetime = Annotated[datetime, AfterValidator(lambda moment: moment.astimezone(UTC))]
 
+
+def _text_matching(pattern: str, meaning: str) -> Callable[[Any], Any]:
+    """Refuse what pydantic would also take (unix seconds, naive times) but the schema's format does not."""
+    def check(value: Any) -> Any:
+        if not (isinstance(value, str) and re.fullmatch(pattern, value)):
+            raise ValueError(f"must be {meaning}")
+        return value
+    return check
+
+
+# Timestamps coming in: RFC 3339 with an offset, as `format: date-time` says.
+Rfc3339Datetime = Annotated[datetime, BeforeValidator(_text_matching(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})",
+    "an RFC 3339 date-time with an offset"))]
+IsoDate = Annotated[date, BeforeValidator(_text_matching(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", "a YYYY-MM-DD date"))]
+
+# EmailStr's email-validator refuses the special-use domains of RFC 6761 (.test, .local, ...),
+# which `format: email` alone allows: the schema says so too.
+Email = Annotated[EmailStr, Field(json_schema_extra={"not": {"pattern": "[@.](" + "|".join(
+    "".join(f"[{c.upper()}{c}]" if c.isalpha() else re.escape(c) for c in name)
+    for name in SPECIAL_USE_DOMAIN_NAMES) + r")\.?$"}})]
+
 T = TypeVar("T")
 
 
@@ -70,7 +97,15 @@ class Page(BaseModel, Generic[T]):
 
 
 class UserCreate(BaseModel):
-    email: EmailStr
+    # A company needs a business name and a category (the route refuses it without them, 422);
+    # said in the schema too, so that a request the schema calls valid is one GoPay accepts.
+    model_config = ConfigDict(json_schema_extra={
+        "if": {"properties": {"kind": {"const": "company"}}},
+        "then": {"required": ["business_name", "category"],
+                 "properties": {"business_name": {"type": "string"}, "category": {"type": "string"}}},
+    })
+
+    email: Email
     password: Password
     full_name: Name
     phone: Phone
@@ -106,7 +141,7 @@ class ProfileUpdate(BaseModel):
 
     full_name: Name | None = None
     phone: Phone | None = None
-    login_notifications: bool | None = None
+    login_notifications: StrictBool | None = None
 
 
 class LoginRequest(BaseModel):
@@ -173,7 +208,7 @@ class DevicePublic(BaseModel):
 
 
 class DeviceLock(BaseModel):
-    wipe: bool = False
+    wipe: StrictBool = False
 
 
 class DeviceReenroll(BaseModel):
@@ -192,7 +227,7 @@ class KycSubmit(BaseModel):
     document_type: Literal["passport", "national_id", "driving_licence"]
     document_number: Annotated[str, StringConstraints(strip_whitespace=True,
                                                       pattern=r"^[A-Za-z0-9][A-Za-z0-9 -]{2,28}[A-Za-z0-9]$")]
-    date_of_birth: date
+    date_of_birth: IsoDate
 
 
 class KycDecision(BaseModel):

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query
 from gopay.aggregates.money import Money
 from gopay.api.deps import (
     Admin,
+    IdCursor,
     IdempotencyKey,
     SystemDep,
     UserManager,
@@ -54,7 +55,7 @@ def _user_id(user_id: str) -> UUID:
 def users(staff: UserReader, system: SystemDep,
           q: Annotated[str | None, Query(max_length=100)] = None,
           limit: Annotated[int, Query(ge=1, le=200)] = 50,
-          cursor: Annotated[str | None, Query(max_length=64)] = None) -> Page[StaffAccountPublic]:
+          cursor: IdCursor = None) -> Page[StaffAccountPublic]:
     """Customers whose e-mail, name, business or phone contains `q`, newest first."""
     system.catch_up_reads()
     rows = system.read_side.directory.search(q, kinds=("person", "company", "agent"),

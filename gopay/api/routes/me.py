@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from gopay.aggregates.user import User
-from gopay.api.deps import Caller, Customer, SecondFactor, SystemDep, id_cursor
+from gopay.api.deps import Caller, Customer, IdCursor, SecondFactor, SystemDep, id_cursor
 from gopay.api.routes.auth import user_public
 from gopay.api.schemas import CompanyPublic, KycSubmit, Page, ProfileUpdate, UserPublic
 from gopay.system import System
@@ -54,7 +54,7 @@ def _profile(system: System, user: User) -> UserPublic:
 def companies(caller: Caller, system: SystemDep,
               q: Annotated[str | None, Query(max_length=100)] = None,
               limit: Annotated[int, Query(ge=1, le=200)] = 50,
-              cursor: Annotated[str | None, Query(max_length=64)] = None) -> Page[CompanyPublic]:
+              cursor: IdCursor = None) -> Page[CompanyPublic]:
     """Companies whose name matches `q`, newest first."""
     system.catch_up_reads()
     rows = system.read_side.directory.search(q, kinds=("company",), limit=limit + 1,

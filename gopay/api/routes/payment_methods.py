@@ -9,7 +9,7 @@ from uuid import UUID
 from fastapi import APIRouter, Query
 
 from gopay.aggregates.payment_method import PaymentMethod, PaymentMethodExists
-from gopay.api.deps import Customer, IdempotencyKey, SystemDep, id_cursor
+from gopay.api.deps import Customer, IdCursor, IdempotencyKey, SystemDep, id_cursor
 from gopay.api.payment_method_schemas import (
     BankAccountMethodPublic,
     BankAccountPublic,
@@ -66,7 +66,7 @@ def add(body: PaymentMethodCreate, caller: Customer, system: SystemDep,
 @router.get("", response_model=PaymentMethodPage)
 def list_all(caller: Customer, system: SystemDep,
              limit: Annotated[int, Query(ge=1, le=200)] = 50,
-             cursor: Annotated[str | None, Query(max_length=64)] = None
+             cursor: IdCursor = None
              ) -> PaymentMethodPage:
     """Your saved payment methods, newest first."""
     after = id_cursor(cursor)

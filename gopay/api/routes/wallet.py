@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
 from gopay.api.deps import Customer, SystemDep
 from gopay.api.problems import Problem
-from gopay.api.schemas import Page, TransactionPublic, WalletPublic
+from gopay.api.schemas import Page, Rfc3339Datetime, TransactionPublic, WalletPublic
 
 router = APIRouter(prefix="/v1/wallet", tags=["wallet"])
 
 TransactionType = Literal["topup", "payout", "transfer", "qr_payment", "bill_payment", "recharge",
                           "cash_in", "cash_out", "refund", "fee", "settlement", "adjustment"]
+
+# The position of the last posting seen; 18 digits at most, so that it fits a bigint.
+PostingCursor = Annotated[str | None, Query(pattern=r"^[0-9]{1,18}$",
+                                            description="The `next_cursor` of the page before")]
 
 
 def wallet_public(row: dict) -> WalletPublic:
@@ -35,17 +38,13 @@ def wallet(caller: Customer, system: SystemDep) -> WalletPublic:
 @router.get("/transactions", response_model=Page[TransactionPublic])
 def transactions(caller: Customer, system: SystemDep,
                  limit: Annotated[int, Query(ge=1, le=200)] = 50,
-                 cursor: Annotated[str | None, Query(max_length=32)] = None,
+                 cursor: PostingCursor = None,
                  type: Annotated[TransactionType | None, Query()] = None,
-                 from_: Annotated[datetime | None, Query(alias="from")] = None,
-                 to: Annotated[datetime | None, Query()] = None) -> Page[TransactionPublic]:
+                 from_: Annotated[Rfc3339Datetime | None, Query(alias="from")] = None,
+                 to: Annotated[Rfc3339Datetime | None, Query()] = None) -> Page[TransactionPublic]:
     """The wallet's postings, newest first, each with the balance it left."""
     system.catch_up_reads()
-    before = None
-    if cursor is not None:
-        if not cursor.isdigit():
-            raise Problem(422, "cursor is not valid", "validation_error")
-        before = int(cursor)
+    before = int(cursor) if cursor is not None else None
     rows = system.read_side.wallets.transactions(
         caller.wallet_id, limit=limit + 1, before_seq=before, entry_type=type,  # type: ignore[arg-type]
         since=from_, until=to)
