@@ -261,10 +261,6 @@ class GoPay(Application[UUID]):
     def end_session(self, session_id: UUID, reason: str = "logout") -> None:
         self._change(session_id, Session, lambda session: session.revoke(reason=reason))
 
-    def session_is_active(self, session_id: UUID) -> bool:
-        session = self.find(session_id, Session)
-        return session is not None and not session.revoked
-
     # Moving money
 
     def transfer(self, **request: Any) -> Outcome[PaymentOrder]:

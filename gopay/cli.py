@@ -107,7 +107,7 @@ def worker() -> None:
         stopping = threading.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: stopping.set())
-        typer.echo("GoPay worker: projections and scheduled jobs running")
+        typer.echo("GoPay worker: projections running, and scheduled jobs")
         stopping.wait()
         jobs.shutdown(wait=True)
         system.close()

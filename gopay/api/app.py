@@ -14,6 +14,7 @@ from gopay.api.problems import MEDIA_TYPE, install_problem_handlers
 from gopay.api.routes import admin, auth, devices, health, me, payment_methods, transfers, wallet
 from gopay.api.schemas import Problem
 from gopay.api.security_headers import SecurityHeadersMiddleware
+from gopay.api.session_gate import SessionGate
 from gopay.scheduler import start_jobs
 from gopay.settings import Settings
 from gopay.system import System
@@ -50,9 +51,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             system.read_side.start()
             jobs = start_jobs(system)
         app.state.system = system
+        app.state.session_gate = SessionGate(database_url)
+        await app.state.session_gate.open()
         try:
             yield
         finally:
+            await app.state.session_gate.close()
             if jobs is not None:
                 jobs.shutdown(wait=True)
             system.close()

@@ -9,7 +9,6 @@ from typing import Annotated
 from uuid import UUID
 
 from fastapi import Depends, Header, Query, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 
@@ -31,6 +30,7 @@ _bearer = HTTPBearer(auto_error=False, description="An access token from /v1/aut
 
 
 async def current_caller(
+        request: Request,
         system: SystemDep,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> AccessClaims:
@@ -41,7 +41,7 @@ async def current_caller(
     claims = read_access_token(credentials.credentials, system.settings.signing_key())
     if claims is None:
         raise Problem(401, "the access token is invalid or expired", headers=challenge)
-    if not await run_in_threadpool(system.app.session_is_active, claims.session_id):
+    if not await request.app.state.session_gate.is_alive(claims.session_id):
         raise Problem(401, "this session has ended", headers=challenge)
     return claims
 

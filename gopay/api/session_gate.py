@@ -1,0 +1,62 @@
+"""Is this session still alive? Asked on every request, answered for many at once.
+
+Requests that arrive together share one query on an async connection, so checking a token
+costs no thread hop and no aggregate replay. A query starts only after every request it
+answers was queued, so a logout or device lock committed before a request is always seen,
+by every API process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from uuid import UUID
+
+from eventsourcing.utils import get_topic
+from psycopg_pool import AsyncConnectionPool
+
+from gopay.aggregates.session import Session
+
+REVOKED_TOPIC = get_topic(Session.Revoked)
+QUERY = ("SELECT DISTINCT originator_id FROM gopay_events "
+         "WHERE originator_id = ANY(%s) AND topic = %s")
+
+
+class SessionGate:
+    """Batches session checks: one query for every request waiting when it starts."""
+
+    def __init__(self, database_url: str, pool_size: int = 2) -> None:
+        self._pool = AsyncConnectionPool(database_url, min_size=1, max_size=pool_size,
+                                         open=False, kwargs={"autocommit": True})
+        self._waiting: dict[UUID, list[asyncio.Future[bool]]] = {}
+        self._checking: asyncio.Task[None] | None = None
+
+    async def open(self) -> None:
+        await self._pool.open()
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    async def is_alive(self, session_id: UUID) -> bool:
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(session_id, []).append(future)
+        if self._checking is None or self._checking.done():
+            self._checking = asyncio.create_task(self._check_waiting())
+        return await future
+
+    async def _check_waiting(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting, {}
+            try:
+                async with self._pool.connection() as conn:
+                    rows = await (await conn.execute(QUERY, (list(batch), REVOKED_TOPIC))).fetchall()
+            except Exception as error:  # the store is down: these requests hear it
+                for futures in batch.values():
+                    for future in futures:
+                        if not future.done():
+                            future.set_exception(error)
+                continue
+            revoked = {row[0] for row in rows}
+            for session_id, futures in batch.items():
+                for future in futures:
+                    if not future.done():
+                        future.set_result(session_id not in revoked)
