@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.support import (
     PASSWORD,
+    GoPayProcess,
     GoPayServer,
     fund,
     gopay_env,
@@ -83,6 +84,9 @@ def pgbench_ceiling(url: str, clients: int, seconds: int, *, with_lock: bool) ->
     raise RuntimeError(result.stdout + result.stderr)
 
 
+lags: list[float] = []  # projection lag seen during the last drive(), in seconds
+
+
 async def drive(url: str, tokens: list[tuple[str, str]], clients: int, seconds: float
                 ) -> tuple[list[float], Counter[int], int]:
     """`clients` concurrent senders; returns latencies of 201s, status counts, transfers made.
@@ -92,6 +96,7 @@ async def drive(url: str, tokens: list[tuple[str, str]], clients: int, seconds: 
     """
     latencies: list[float] = []
     statuses: Counter[int] = Counter()
+    lags.clear()
     deadline = time.perf_counter() + seconds
     connector = aiohttp.TCPConnector(limit=clients)
     timeout = aiohttp.ClientTimeout(total=30)
@@ -112,7 +117,15 @@ async def drive(url: str, tokens: list[tuple[str, str]], clients: int, seconds: 
                 if response.status == 201:
                     latencies.append(time.perf_counter() - started)
 
-        await asyncio.gather(*(client() for _ in range(clients)))
+        async def watch_lag() -> None:
+            """The read side's lag, sampled every half second while the load runs."""
+            while time.perf_counter() < deadline:
+                async with http.get("/health/ready") as response:
+                    body = await response.json()
+                    lags.append(body.get("projection_lag_seconds", body.get("lag_seconds", 0.0)))
+                await asyncio.sleep(0.5)
+
+        await asyncio.gather(watch_lag(), *(client() for _ in range(clients)))
     return latencies, statuses, len(latencies)
 
 
@@ -122,6 +135,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--workers", type=int, default=1, help="API processes")
     parser.add_argument("--wallets", type=int, default=200)
+    parser.add_argument("--projection-worker", action="store_true",
+                        help="run the projections in a `gopay worker` of their own")
     parser.add_argument("--pgbench-seconds", type=int, default=10)
     args = parser.parse_args()
 
@@ -129,6 +144,10 @@ def main() -> None:
     server_pg = EmbeddedPostgres(work / "pg").start()
     try:
         env = gopay_env(server_pg.url, work / "var")
+        worker = None
+        if args.projection_worker:
+            env["GOPAY_SERVE_RUNS_PROJECTIONS"] = "false"
+            worker = GoPayProcess(("worker",), env, work / "worker.log").start()
         api = GoPayServer.create(env, work / "serve.log", workers=args.workers).start()
         try:
             admin = staff(api.url, env, "admin")
@@ -138,6 +157,7 @@ def main() -> None:
             tokens = [(w.http.headers["Authorization"].split()[1], w.user["wallet_id"])
                       for w in wallets]
             print(f"GoPay: {args.clients} clients, {args.workers} API process(es), "
+                  f"projections in {'a worker' if worker else 'the API'}, "
                   f"{args.wallets} wallets, {args.seconds:.0f} s")
             started = time.perf_counter()
             latencies, statuses, made = asyncio.run(
@@ -150,10 +170,12 @@ def main() -> None:
             print(f"  answers:         {dict(statuses)}")
             total = sum(login(api.url, w.user["email"], PASSWORD).balance() for w in wallets)
             print(f"  money conserved: {total == 10_000_000 * args.wallets}")
-            lag = httpx.get(f"{api.url}/health/ready").json()
-            print(f"  read side:       {lag}")
+            print(f"  projection lag:  max {max(lags, default=0):.2f} s during the load, "
+                  f"{httpx.get(f'{api.url}/health/ready').json()['projection_lag_seconds']:.2f} s after")
         finally:
             api.stop()
+            if worker is not None:
+                worker.stop()
         plain = pgbench_ceiling(server_pg.url, args.clients, args.pgbench_seconds, with_lock=False)
         locked = pgbench_ceiling(server_pg.url, args.clients, args.pgbench_seconds, with_lock=True)
         print(f"pgbench, same write, {args.clients} clients:")
