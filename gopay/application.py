@@ -236,15 +236,6 @@ class GoPay(Application[UUID]):
 
     # Sessions
 
-    def start_session(self, user: User, device_id: str | None) -> tuple[Session, str]:
-        """A new login: a session and its first refresh token."""
-        session_id = uuid4()
-        refresh_token, secret = new_refresh_token(session_id)
-        session = Session(id=session_id, user_id=user.id, device_id=device_id,
-                          refresh_digest=token_digest(secret))
-        self.committer.execute(lambda unit: unit.add(session))
-        return session, refresh_token
-
     def refresh_session(self, refresh_token: str) -> tuple[Session, User, str]:
         """Rotate a refresh token; a used one revokes its whole session."""
         parsed = split_refresh_token(refresh_token)

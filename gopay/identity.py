@@ -124,9 +124,6 @@ class Identity:
 
         self.app.committer.execute(command)
 
-    def has_second_factor(self, user_id: UUID) -> bool:
-        return self.app.get_user(user_id).totp_enabled
-
     # Two-factor authentication
 
     def set_up_totp(self, user_id: UUID) -> tuple[str, str]:
