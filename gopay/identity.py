@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 from uuid import UUID, uuid4
 
 from gopay.aggregates.device import DeviceStatus
-from gopay.aggregates.errors import DomainError, ValidationFailed
+from gopay.aggregates.errors import DomainError, Unauthenticated, ValidationFailed
 from gopay.aggregates.session import Session, token_digest
 from gopay.aggregates.user import OtpRejected, RecoveryRefused, User
 from gopay.aggregates.wallet import Wallet
@@ -32,11 +32,6 @@ SECURITY_EVENTS = ("Registered", "LoggedIn", "LoginFailed", "PasswordRehashed", 
                    "KycDecided", "ProfileChanged", "RoleChanged",
                    # of the wallet
                    "Frozen", "Unfrozen", "TierChanged")
-
-
-class Unauthenticated(DomainError):
-    code = "unauthenticated"
-    status = 401
 
 
 @dataclass(frozen=True)

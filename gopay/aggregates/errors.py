@@ -20,6 +20,13 @@ class CurrencyMismatch(DomainError):
     code = "currency_mismatch"
 
 
+class Unauthenticated(DomainError):
+    """Credentials (a password, a token, a session) that do not or no longer hold."""
+
+    code = "unauthenticated"
+    status = 401
+
+
 class AccountFrozen(DomainError):
     code = "account_frozen"
     status = 423

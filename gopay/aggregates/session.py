@@ -8,12 +8,11 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
-from gopay.aggregates.errors import DomainError
+from gopay.aggregates.errors import Unauthenticated
 
 
-class SessionRevoked(DomainError):
-    code = "unauthenticated"
-    status = 401
+class SessionRevoked(Unauthenticated):
+    pass
 
 
 def token_digest(secret: str) -> str:

@@ -8,7 +8,13 @@ from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
-from gopay.aggregates.errors import DomainError, InvalidState, NotFound, ValidationFailed
+from gopay.aggregates.errors import (
+    DomainError,
+    InvalidState,
+    NotFound,
+    Unauthenticated,
+    ValidationFailed,
+)
 from gopay.aggregates.ledger import LEDGER_NAMESPACE
 
 CUSTOMER_KINDS = ("person", "company", "agent")
@@ -16,9 +22,8 @@ STAFF_ROLES = ("admin", "sub_admin", "auditor", "finance", "support")
 DOCUMENT_TYPES = ("passport", "national_id", "driving_licence")
 
 
-class RecoveryRefused(DomainError):
-    code = "unauthenticated"
-    status = 401
+class RecoveryRefused(Unauthenticated):
+    """A recovery token that is wrong, used or expired."""
 
 
 class OtpRejected(DomainError):

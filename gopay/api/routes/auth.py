@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from fastapi import APIRouter, Request
 
-from gopay.aggregates.errors import ValidationFailed
+from gopay.aggregates.errors import Unauthenticated, ValidationFailed
 from gopay.aggregates.session import Session
 from gopay.aggregates.user import OtpRejected, User
 from gopay.api.deps import Caller, IdempotencyKey, SystemDep
@@ -25,7 +25,7 @@ from gopay.api.schemas import (
     UserPublic,
 )
 from gopay.application import Registration
-from gopay.identity import LoginAttempt, Unauthenticated
+from gopay.identity import LoginAttempt
 from gopay.security.tokens import AccessClaims, issue_access_token
 from gopay.system import System
 
