@@ -125,6 +125,7 @@ class GoPay(Application[UUID]):
         "AGGREGATE_CACHE_FASTFORWARD": "y",
         # Reads outside commands never change what they get; commands work on their own copies.
         "DEEPCOPY_FROM_AGGREGATE_CACHE": "n",
+        "APPLICATION_RECORDER_TOPIC": "gopay.recorder:EventRecorder",
     }
 
     def __init__(self, key_ring: KeyRing, env: dict[str, str] | None = None,

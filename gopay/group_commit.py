@@ -366,7 +366,9 @@ class GroupCommitter:
         while accepted:
             events = [event for pending in accepted for event in pending.events]
             try:
-                recordings = self._app.save(*events) if events else []
+                # The event store directly: `Application.save` would collect the events
+                # again, checking each against a runtime Protocol.
+                recordings = self._app.events.put(events) if events else []
             except IntegrityError:
                 CONFLICTS.inc()
                 ids = sorted({event.originator_id for event in events})

@@ -1,0 +1,43 @@
+"""The event recorder: the library's PostgreSQL recorder with a cheaper batch insert.
+
+The library sends a batch as one array of composite rows, which psycopg dumps in Python, row
+by row and field by field: a third of the cost of saving a group commit. Four plain arrays
+(ids, versions, topics, states) are dumped in psycopg's C code instead. Everything else
+stays the library's: the exclusive table lock that keeps notification ids in commit order,
+the NOTIFY, the pipeline and the retries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from eventsourcing.persistence import StoredEvent
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+from psycopg import Cursor
+from psycopg.rows import DictRow
+from psycopg.sql import SQL, Identifier
+
+
+class EventRecorder(PostgresApplicationRecorder):
+    """Inserts a batch of stored events as four arrays; see the module docstring."""
+
+    def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:
+        super().__init__(datastore, **kwargs)
+        self.insert_events_statement = SQL(
+            "INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state) "
+            "SELECT * FROM unnest(%s::{id_type}[], %s::bigint[], %s::text[], %s::bytea[]) "
+            "RETURNING notification_id"
+        ).format(schema=Identifier(datastore.schema), table=Identifier(self.events_table_name),
+                 id_type=Identifier(datastore.originator_id_type))
+
+    def _insert_stored_events(self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent],
+                              **kwargs: Any) -> None:
+        self._lock_table(curs)
+        self._notify_channel(curs)
+        curs.execute(self.insert_events_statement, (
+            [event.originator_id for event in stored_events],
+            [event.originator_version for event in stored_events],
+            [event.topic for event in stored_events],
+            [event.state for event in stored_events],
+        ), prepare=True, binary=True)
