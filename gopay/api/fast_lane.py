@@ -13,6 +13,7 @@ its body replayed, so every refusal and every error keeps exactly one implementa
 from __future__ import annotations
 
 from fastapi.routing import APIRoute
+from prometheus_client import Counter
 from pydantic import ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -27,6 +28,9 @@ from gopay.security.tokens import AccessClaims, read_access_token
 ROUTE = next(route for route in router.routes
              if isinstance(route, APIRoute) and route.endpoint is create_transfer)
 PATH = ROUTE.path
+TAKEN = Counter("gopay_fast_lane_transfers_total",
+                "Transfer requests by who answered them: the fast lane, or the route",
+                ["by"])
 JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
@@ -45,8 +49,10 @@ class TransferFastLane:
             return
         request = await self._plain_transfer(scope, body)
         if request is None:
+            TAKEN.labels("route").inc()
             await self.app(scope, _replay(body, receive), send)
             return
+        TAKEN.labels("fast_lane").inc()
         claims, transfer, idempotency_key = request
         scope["route"] = ROUTE  # what the metrics label requests by
         system = scope["app"].state.system
