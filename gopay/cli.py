@@ -54,7 +54,7 @@ def _serve(settings: Settings, database_url: str, host: str, port: int, workers:
     from gopay.system import prepare_database
 
     prepare_database(settings, database_url)
-    settings.signing_key()  # both created once here, before worker processes read them
+    _ = settings.signing_key  # both created once here, before worker processes read them
     settings.key_ring()
     os.environ["GOPAY_DATABASE_URL"] = database_url
     tls = {}

@@ -192,7 +192,7 @@ def _clone(aggregate: TAggregate | None) -> TAggregate | None:
 class _Pending(Generic[T]):
     command: Callable[[UnitOfWork], T]
     probes: tuple[UUID, ...] = ()
-    done: threading.Event = field(default_factory=threading.Event)
+    done: bool = False  # blocking callers learn of it through the batch-done condition
     result: Any = None
     error: BaseException | None = None
     events: list[Any] = field(default_factory=list)
@@ -205,7 +205,7 @@ class _Pending(Generic[T]):
     def answer(self, *, error: BaseException | None = None, position: int = 0) -> None:
         self.error = error
         self.position = position
-        self.done.set()
+        self.done = True
         if self.future is not None:
             self.future.get_loop().call_soon_threadsafe(_resolve, self.future)
 
@@ -242,7 +242,7 @@ class GroupCommitter:
         pending: _Pending[T] = _Pending(command, probes)
         with self._queue_lock:
             self._queue.append(pending)
-        while not pending.done.is_set():
+        while not pending.done:
             if self._leading.acquire(blocking=False):
                 try:
                     self._lead_one_batch()
@@ -252,7 +252,7 @@ class GroupCommitter:
                         self._batch_done.notify_all()
             else:
                 with self._batch_done:
-                    if not pending.done.is_set():
+                    if not pending.done:
                         self._batch_done.wait(0.05)
         if pending.error is not None:
             raise pending.error
@@ -305,14 +305,14 @@ class GroupCommitter:
         except Exception as error:  # the store failed: this batch's callers hear it, nobody else's
             log.exception("group commit failed")
             for pending in batch:
-                if not pending.done.is_set():
+                if not pending.done:
                     pending.answer(error=error)
             return
         for pending in again:
             pending.rounds += 1
             if pending.rounds >= MAX_ROUNDS:
                 pending.answer(error=RuntimeError("too many version conflicts"))
-        again = [pending for pending in again if not pending.done.is_set()]
+        again = [pending for pending in again if not pending.done]
         if again:
             with self._queue_lock:
                 self._queue[:0] = again

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import PrivateAttr, field_validator
+from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gopay.aggregates.limits import DEFAULT_LIMITS, TierLimits
@@ -51,20 +52,16 @@ class Settings(BaseSettings):
     # Run the projections inside `gopay serve` (one process at a time holds each of them).
     serve_runs_projections: bool = True
 
-    _signing_key: str | None = PrivateAttr(None)
-
     @field_validator("kyc_limits")
     @classmethod
     def _every_tier(cls, limits: dict[str, TierLimits]) -> dict[str, TierLimits]:
         """A tier left out of GOPAY_KYC_LIMITS keeps its default limits."""
         return {**DEFAULT_LIMITS, **limits}
 
+    @cached_property  # read once: every request needs it
     def signing_key(self) -> str:
         """The token signing key: configured, or generated once and kept under var/."""
-        if self._signing_key is None:  # read once: every request needs it
-            self._signing_key = (self.secret_key
-                                 or self._kept("secret_key", lambda: secrets.token_urlsafe(48)))
-        return self._signing_key
+        return self.secret_key or self._kept("secret_key", lambda: secrets.token_urlsafe(48))
 
     def key_ring(self) -> KeyRing:
         """The master keys for data at rest: configured, or generated once and kept under var/."""

@@ -38,7 +38,7 @@ async def current_caller(
     challenge = {"WWW-Authenticate": "Bearer"}
     if credentials is None:
         raise Problem(401, "a bearer access token is required", headers=challenge)
-    claims = read_access_token(credentials.credentials, system.settings.signing_key())
+    claims = read_access_token(credentials.credentials, system.settings.signing_key)
     if claims is None:
         raise Problem(401, "the access token is invalid or expired", headers=challenge)
     if not await request.app.state.session_gate.is_alive(claims.session_id):

@@ -89,7 +89,7 @@ class TransferFastLane:
         try:
             key = idempotency_key.decode("ascii") if idempotency_key is not None else None
             claims = read_access_token(authorization[7:].decode("ascii"),
-                                       system.settings.signing_key())
+                                       system.settings.signing_key)
             transfer = TransferCreate.model_validate_json(body)
         except (UnicodeDecodeError, ValidationError):
             return None

@@ -44,7 +44,7 @@ def user_public(user: User, frozen: bool = False) -> UserPublic:
 def token_pair(system: System, user: User, session: Session, refresh_token: str) -> TokenPair:
     ttl = timedelta(minutes=system.settings.access_token_minutes)
     claims = AccessClaims(user.id, session.id, user.kind, user.role, user.wallet_id)
-    return TokenPair(access_token=issue_access_token(claims, system.settings.signing_key(), ttl),
+    return TokenPair(access_token=issue_access_token(claims, system.settings.signing_key, ttl),
                      refresh_token=refresh_token, expires_in=int(ttl.total_seconds()))
 
 
