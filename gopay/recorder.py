@@ -9,7 +9,7 @@ the NOTIFY, the pipeline and the retries.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from eventsourcing.persistence import StoredEvent
@@ -36,8 +36,17 @@ class EventRecorder(PostgresApplicationRecorder):
         self._lock_table(curs)
         self._notify_channel(curs)
         curs.execute(self.insert_events_statement, (
-            [event.originator_id for event in stored_events],
-            [event.originator_version for event in stored_events],
-            [event.topic for event in stored_events],
-            [event.state for event in stored_events],
-        ), prepare=True, binary=True)
+            _array(str(event.originator_id) for event in stored_events),
+            _array(str(event.originator_version) for event in stored_events),
+            _array(_quoted(event.topic) for event in stored_events),
+            _array(f'"\\\\x{event.state.hex()}"' for event in stored_events),
+        ), prepare=True)
+
+
+def _array(elements: Iterable[str]) -> str:
+    """A PostgreSQL array literal of elements already in its text form."""
+    return "{" + ",".join(elements) + "}"
+
+
+def _quoted(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
