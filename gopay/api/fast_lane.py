@@ -5,9 +5,10 @@ more interpreter time on routing, dependency solving and response validation tha
 transfer itself. This lane sits under the metrics and security-header middleware and takes
 only requests it can answer exactly as the route would: a JSON body that `TransferCreate`
 accepts, a live bearer token of a customer, well-formed headers, an amount below the step-up
-threshold. It runs the same command the route runs and answers the same body. Anything else,
-whether a missing token, a bad body or a code to check, goes to the route unchanged, with
-its body replayed, so every refusal and every error keeps exactly one implementation.
+threshold. It runs the same command the route runs and answers the same body; a refusal
+of that command gets the answer of the same `problem_response` the route's handler uses.
+Anything else, whether a missing token, a bad body or a code to check, goes to the route
+unchanged, with its body replayed, so every check of the request keeps one implementation.
 """
 
 from __future__ import annotations
