@@ -19,10 +19,13 @@ from pydantic import ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gopay.aggregates.errors import DomainError
-from gopay.aggregates.money import Money
-from gopay.api.deps import fingerprint
 from gopay.api.problems import problem_response
-from gopay.api.routes.transfers import create_transfer, router, transfer_public
+from gopay.api.routes.transfers import (
+    create_transfer,
+    router,
+    transfer_command,
+    transfer_public,
+)
 from gopay.api.schemas import TransferCreate
 from gopay.security.tokens import AccessClaims, read_access_token
 
@@ -58,11 +61,7 @@ class TransferFastLane:
         scope["route"] = ROUTE  # what the metrics label requests by
         system = scope["app"].state.system
         try:
-            outcome = await system.app.transfer_command(
-                sender_id=claims.user_id, sender_wallet_id=claims.wallet_id,
-                recipient=transfer.recipient, money=Money.positive(transfer.amount, transfer.currency),
-                note=transfer.note, idempotency_key=idempotency_key,
-                fingerprint=fingerprint(transfer)).run_async()
+            outcome = await transfer_command(system, claims, transfer, idempotency_key).run_async()
         except DomainError as error:  # exactly what the route's exception handler answers
             await problem_response(error.status, str(error), error.code)(scope, receive, send)
             return

@@ -12,6 +12,7 @@ from gopay.aggregates.payment_order import PaymentOrder
 from gopay.api.deps import Caller, Customer, IdempotencyKey, SecondFactor, SystemDep, fingerprint
 from gopay.api.problems import Problem
 from gopay.api.schemas import TransferCreate, TransferPublic
+from gopay.application import MoneyCommand
 from gopay.security.tokens import AccessClaims
 from gopay.system import System
 
@@ -37,11 +38,17 @@ async def create_transfer(body: TransferCreate, caller: Customer, system: System
     if body.amount >= system.settings.step_up_amount:
         await run_in_threadpool(_step_up, system, caller, idempotency_key, otp)
     # Awaited, not run in a thread: the group committer's writer thread does the work.
-    outcome = await system.app.transfer_command(
+    outcome = await transfer_command(system, caller, body, idempotency_key).run_async()
+    return transfer_public(outcome.value)
+
+
+def transfer_command(system: System, caller: AccessClaims, body: TransferCreate,
+                     idempotency_key: str | None) -> MoneyCommand:
+    """The command behind a transfer request (the route's and the fast lane's)."""
+    return system.app.transfer_command(
         sender_id=caller.user_id, sender_wallet_id=caller.wallet_id, recipient=body.recipient,
         money=Money.positive(body.amount, body.currency), note=body.note,
-        idempotency_key=idempotency_key, fingerprint=fingerprint(body)).run_async()
-    return transfer_public(outcome.value)
+        idempotency_key=idempotency_key, fingerprint=fingerprint(body))
 
 
 def _step_up(system: System, caller: AccessClaims, idempotency_key: str | None,
