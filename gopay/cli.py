@@ -96,7 +96,7 @@ def serve(host: Host = "127.0.0.1", port: Port = 8000,
 def worker() -> None:
     """Run the projections and scheduled jobs alone, for scale, until interrupted."""
     from gopay.scheduler import start_jobs
-    from gopay.system import System, prepare_database
+    from gopay.system import System, prepare_database, settle_memory
 
     settings = Settings()
     with database(settings) as database_url:
@@ -104,6 +104,7 @@ def worker() -> None:
         system = System.connect(settings, database_url)
         system.read_side.start()
         jobs = start_jobs(system)
+        settle_memory()
         stopping = threading.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: stopping.set())

@@ -7,12 +7,12 @@ whole batch. If another process changed an aggregate first (a version conflict),
 commands that touched it, and those after them that touched what they touched, run again;
 the rest are saved as they are. Every caller gets its answer after its events are durable.
 
-Aggregates this process last saved are kept in memory (`KnownState`) and used without a
-read. They can be stale when several processes share the database, which costs nothing
-unsafe: a stale success fails to save (the version is taken) and runs again on fresh state,
-a refusal decided on remembered state is checked once more on fresh state first, and so is
-a decision resting on a remembered aggregate the command read but did not change (one
-query per batch compares those versions with the store).
+Aggregates this process last saved, of the kinds commands come back to, are kept in memory
+(`KnownState`) and used without a read. They can be stale when several processes share the
+database, which costs nothing unsafe: a stale success fails to save (the version is taken)
+and runs again on fresh state, a refusal decided on remembered state is checked once more on
+fresh state first, and so is a decision resting on a remembered aggregate the command read
+but did not change (one query per batch compares those versions with the store).
 
 A blocking caller leads a batch for everyone queued when nobody else is leading (flat
 combining), so the same code serves one test thread and forty request threads. An
@@ -218,8 +218,10 @@ class GroupCommitter:
     """Runs commands in batches against one application; see the module docstring."""
 
     def __init__(self, app: Application[UUID], conflicts: Conflicts, stored: Stored, *,
+                 remember: Callable[[Aggregate], bool] = lambda _: True,
                  max_batch: int = MAX_BATCH) -> None:
         self._app = app
+        self._remember = remember
         self._conflicts = conflicts
         self._stored = stored
         self._max_batch = max_batch
@@ -380,7 +382,7 @@ class GroupCommitter:
             last = max(positions.values(), default=0)
             BATCH_SIZE.observe(len(accepted))
             touched = set().union(*(pending.touched for pending in accepted))
-            self.known.put(unit.aggregates(touched - unsaved))
+            self.known.put(filter(self._remember, unit.aggregates(touched - unsaved)))
             self.known.forget(unsaved)
             for pending in accepted:
                 pending.answer(position=max(

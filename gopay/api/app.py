@@ -18,7 +18,7 @@ from gopay.api.security_headers import SecurityHeadersMiddleware
 from gopay.api.session_gate import SessionGate
 from gopay.scheduler import start_jobs
 from gopay.settings import Settings
-from gopay.system import System
+from gopay.system import System, settle_memory
 
 # Every operation may answer these, always as application/problem+json.
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -54,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.system = system
         app.state.session_gate = SessionGate(database_url)
         await app.state.session_gate.open()
+        settle_memory()
         try:
             yield
         finally:
