@@ -407,9 +407,10 @@ class GoPay(Application[UUID]):
         query = SQL("SELECT originator_id, MAX(originator_version) AS version FROM {}.{} "
                     "WHERE originator_id = ANY(%s) GROUP BY originator_id").format(
             Identifier(recorder.datastore.schema), Identifier(recorder.events_table_name))
-        with recorder.datastore.transaction(commit=False) as cursor:
-            cursor.execute(query, (list(aggregate_ids),))
-            return {row["originator_id"]: row["version"] for row in cursor.fetchall()}
+        # One statement on an autocommit connection: one round trip, no BEGIN and ROLLBACK.
+        with recorder.datastore.get_connection() as conn:
+            rows = conn.execute(query, (list(aggregate_ids),)).fetchall()
+        return {row["originator_id"]: row["version"] for row in rows}
 
     def _get(self, aggregate_id: UUID, kind: type[TAggregate], noun: str) -> TAggregate:
         found = self.find(aggregate_id, kind)
