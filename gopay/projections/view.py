@@ -30,6 +30,7 @@ class PagedView(PostgresTrackingRecorder):
         self.start_page()
         yield
         with self.datastore.transaction(commit=True) as cursor:
+            cursor.execute("SET LOCAL synchronous_commit TO off")
             self.write_page(cursor)
             self._insert_tracking(cursor, tracking)
 
