@@ -8,6 +8,7 @@ from uuid import UUID
 from eventsourcing.dispatch import singledispatchmethod
 from eventsourcing.persistence import Tracking
 from eventsourcing.projection import Projection
+from eventsourcing.utils import get_topic
 from psycopg import Cursor
 from psycopg.rows import DictRow
 
@@ -72,6 +73,8 @@ class DirectoryProjection(Projection[DirectoryView]):
     """Turns user events into the directory."""
 
     name = "directory_projection"
+    # Only these are read from the log; transfers, the bulk of it, are not even decoded.
+    topics = (get_topic(User.Registered), get_topic(User.ProfileChanged))
 
     @singledispatchmethod
     def process_event(self, domain_event: Any, tracking: Tracking) -> None:

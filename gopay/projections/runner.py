@@ -68,11 +68,22 @@ class PagedProjectionRunner:
         position = self.committed_position
         if not self.is_leader or position is None:
             position = self.view.position(self.app.name)
+        topics = self.projection.topics
+        # Ids are given out and committed in order under the recorder's table lock, so every
+        # event up to the head is visible; a page of only this projection's topics that ends
+        # short of the limit has seen all of them.
+        head = (self.app.recorder.max_notification_id() or 0) if topics else None
         notifications = self.app.recorder.select_notifications(
-            start=position, limit=self.page_size, inclusive_of_start=False)
-        if not notifications:
+            start=position, limit=self.page_size, stop=head, topics=topics,
+            inclusive_of_start=False)
+        if len(notifications) == self.page_size or head is None:
+            if not notifications:
+                return False
+            last = notifications[-1].id
+        elif head > position:
+            last = head
+        else:
             return False
-        last = notifications[-1].id
         with self.view.page(Tracking(self.app.name, last)):
             for notification in notifications:
                 event = self.app.mapper.to_domain_event(notification)
