@@ -76,13 +76,11 @@ class PagedProjectionRunner:
         notifications = self.app.recorder.select_notifications(
             start=position, limit=self.page_size, stop=head, topics=topics,
             inclusive_of_start=False)
-        if len(notifications) == self.page_size or head is None:
-            if not notifications:
-                return False
-            last = notifications[-1].id
-        elif head > position:
-            last = head
+        if head is not None and len(notifications) < self.page_size:
+            last = head  # every event up to the head was looked at
         else:
+            last = notifications[-1].id if notifications else position
+        if last <= position:
             return False
         with self.view.page(Tracking(self.app.name, last)):
             for notification in notifications:
