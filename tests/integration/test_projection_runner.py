@@ -5,11 +5,12 @@ from __future__ import annotations
 from gopay.aggregates.money import Money
 from gopay.application import Registration
 from gopay.projections.directory import DirectoryProjection
+from gopay.projections.runner import PagedProjectionRunner
 from gopay.system import System
 from tests.integration.test_group_commit import open_wallets
 
 
-def directory_runner(system: System):  # type: ignore[no-untyped-def]
+def directory_runner(system: System) -> PagedProjectionRunner:
     [runner] = [r for r in system.read_side.runners if r.projection.name == DirectoryProjection.name]
     return runner
 
