@@ -121,7 +121,7 @@ def staff_create(email: Annotated[str, typer.Option()], password: Annotated[str,
     """Create a staff account that signs in like anyone else and acts with its role."""
     from gopay.aggregates.errors import DomainError
     from gopay.aggregates.user import STAFF_ROLES
-    from gopay.application import Registration
+    from gopay.commands.registration import Register
     from gopay.security.passwords import MIN_LENGTH
     from gopay.system import System, prepare_database
 
@@ -134,7 +134,7 @@ def staff_create(email: Annotated[str, typer.Option()], password: Annotated[str,
         prepare_database(settings, database_url)
         system = System.connect(settings, database_url)
         try:
-            outcome = system.app.register(Registration(
+            outcome = system.commands.run(Register(
                 email=email, password=password, kind="staff", full_name=full_name, role=role))
         except DomainError as error:
             typer.echo(f"error: {error}", err=True)

@@ -6,11 +6,14 @@ import secrets
 from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
+from types import MappingProxyType
 from typing import Literal
 
 from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gopay.aggregates.fees import FeeRule, FeeSchedule
+from gopay.aggregates.ledger import TransactionType
 from gopay.aggregates.limits import DEFAULT_LIMITS, TierLimits
 from gopay.security.keyring import KeyRing
 
@@ -39,6 +42,9 @@ class Settings(BaseSettings):
     # What each KYC tier may spend and hold, in minor units, as JSON:
     # {"unverified": {"per_payment": 10000, "per_day": 30000, "max_balance": 100000}, ...}
     kyc_limits: dict[Literal["unverified", "verified"], TierLimits] = DEFAULT_LIMITS
+    # The fee schedule per kind of payment, as JSON: {"transfer": {"fixed": 0, "bps": 50,
+    # "minimum": 0, "maximum": null, "paid_by": "payer"}, ...}; a kind left out is free.
+    fees: dict[TransactionType, FeeRule] = {}
     # Payments from this amount (minor units) up need a fresh 2FA code, when 2FA is on.
     step_up_amount: int = 50_000
     # E-mail: `smtp://host:port` (or smtps://user:password@host:port); without it, e-mails
@@ -57,6 +63,9 @@ class Settings(BaseSettings):
     def _every_tier(cls, limits: dict[str, TierLimits]) -> dict[str, TierLimits]:
         """A tier left out of GOPAY_KYC_LIMITS keeps its default limits."""
         return {**DEFAULT_LIMITS, **limits}
+
+    def fee_schedule(self) -> FeeSchedule:
+        return FeeSchedule(MappingProxyType(dict(self.fees)))
 
     @cached_property  # read once: every request needs it
     def signing_key(self) -> str:

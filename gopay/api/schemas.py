@@ -22,6 +22,7 @@ from pydantic import (
     StringConstraints,
 )
 
+from gopay.aggregates.ledger import TransactionType
 from gopay.aggregates.money import CURRENCIES, MAX_AMOUNT
 from gopay.security.passwords import MIN_LENGTH
 
@@ -267,7 +268,7 @@ class WalletPublic(BaseModel):
 
 class TransactionPublic(BaseModel):
     id: UUID
-    type: str
+    type: TransactionType
     direction: Literal["credit", "debit"]
     amount: int
     currency: str

@@ -12,19 +12,23 @@ import asyncio
 from uuid import UUID
 
 from eventsourcing.utils import get_topic
+from psycopg.sql import Composed
 from psycopg_pool import AsyncConnectionPool
 
 from gopay.aggregates.session import Session
 
 REVOKED_TOPIC = get_topic(Session.Revoked)
-QUERY = ("SELECT DISTINCT originator_id FROM gopay_events "
-         "WHERE originator_id = ANY(%s) AND topic = %s")
 
 
 class SessionGate:
-    """Batches session checks: one query for every request waiting when it starts."""
+    """Batches session checks: one query for every request waiting when it starts.
 
-    def __init__(self, database_url: str, pool_size: int = 2) -> None:
+    `revoked_among` is the event recorder's statement naming which of some aggregates have
+    an event of a topic: the gate asks it for `Session.Revoked`.
+    """
+
+    def __init__(self, database_url: str, revoked_among: Composed, pool_size: int = 2) -> None:
+        self._query = revoked_among
         self._pool = AsyncConnectionPool(database_url, min_size=1, max_size=pool_size,
                                          open=False, kwargs={"autocommit": True})
         self._waiting: dict[UUID, list[asyncio.Future[bool]]] = {}
@@ -48,7 +52,7 @@ class SessionGate:
             batch, self._waiting = self._waiting, {}
             try:
                 async with self._pool.connection() as conn:
-                    rows = await (await conn.execute(QUERY, (list(batch), REVOKED_TOPIC))).fetchall()
+                    rows = await (await conn.execute(self._query, (list(batch), REVOKED_TOPIC))).fetchall()
             except Exception as error:  # the store is down: these requests hear it
                 for futures in batch.values():
                     for future in futures:

@@ -24,6 +24,7 @@ import httpx
 import psycopg
 import pytest
 
+from gopay.projections.read_side import READ_MODELS
 from tests.conftest import new_database
 from tests.support import (
     Client,
@@ -578,7 +579,8 @@ class TestCrash:
         """kill -9 of worker, then API and worker, mid-load: every 201 survives, exactly once."""
         worker = gopay.worker()
         # The worker runs the projections; the API only stands by for them.
-        wait_for(lambda: projection_locks_held(gopay.database_url) == 2, 30, "the worker's locks")
+        wait_for(lambda: projection_locks_held(gopay.database_url) == len(READ_MODELS), 30,
+                 "the worker's locks")
         server = gopay.serve()
         admin = staff(server.url, gopay.env)
         people = register_people(server.url, admin)
