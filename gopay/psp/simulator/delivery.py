@@ -56,17 +56,23 @@ class WebhookSender:
     async def run(self) -> None:
         """Deliver until cancelled."""
         async with httpx.AsyncClient(timeout=self.policy.attempt_timeout) as client:
-            while True:
-                self.due.clear()
-                room = self.concurrency - len(self.in_flight)
-                if room > 0:
-                    for delivery in self.store.due_deliveries(time.time(), room, self.in_flight):
-                        self.in_flight.add(delivery.id)
-                        attempt = asyncio.create_task(self._deliver(client, delivery))
-                        self.attempts.add(attempt)
-                        attempt.add_done_callback(self.attempts.discard)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.due.wait(), timeout=0.1)
+            try:
+                while True:
+                    self.due.clear()
+                    room = self.concurrency - len(self.in_flight)
+                    if room > 0:
+                        for delivery in self.store.due_deliveries(time.time(), room, self.in_flight):
+                            self.in_flight.add(delivery.id)
+                            attempt = asyncio.create_task(self._deliver(client, delivery))
+                            self.attempts.add(attempt)
+                            attempt.add_done_callback(self.attempts.discard)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self.due.wait(), timeout=0.1)
+            finally:
+                # Stopping: attempts under way are left as they are in the books, due again at the next start.
+                for attempt in list(self.attempts):
+                    attempt.cancel()
+                await asyncio.gather(*self.attempts, return_exceptions=True)
 
     async def _deliver(self, client: httpx.AsyncClient, delivery: Delivery) -> None:
         attempts = delivery.attempts + 1

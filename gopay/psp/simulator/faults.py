@@ -42,7 +42,8 @@ class Faults(BaseModel):
     error_5xx_work_done: Probability = 0.5
     # How long a timed-out request hangs: longer than the client waits.
     timeout_seconds: Seconds = 30.0
-    # A delayed webhook goes out up to this many seconds late (uniformly), so later events overtake it.
+    # A delayed webhook goes out between half of this and this many seconds late, so that
+    # events after it overtake it.
     webhook_delay_seconds: Seconds = 5.0
     # Set to start the dice again from this seed, for a reproducible run.
     seed: int | None = None
@@ -94,7 +95,7 @@ class Dice:
         if roll() < faults.drop_webhook:
             return []
         copies = 2 if roll() < faults.duplicate_webhook else 1
-        return [roll() * faults.webhook_delay_seconds if roll() < faults.delay_webhook else 0.0
+        return [(1 + roll()) / 2 * faults.webhook_delay_seconds if roll() < faults.delay_webhook else 0.0
                 for _ in range(copies)]
 
     def jitter(self) -> float:
