@@ -12,7 +12,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
@@ -88,7 +88,7 @@ class GoPayServer(GoPayProcess):
         args = ("serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers))
         return cls(args=args, env=env, log_path=log_path, port=port)
 
-    def start(self) -> GoPayServer:
+    def start(self) -> Self:
         super().start()
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

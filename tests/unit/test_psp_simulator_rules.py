@@ -8,7 +8,7 @@ import json
 import pytest
 
 from gopay.psp.port import Card
-from gopay.psp.simulator.faults import AnswerFault, Dice, Faults
+from gopay.psp.simulator.faults import AnswerFault, AnswerPlan, Dice, Faults
 from gopay.psp.simulator.fees import DEFAULT_FEES, FeeRule, fee_schedule
 from gopay.psp.simulator.provider import Refusal, SimulatedPsp
 from gopay.psp.simulator.store import Store
@@ -102,7 +102,7 @@ class TestDice:
         faults = Faults(drop_response=0.3, error_5xx=0.2, timeout=0.1, duplicate_webhook=0.3,
                         delay_webhook=0.3, drop_webhook=0.1, seed=42)
 
-        def run() -> list[object]:
+        def run() -> list[tuple[AnswerPlan, list[float]]]:
             dice = Dice(faults)
             return [(dice.answer(), dice.webhook_delays()) for _ in range(200)]
 
