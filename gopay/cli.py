@@ -114,6 +114,30 @@ def worker() -> None:
         system.close()
 
 
+@cli.command("psp-sim")
+def psp_sim(host: Host = "127.0.0.1", port: Port = 8001,
+            database: Annotated[Path | None, typer.Option(
+                help="Its SQLite file (default: GOPAY_PSP_SIM_DATABASE, else var/psp-sim.sqlite3).")] = None,
+            faults: Annotated[str | None, typer.Option(
+                help='Faults to start with, as POST /sim/faults takes them: {"timeout": 0.1}.')] = None,
+            seed: Annotated[int | None, typer.Option(help="Seed of its dice, for a repeatable run.")] = None,
+            ) -> None:
+    """Run the PSP simulator: charges, payouts, refunds, signed webhooks to GOPAY_PSP_WEBHOOK_URL."""
+    from pydantic import ValidationError
+
+    from gopay.psp.simulator.app import serve
+    from gopay.psp.simulator.config import SimulatorConfig
+    from gopay.psp.simulator.faults import Faults
+
+    try:
+        start_faults = Faults.model_validate_json(faults) if faults else None
+    except ValidationError as error:
+        raise typer.BadParameter(str(error), param_hint="--faults") from None
+    config = SimulatorConfig.from_settings(Settings(), database=database, faults=start_faults, seed=seed)
+    typer.echo(f"GoPay PSP simulator: http://{host}:{port} (webhooks to {config.webhook_url})")
+    serve(config, host, port)
+
+
 @staff_cli.command("create")
 def staff_create(email: Annotated[str, typer.Option()], password: Annotated[str, typer.Option()],
                  role: Annotated[str, typer.Option(help="admin, sub_admin, auditor, finance or support")],

@@ -12,7 +12,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
@@ -75,6 +75,8 @@ class GoPayProcess:
 @dataclass
 class GoPayServer(GoPayProcess):
     port: int = field(default_factory=free_port)
+    # What answers 200 once the server is up.
+    health_path = "/health/live"
 
     @property
     def url(self) -> str:
@@ -86,20 +88,45 @@ class GoPayServer(GoPayProcess):
         args = ("serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers))
         return cls(args=args, env=env, log_path=log_path, port=port)
 
-    def start(self) -> GoPayServer:
+    def start(self) -> Self:
         super().start()
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             assert self.process is not None
             if self.process.poll() is not None:
-                raise RuntimeError(f"gopay serve exited:\n{self.log_path.read_text()}")
+                raise RuntimeError(f"gopay {self.args[0]} exited:\n{self.log_path.read_text()}")
             try:
-                if httpx.get(f"{self.url}/health/live", timeout=1).status_code == 200:
+                if httpx.get(f"{self.url}{self.health_path}", timeout=1).status_code == 200:
                     return self
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
-        raise RuntimeError(f"gopay serve did not start:\n{self.log_path.read_text()}")
+        raise RuntimeError(f"gopay {self.args[0]} did not start:\n{self.log_path.read_text()}")
+
+
+PSP_API_KEY = "sk_sim_test"
+PSP_WEBHOOK_SECRET = "whsec_test_secret"
+
+
+@dataclass
+class PspSimulator(GoPayServer):
+    """`gopay psp-sim` in a process of its own; its books live under the env's GOPAY_VAR_DIR."""
+
+    health_path = "/health"
+
+    @classmethod
+    def create(cls, env: dict[str, str], log_path: Path, *options: str) -> PspSimulator:  # type: ignore[override]
+        port = free_port()
+        args = ("psp-sim", "--host", "127.0.0.1", "--port", str(port), *options)
+        return cls(args=args, env=env, log_path=log_path, port=port)
+
+
+def psp_env(var_dir: Path, webhook_url: str, **extra: str) -> dict[str, str]:
+    """The environment of a simulator (and of the GoPay that talks to it) for tests."""
+    env = {**os.environ, "GOPAY_VAR_DIR": str(var_dir), "GOPAY_PSP_API_KEY": PSP_API_KEY,
+           "GOPAY_PSP_WEBHOOK_SECRET": PSP_WEBHOOK_SECRET, "GOPAY_PSP_WEBHOOK_URL": webhook_url}
+    env.update(extra)
+    return env
 
 
 class Client:
