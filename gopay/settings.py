@@ -51,12 +51,20 @@ class Settings(BaseSettings):
     tls_key: Path | None = None
     # Run the projections inside `gopay serve` (one process at a time holds each of them).
     serve_runs_projections: bool = True
+    # A folder where the embedded store archives its write-ahead log, and where
+    # `gopay restore` finds it again (point-in-time recovery).
+    wal_archive: Path | None = None
 
     @field_validator("kyc_limits")
     @classmethod
     def _every_tier(cls, limits: dict[str, TierLimits]) -> dict[str, TierLimits]:
         """A tier left out of GOPAY_KYC_LIMITS keeps its default limits."""
         return {**DEFAULT_LIMITS, **limits}
+
+    @property
+    def embedded_data_dir(self) -> Path:
+        """The embedded store's PostgreSQL data folder."""
+        return self.var_dir / "postgres"
 
     @cached_property  # read once: every request needs it
     def signing_key(self) -> str:
