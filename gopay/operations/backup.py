@@ -158,6 +158,14 @@ def _check_backup_precedes(target_time: datetime, backup: BaseBackup, database_u
                           f"{target_time.isoformat()}: restore an older backup; nothing was restored")
 
 
+def archive_current_segment(database_url: str) -> None:
+    """Close the log segment being written and wait until it is archived, so that the
+    archive covers every commit so far (for a drill, or a restore to a moment just past)."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        (end,) = conn.execute("SELECT pg_switch_wal()::text").fetchone()  # type: ignore[misc]
+    _wait_until_archived(database_url, end)
+
+
 def _wait_until_archived(database_url: str, end_lsn: str) -> None:
     with psycopg.connect(database_url, autocommit=True) as conn:
         archive_mode, in_recovery = conn.execute(
