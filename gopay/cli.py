@@ -133,7 +133,7 @@ def backup(directory: Annotated[Path, typer.Argument(help="Folder to create for 
     except BackupError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from None
-    typer.echo(f"backup {taken.path}: {taken.size:,} bytes, log {taken.start_lsn} to "
+    typer.echo(f"backup {taken.path}: {taken.size:,} bytes of data, log {taken.start_lsn} to "
                f"{taken.end_lsn} on timeline {taken.timeline}, verified")
 
 

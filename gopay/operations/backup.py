@@ -8,6 +8,7 @@ PostgreSQL's archive recovery from that copy and the archive `GOPAY_WAL_ARCHIVE`
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import shutil
@@ -18,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from gopay.embedded_postgres import POSTGRES_BIN_PATH, EmbeddedPostgres
 
@@ -54,9 +56,11 @@ class BaseBackup:
         manifest = json.loads((path / "backup_manifest").read_text())
         first, last = manifest["WAL-Ranges"][0], manifest["WAL-Ranges"][-1]
         label = _START_TIME.search((path / "backup_label").read_text())
+        if label is None:
+            raise BackupError(f"{path}/backup_label does not say when the backup began")
         return cls(path=path, timeline=last["Timeline"], start_lsn=first["Start-LSN"],
                    end_lsn=last["End-LSN"], size=sum(file["Size"] for file in manifest["Files"]),
-                   start_time=label.group(1) if label else "unknown")
+                   start_time=label.group(1))
 
 
 @dataclass(frozen=True)
@@ -75,9 +79,12 @@ def take_backup(database_url: str, target: Path) -> BaseBackup:
     everything from the backup on.
     """
     label = f"gopay {datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ}"
-    _run_tool("pg_basebackup", "--dbname", database_url, "--pgdata", str(target),
+    connection = conninfo_to_dict(database_url)
+    password = connection.pop("password", None)  # in the environment, not the process list
+    _run_tool("pg_basebackup", "--dbname", make_conninfo("", **connection), "--pgdata", str(target),
               "--wal-method=stream", "--checkpoint=fast", "--no-password", "--label", label,
-              failure=f"could not take a backup into {target}")
+              failure=f"could not take a backup into {target}",
+              env={"PGPASSWORD": str(password)} if password else {})
     backup = verify_backup(target)
     _wait_until_archived(database_url, backup.end_lsn)
     return backup
@@ -100,7 +107,6 @@ def restore(backup: Path, data_dir: Path, *, wal_archive: Path | None,
     the archive up to the target (or its end), then promotes the store to a new timeline,
     so its own log never overwrites the archived log of the store it came from.
     """
-    verified = verify_backup(backup)
     if target_time is not None and wal_archive is None:
         raise BackupError("a target time needs the archived log: set GOPAY_WAL_ARCHIVE")
     if wal_archive is not None and not wal_archive.is_dir():
@@ -108,6 +114,7 @@ def restore(backup: Path, data_dir: Path, *, wal_archive: Path | None,
     if data_dir.exists() and any(data_dir.iterdir()):
         raise BackupError(f"{data_dir} is not empty: restore into a new folder, "
                           "or move this one away first")
+    verified = verify_backup(backup)
     created = not data_dir.exists()
     shutil.copytree(backup, data_dir, dirs_exist_ok=True,
                     ignore=shutil.ignore_patterns("backup_manifest"))
@@ -188,9 +195,9 @@ def _wait_until_archived(database_url: str, end_lsn: str) -> None:
             time.sleep(0.2)
 
 
-def _run_tool(name: str, *args: str, failure: str) -> None:
+def _run_tool(name: str, *args: str, failure: str, env: dict[str, str] | None = None) -> None:
     result = subprocess.run([str(POSTGRES_BIN_PATH / name), *args], capture_output=True,
-                            text=True, check=False)
+                            text=True, check=False, env={**os.environ, **(env or {})})
     if result.returncode != 0:
         raise BackupError(f"{failure}:\n{(result.stderr or result.stdout).strip()}")
 
