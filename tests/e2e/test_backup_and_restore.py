@@ -129,6 +129,42 @@ class TestPointInTimeRecovery:
             live_store.destroy()
 
 
+class TestDrills:
+    def test_a_drill_restored_beside_the_store_never_leads_a_later_restore_astray(
+            self, tmp_path: Path, archiving_store: EmbeddedPostgres) -> None:
+        """A drill's own commits, archived in the same folder, stay out of a later restore."""
+        env = gopay_env(archiving_store.url, tmp_path / "var",
+                        GOPAY_WAL_ARCHIVE=str(archiving_store.wal_archive))
+        settings = Settings(database_url=archiving_store.url, var_dir=tmp_path / "var")
+        prepare_database(settings, archiving_store.url)
+        assert gopay("backup", str(tmp_path / "backup"), env=env).returncode == 0
+        before_drill = register_user(settings, archiving_store.url)
+        archive_current_segment(archiving_store.url)
+
+        drilled = gopay("restore", str(tmp_path / "backup"), "--data", str(tmp_path / "drill"),
+                        env=env)
+        assert drilled.returncode == 0, drilled.stderr
+        drill = EmbeddedPostgres(tmp_path / "drill", wal_archive=archiving_store.wal_archive)
+        try:
+            drill.start()
+            in_drill = register_user(settings, drill.url)
+            archive_current_segment(drill.url)  # the drill's timeline is in the archive now
+        finally:
+            drill.destroy()
+        after_drill = register_user(settings, archiving_store.url)
+        archive_current_segment(archiving_store.url)
+
+        restoring = gopay("restore", str(tmp_path / "backup"), "--data", str(tmp_path / "copy"),
+                          env=env)
+        assert restoring.returncode == 0, restoring.stderr
+        copy = EmbeddedPostgres(tmp_path / "copy").start()
+        try:
+            users = {before_drill, in_drill, after_drill}
+            assert stored_aggregates(copy.url, users) == {before_drill, after_drill}
+        finally:
+            copy.destroy()
+
+
 class TestBackupUnderLoad:
     def test_a_backup_taken_during_transfers_restores_balanced_books(
             self, tmp_path: Path, archiving_store: EmbeddedPostgres) -> None:
@@ -185,7 +221,7 @@ class TestBackupUnderLoad:
         assert restoring.returncode == 0, restoring.stderr
         copy = EmbeddedPostgres(tmp_path / "copy").start()
         try:
-            stored = stored_orders(copy.url, before | during | after)
+            stored = stored_aggregates(copy.url, before | during | after)
             assert before <= stored
             assert not after & stored, "the copy is the backup, not the live store"
             restored = System.connect(settings, copy.url)
@@ -276,8 +312,18 @@ def open_wallets(app: GoPay, *, count: int, funds: int) -> list:  # type: ignore
     return users
 
 
-def stored_orders(database_url: str, orders: set[UUID]) -> set[UUID]:
-    """Which of these payment orders the store holds."""
+def register_user(settings: Settings, database_url: str) -> UUID:
+    system = System.connect(settings, database_url)
+    try:
+        return system.app.register(Registration(
+            email=f"{uuid.uuid4().hex[:8]}@example.com", password="x" * 12, kind="person",
+            full_name="P", country="US")).value.id
+    finally:
+        system.close()
+
+
+def stored_aggregates(database_url: str, orders: set[UUID]) -> set[UUID]:
+    """Which of these aggregates (payment orders, users) the store holds."""
     with psycopg.connect(database_url) as conn:
         rows = conn.execute("SELECT DISTINCT originator_id FROM gopay_events "
                             "WHERE originator_id = ANY(%s)", (list(orders),)).fetchall()
