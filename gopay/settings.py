@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     psp_sim_seed: int | None = None
     psp_sim_fees: dict[str, dict[str, int | None]] = {}
     psp_sim_dispute_delay: float = Field(default=3.0, ge=0)
+    # A folder where the embedded store archives its write-ahead log, and where
+    # `gopay restore` finds it again (point-in-time recovery).
+    wal_archive: Path | None = None
 
     @field_validator("kyc_limits")
     @classmethod
@@ -90,6 +93,10 @@ class Settings(BaseSettings):
 
     def fee_schedule(self) -> FeeSchedule:
         return FeeSchedule(MappingProxyType(dict(self.fees)))
+    @property
+    def embedded_data_dir(self) -> Path:
+        """The embedded store's PostgreSQL data folder."""
+        return self.var_dir / "postgres"
 
     @cached_property  # read once: every request needs it
     def signing_key(self) -> str:

@@ -1,0 +1,1 @@
+"""Running the store: backups and point-in-time recovery."""
