@@ -16,6 +16,14 @@ from typing import Any, Self
 
 import httpx
 
+from gopay.aggregates.money import Money
+from gopay.aggregates.wallet import Wallet
+from gopay.application import GoPay
+from gopay.commands import Commands
+from gopay.commands.adjustment import Adjust, Direction
+from gopay.commands.registration import Register
+from gopay.commands.transfer import Transfer
+
 PASSWORD = "correct horse battery"
 SECRET_KEY = "test-signing-key-that-is-long-enough-for-hs256"
 # Limits no test reaches unless it is about limits (those run with the real defaults).
@@ -202,3 +210,35 @@ def fund(admin: Client, wallet_id: str, amount: int, currency: str = "USD") -> N
         "wallet_id": wallet_id, "direction": "credit", "amount": amount, "currency": currency,
         "reason": "test funding"})
     assert response.status_code == 201, response.text
+
+
+# In-process helpers: GoPay's commands run directly, as an API process runs them.
+
+ADMIN = Register(email="admin@gopay.example", password="x" * 12, kind="staff",
+                 full_name="Admin", role="admin")
+
+
+def open_wallets(commands: Commands, count: int, funds: int) -> list:
+    admin = commands.run(ADMIN).value
+    users = [commands.run(Register(email=f"{uuid.uuid4().hex[:8]}@example.com",
+                                   password="x" * 12, kind="person", full_name="P",
+                                   phone=None, country="US")).value for _ in range(count)]
+    for user in users:
+        commands.run(Adjust(caller_id=admin.id, wallet_id=user.wallet_id,
+                            direction=Direction.CREDIT, money=Money(funds, "USD"),
+                            reason="funding", fingerprint="f"))
+    return users
+
+
+def transfer(commands: Commands, sender, recipient, amount: int, *, note: str = "",  # type: ignore[no-untyped-def]
+             key: str | None = None) -> str:
+    """Send `amount` from one user to another; the order's status."""
+    return commands.run(Transfer(caller_id=sender.id, sender_wallet_id=sender.wallet_id,
+                                 recipient=recipient.email, money=Money(amount, "USD"),
+                                 note=note, idempotency_key=key, fingerprint="f")).value.status
+
+
+def balance(app: GoPay, wallet_id: uuid.UUID) -> int:
+    wallet = app.find(wallet_id, Wallet)
+    assert wallet is not None
+    return wallet.balance

@@ -24,7 +24,10 @@ import pytest
 
 from gopay.aggregates.errors import InsufficientFunds
 from gopay.aggregates.money import Money
-from gopay.application import GoPay, Registration, application_env
+from gopay.aggregates.wallet import Wallet
+from gopay.application import GoPay, application_env
+from gopay.commands.registration import Register
+from gopay.commands.transfer import Transfer
 from gopay.security.keyring import KeyRing
 from gopay.settings import Settings
 from gopay.system import System, prepare_database
@@ -35,6 +38,7 @@ from tests.support import (
     fund,
     gopay_env,
     login,
+    open_wallets,
     register,
     run_gopay,
     staff,
@@ -173,7 +177,7 @@ class TestBackupUnderLoad:
                             kyc_limits=json.loads(UNLIMITED))
         prepare_database(settings, archiving_store.url)
         system = System.connect(settings, archiving_store.url)
-        wallets = open_wallets(system.app, count=8, funds=100_000)
+        wallets = open_wallets(system.commands, 8, 100_000)
         answered: list[tuple[float, UUID]] = []  # (when the transfer was answered, its order)
         stop = threading.Event()
 
@@ -184,10 +188,10 @@ class TestBackupUnderLoad:
                     return
                 sender, recipient = rng.sample(wallets, 2)
                 try:
-                    order = system.app.transfer(
-                        sender_id=sender.id, sender_wallet_id=sender.wallet_id,
+                    order = system.commands.run(Transfer(
+                        caller_id=sender.id, sender_wallet_id=sender.wallet_id,
                         recipient=recipient.email, money=Money(rng.randint(1, 500), "USD"),
-                        note="", idempotency_key=None, fingerprint="f").value
+                        fingerprint="f")).value
                 except InsufficientFunds:
                     continue
                 answered.append((time.monotonic(), order.id))
@@ -230,7 +234,7 @@ class TestBackupUnderLoad:
                 assert restored.read_side.wallets.ledger_totals() == {"USD": 0}
                 replayed = GoPay(settings.key_ring(), env=application_env(copy.url))
                 try:  # from the events alone: what was funded is all still there
-                    balances = [replayed.get_wallet(w.wallet_id).balance for w in wallets]
+                    balances = [replayed.get(w.wallet_id, Wallet).balance for w in wallets]
                 finally:
                     replayed.close()
                 assert sum(balances) == 8 * 100_000 and min(balances) >= 0
@@ -299,23 +303,10 @@ def login_status(base_url: str, email: str) -> int:
                       timeout=30).status_code
 
 
-def open_wallets(app: GoPay, *, count: int, funds: int) -> list:  # type: ignore[type-arg]
-    admin = app.register(Registration(email="admin@gopay.example", password="x" * 12,
-                                      kind="staff", full_name="Admin", role="admin")).value
-    users = [app.register(Registration(email=f"{uuid.uuid4().hex[:8]}@example.com",
-                                       password="x" * 12, kind="person", full_name="P",
-                                       country="US")).value for _ in range(count)]
-    for user in users:
-        app.adjust(staff_id=admin.id, wallet_id=user.wallet_id, direction="credit",
-                   money=Money(funds, "USD"), reason="funding", idempotency_key=None,
-                   fingerprint="f")
-    return users
-
-
 def register_user(settings: Settings, database_url: str) -> UUID:
     system = System.connect(settings, database_url)
     try:
-        return system.app.register(Registration(
+        return system.commands.run(Register(
             email=f"{uuid.uuid4().hex[:8]}@example.com", password="x" * 12, kind="person",
             full_name="P", country="US")).value.id
     finally:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import random
 import threading
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -14,43 +13,11 @@ import pytest
 
 from gopay.aggregates.errors import DomainError, InsufficientFunds
 from gopay.aggregates.money import Money
-from gopay.aggregates.wallet import Wallet
 from gopay.application import GoPay, application_env
 from gopay.commands import Commands
-from gopay.commands.adjustment import Adjust, Direction
-from gopay.commands.registration import Register
 from gopay.commands.transfer import Transfer
 from gopay.system import System, command_context
-from tests.support import UNLIMITED
-
-ADMIN = Register(email="admin@gopay.example", password="x" * 12, kind="staff",
-                 full_name="Admin", role="admin")
-
-
-def open_wallets(commands: Commands, count: int, funds: int) -> list:
-    admin = commands.run(ADMIN).value
-    users = [commands.run(Register(email=f"{uuid.uuid4().hex[:8]}@example.com",
-                                   password="x" * 12, kind="person", full_name="P",
-                                   phone=None, country="US")).value for _ in range(count)]
-    for user in users:
-        commands.run(Adjust(caller_id=admin.id, wallet_id=user.wallet_id,
-                            direction=Direction.CREDIT, money=Money(funds, "USD"),
-                            reason="funding", fingerprint="f"))
-    return users
-
-
-def transfer(commands: Commands, sender, recipient, amount: int, *, note: str = "",  # type: ignore[no-untyped-def]
-             key: str | None = None) -> str:
-    """Send `amount` from one user to another; the order's status."""
-    return commands.run(Transfer(caller_id=sender.id, sender_wallet_id=sender.wallet_id,
-                                 recipient=recipient.email, money=Money(amount, "USD"),
-                                 note=note, idempotency_key=key, fingerprint="f")).value.status
-
-
-def balance(app: GoPay, wallet_id: uuid.UUID) -> int:
-    wallet = app.find(wallet_id, Wallet)
-    assert wallet is not None
-    return wallet.balance
+from tests.support import UNLIMITED, balance, open_wallets, transfer
 
 
 def version_gaps(database_url: str) -> list[tuple]:

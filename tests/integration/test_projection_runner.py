@@ -7,7 +7,7 @@ from gopay.commands.registration import Register
 from gopay.projections.directory import DirectoryProjection
 from gopay.projections.runner import PagedProjectionRunner
 from gopay.system import System
-from tests.integration.test_group_commit import open_wallets, transfer
+from tests.support import open_wallets, transfer
 
 
 def directory_runner(system: System) -> PagedProjectionRunner:
