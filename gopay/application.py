@@ -14,6 +14,7 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import Mapper
 from eventsourcing.postgres import PostgresApplicationRecorder
+from psycopg.conninfo import conninfo_to_dict
 
 from gopay.aggregates.errors import NotFound
 from gopay.aggregates.payment_method import PAYMENT_METHOD_SEALED_FIELDS
@@ -93,7 +94,7 @@ class GoPay(Application[UUID]):
     def find(self, aggregate_id: UUID, kind: type[TAggregate]) -> TAggregate | None:
         """The aggregate as it is now, or None if there is none of that kind."""
         try:
-            aggregate = self.repository.get(aggregate_id)
+            aggregate: Aggregate = self.repository.get(aggregate_id)
         except AggregateNotFoundError:
             return None
         return aggregate if isinstance(aggregate, kind) else None
@@ -108,8 +109,6 @@ class GoPay(Application[UUID]):
 
 def application_env(database_url: str, pool_size: int = 10) -> dict[str, str]:
     """The eventsourcing library's settings for a PostgreSQL URL."""
-    from psycopg.conninfo import conninfo_to_dict
-
     info = conninfo_to_dict(database_url)
     return {
         "POSTGRES_DBNAME": str(info.get("dbname", "gopay")),

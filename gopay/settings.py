@@ -9,14 +9,13 @@ from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
-from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gopay.aggregates.fees import FeeRule, FeeSchedule
 from gopay.aggregates.ledger import TransactionType
-from gopay.aggregates.limits import DEFAULT_LIMITS, TierLimits
+from gopay.aggregates.limits import DEFAULT_LIMITS, TIERS, TierLimits
 from gopay.security.keyring import KeyRing
 
 # Where `gopay psp-sim` listens by default, and so where GoPay finds the PSP when
@@ -47,7 +46,7 @@ class Settings(BaseSettings):
     login_window_seconds: int = 900
     # What each KYC tier may spend and hold, in minor units, as JSON:
     # {"unverified": {"per_payment": 10000, "per_day": 30000, "max_balance": 100000}, ...}
-    kyc_limits: dict[Literal["unverified", "verified"], TierLimits] = DEFAULT_LIMITS
+    kyc_limits: dict[str, TierLimits] = DEFAULT_LIMITS
     # The fee schedule per kind of payment, as JSON: {"transfer": {"fixed": 0, "bps": 50,
     # "minimum": 0, "maximum": null, "paid_by": "payer"}, ...}; a kind left out is free.
     fees: dict[TransactionType, FeeRule] = {}
@@ -88,7 +87,10 @@ class Settings(BaseSettings):
     @field_validator("kyc_limits")
     @classmethod
     def _every_tier(cls, limits: dict[str, TierLimits]) -> dict[str, TierLimits]:
-        """A tier left out of GOPAY_KYC_LIMITS keeps its default limits."""
+        """A tier left out of GOPAY_KYC_LIMITS keeps its default limits; no other tier exists."""
+        unknown = set(limits) - set(TIERS)
+        if unknown:
+            raise ValueError(f"unknown KYC tiers {sorted(unknown)}: the tiers are {', '.join(TIERS)}")
         return {**DEFAULT_LIMITS, **limits}
 
     def fee_schedule(self) -> FeeSchedule:

@@ -114,6 +114,6 @@ def prepare_database(settings: Settings, database_url: str) -> None:
             System.connect(settings, database_url, create_tables=True).close()
             for statement in (login_throttle.CREATE_TABLE, data_keys.CREATE_TABLE,
                               outbox.CREATE_TABLE, vault.CREATE_TABLE):
-                conn.execute(statement)  # type: ignore[call-overload]  # psycopg types queries as LiteralString; these are constants
+                conn.execute(statement)
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK,))

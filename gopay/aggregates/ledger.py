@@ -10,6 +10,7 @@ from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from gopay.aggregates.errors import Unbalanced
+from gopay.aggregates.money import CURRENCIES
 
 LEDGER_NAMESPACE = uuid5(NAMESPACE_URL, "https://gopay.example/ledger")
 
@@ -51,8 +52,6 @@ class SystemAccount(StrEnum):
 
 def system_account_names() -> dict[UUID, str]:
     """Map every system account id (any currency) back to its name, for the read side."""
-    from gopay.aggregates.money import CURRENCIES
-
     return {
         account.account_id(currency): account.value
         for account in SystemAccount

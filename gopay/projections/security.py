@@ -14,7 +14,7 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.dispatch import singledispatchmethod
-from eventsourcing.domain import DomainEventProtocol
+from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import Tracking
 from eventsourcing.projection import Projection
 from eventsourcing.utils import get_topic
@@ -125,7 +125,7 @@ class SecurityProjection(Projection[SecurityView]):
         self._record(e, tracking)
         self.view.device_locked(e.originator_id, e.device_id, locked=False, wipe=False)
 
-    def _record(self, e: DomainEventProtocol[UUID], tracking: Tracking) -> None:
+    def _record(self, e: Aggregate.Event, tracking: Tracking) -> None:
         data = {k: v for k, v in vars(e).items() if k not in HIDDEN}
         self.view.security_event(tracking.notification_id, e.originator_id,
                                  e.originator_version, type(e).__name__, e.timestamp, data)

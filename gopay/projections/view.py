@@ -16,7 +16,7 @@ from eventsourcing.persistence import Tracking
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from psycopg import Cursor
 from psycopg.rows import DictRow
-from psycopg.sql import SQL, Identifier
+from psycopg.sql import SQL, Composed, Identifier
 
 VIEW_VERSIONS = """CREATE TABLE IF NOT EXISTS view_versions (
     view text PRIMARY KEY, version integer NOT NULL)"""
@@ -34,7 +34,7 @@ class PagedView(PostgresTrackingRecorder):
 
     def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:
         super().__init__(datastore, **kwargs)
-        self.sql_create_statements.extend(SQL(s) for s in self.schema_statements)
+        self.sql_create_statements.extend(Composed([SQL(s)]) for s in self.schema_statements)
 
     def create_table(self) -> None:
         """Create the tables; if they were made for another version of the view, make them anew."""

@@ -57,7 +57,7 @@ def verify(secret: str, header: str | None, body: bytes, *, now: float | None = 
     timestamp, signatures = _parse(header)
     expected = _digest(secret, timestamp, body)
     # compare_digest on every entry: the time taken tells nothing about which bytes matched.
-    if not any([hmac.compare_digest(expected, candidate) for candidate in signatures]):
+    if not any(hmac.compare_digest(expected, candidate) for candidate in signatures):
         raise WrongSignature("the signature does not match the body")
     now = time.time() if now is None else now
     if abs(now - int(timestamp)) > tolerance:

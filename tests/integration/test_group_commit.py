@@ -147,7 +147,7 @@ class TestStoreOutage:
                 transfer(system.commands, alice, bob, 100)
 
             server.stop(mode="immediate")
-            with pytest.raises(Exception):  # noqa: B017 - any store error, as long as it is raised
+            with pytest.raises(Exception):  # noqa: B017, PT011 - any store error, as long as it is raised
                 send()
             server.start()
             send()

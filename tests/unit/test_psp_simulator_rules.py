@@ -123,6 +123,6 @@ class TestDice:
         """Out of range, a string, NaN or an unknown fault: refused, not half understood."""
         for nonsense in ['{"drop_response": 1.01}', '{"timeout": -0.1}', '{"error_5xx": "0.5"}',
                          '{"drop_response": NaN}', '{"surprise": 0.1}']:
-            with pytest.raises(ValueError):
+            with pytest.raises(ValueError, match="validation error"):
                 Faults.model_validate_json(nonsense)
         assert json.loads(Faults().model_dump_json())["drop_response"] == 0.0

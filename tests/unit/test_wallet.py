@@ -337,14 +337,14 @@ operations = st.lists(
 class TestWalletProperties:
     @given(operations=operations)
     def test_any_sequence_keeps_the_books(self, operations: list[tuple[str, int]]) -> None:
-        """Each command succeeds exactly when the rules allow; balance is credits minus debits."""
+        """Each command succeeds exactly when the rules allow; balance is credited minus debits."""
         wallet = Wallet(owner_id=uuid4(), currency="USD")
-        credits = debits = 0
+        credited = debits = 0
         holds: dict[UUID, int] = {}  # what each hold still holds, oldest first
         frozen = False
         for command, amount in operations:
             held = sum(holds.values())
-            available = credits - debits - held
+            available = credited - debits - held
             first = next(iter(holds), None)
             allowed = {"debit": not frozen and amount <= available,
                        "credit": True,
@@ -367,7 +367,7 @@ class TestWalletProperties:
                 assert not allowed, f"{command} {amount} was refused"
             else:
                 assert allowed, f"{command} {amount} went through"
-                credits += amount if command == "credit" else 0
+                credited += amount if command == "credit" else 0
                 debits += amount if command in ("debit", "capture") else 0
                 if command == "hold":
                     holds[hold_id] = amount
@@ -377,7 +377,7 @@ class TestWalletProperties:
                     del holds[first]
                 frozen = {"freeze": True, "unfreeze": False}.get(command, frozen)
             held = sum(holds.values())
-            assert wallet.balance == credits - debits >= 0
+            assert wallet.balance == credited - debits >= 0
             assert wallet.held == held >= 0
             assert wallet.available == wallet.balance - wallet.held >= 0
             assert wallet.frozen is frozen

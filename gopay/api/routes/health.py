@@ -28,7 +28,7 @@ def ready(system: SystemDep) -> JSONResponse:
     """200 when the store answers and the projections are less than 5 s behind."""
     try:
         lag = system.read_side.lag_seconds()
-    except Exception as error:  # any failure to reach the store means not ready
+    except Exception as error:  # noqa: BLE001 - any failure to reach the store means not ready
         return problem_response(503, f"the event store is unreachable: {type(error).__name__}")
     PROJECTION_LAG.set(lag)
     if lag >= MAX_LAG_SECONDS:

@@ -22,6 +22,8 @@ router = APIRouter(prefix="/v1/transfers", tags=["transfers"])
 
 
 def transfer_public(order: PaymentOrder) -> TransferPublic:
+    assert order.payer_wallet_id, "a transfer is paid from a wallet"
+    assert order.payee_wallet_id, "a transfer is paid to a wallet"
     return TransferPublic(id=order.id, status=order.status, amount=order.amount,
                           currency=order.currency, sender_wallet_id=order.payer_wallet_id,
                           recipient_wallet_id=order.payee_wallet_id, note=order.note,

@@ -28,7 +28,7 @@ CONNECTION = "gopay.psp_sim.connection"
 DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
-def create_app(config: SimulatorConfig) -> ASGIApp:
+def create_app(config: SimulatorConfig) -> ASGIApp:  # noqa: PLR0915 - one route per statement group
     """The simulator over its SQLite books, sending webhooks while it runs."""
     store = Store(config.database)
     dice = Dice(config.faults, config.seed)

@@ -70,7 +70,7 @@ class Dice:
 
     def __init__(self, faults: Faults, seed: int | None = None) -> None:
         self.faults = faults
-        self.random = random.Random(seed)
+        self.random = random.Random(seed)  # noqa: S311 - a simulator's dice, seeded to repeat a run
         self.set(faults)
 
     def set(self, faults: Faults) -> None:
