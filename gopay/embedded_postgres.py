@@ -223,7 +223,7 @@ class EmbeddedPostgres:
     @staticmethod
     def _run(args: list[str], user: str | None) -> None:
         command = [str(POSTGRES_BIN_PATH / args[0]), *args[1:]]
-        subprocess.run(command, check=True, user=user,  # noqa: S603 - the wheel's own binaries stdout=subprocess.DEVNULL,
+        subprocess.run(command, check=True, user=user, stdout=subprocess.DEVNULL,  # noqa: S603 - the wheel's own binaries
                        stderr=subprocess.PIPE, cwd="/")
 
 
