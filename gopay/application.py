@@ -461,6 +461,9 @@ def application_env(database_url: str, pool_size: int = 10) -> dict[str, Any]:
 
     info = conninfo_to_dict(database_url)
     return {
+        # The library's PostgreSQL, also given the URL's other parameters (gopay/datastore.py).
+        "PERSISTENCE_MODULE": "gopay.datastore:PostgresFactory",
+        "POSTGRES_CONNINFO": database_url,
         "POSTGRES_DBNAME": info.get("dbname", "gopay"),
         "POSTGRES_HOST": info.get("host", "127.0.0.1"),
         "POSTGRES_PORT": str(info.get("port", "5432")),

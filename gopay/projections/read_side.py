@@ -17,8 +17,7 @@ from gopay.projections.wallets import WalletProjection, WalletView
 
 def _view(view_class: type[PagedView], name: str, database_url: str,
           create_tables: bool) -> PagedView:
-    env = {"PERSISTENCE_MODULE": "eventsourcing.postgres",
-           "CREATE_TABLE": "y" if create_tables else "n",
+    env = {"CREATE_TABLE": "y" if create_tables else "n",
            **application_env(database_url, pool_size=4)}
     factory = InfrastructureFactory.construct(Environment(name, env))
     return factory.tracking_recorder(view_class)  # type: ignore[type-var]
