@@ -23,6 +23,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -74,8 +75,13 @@ class LocalCluster:
         return cls(directory.resolve(), nodes, ports[0], ports[1])
 
     @classmethod
+    def at(cls, directory: Path) -> LocalCluster:
+        """The cluster kept under `directory` (running or not), or a new one's layout."""
+        return cls.load(directory) if (directory / STATE_FILE).exists() else cls.create(directory)
+
+    @classmethod
     def load(cls, directory: Path) -> LocalCluster:
-        """The cluster a `start` left running under `directory`."""
+        """The cluster a `start` left under `directory`, with the processes it started."""
         state = json.loads((directory / STATE_FILE).read_text())
         return cls(Path(state["directory"]), [Node(**node) for node in state["nodes"]],
                    state["etcd_port"], state["etcd_peer_port"], state["pids"])
@@ -110,6 +116,9 @@ class LocalCluster:
             raise
         return self
 
+    def is_running(self) -> bool:
+        return any(_alive(pid) for pid in self.pids.values())
+
     def stop(self) -> None:
         """Stop every node (each stops its PostgreSQL), then etcd; kill what does not stop."""
         nodes = [name for name in self.pids if name != "etcd"]
@@ -124,8 +133,8 @@ class LocalCluster:
             _signal_all([self.pids["etcd"]], signal.SIGTERM)
             _wait_gone([self.pids["etcd"]], 20)
         self.pids.clear()
-        with contextlib.suppress(FileNotFoundError):
-            (self.directory / STATE_FILE).unlink()
+        if self.directory.exists():
+            self._save()  # the layout stays, so that `start` brings the same cluster back
 
     def __enter__(self) -> LocalCluster:
         return self.start()
@@ -138,10 +147,9 @@ class LocalCluster:
     def members(self) -> list[dict[str, Any]]:
         """Patroni's view of the members (name, role, state, lag), from any node that answers."""
         for node in self.nodes:
-            with contextlib.suppress(OSError, ValueError):
-                with urllib.request.urlopen(f"http://127.0.0.1:{node.api_port}/cluster",
-                                            timeout=2) as answer:
-                    return json.loads(answer.read())["members"]
+            answer = self._api(node, "cluster")
+            if "members" in answer:
+                return answer["members"]
         return []
 
     def primary(self) -> Node | None:
@@ -162,6 +170,17 @@ class LocalCluster:
         primary = self.primary()
         assert primary is not None
         return primary
+
+    def set_paused(self, paused: bool, timeout: float = 30) -> None:
+        """Pause or resume Patroni's automatic failover (maintenance mode), on every node."""
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.nodes[0].api_port}/config", method="PATCH",
+            data=json.dumps({"pause": paused}).encode(),
+            headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10):
+            pass
+        self._wait(lambda: all(bool(self._api(node, "patroni").get("pause")) == paused
+                               for node in self.nodes), timeout, f"pause={paused} on every node")
 
     def crash_primary(self) -> Node:
         """kill -9 the primary's PostgreSQL (the postmaster and every backend at once)."""
@@ -274,6 +293,20 @@ class LocalCluster:
         except (OSError, IndexError, ValueError):
             return None
         return pid
+
+    @staticmethod
+    def _api(node: Node, path: str) -> dict[str, Any]:
+        """GET a Patroni REST endpoint of `node`; {} when it does not answer."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{node.api_port}/{path}",
+                                        timeout=2) as answer:
+                return json.loads(answer.read())
+        except urllib.error.HTTPError as error:  # 503: a node whose PostgreSQL is down says so
+            with contextlib.suppress(ValueError):
+                return json.loads(error.read())
+            return {}
+        except (OSError, ValueError):
+            return {}
 
     def _node(self, name: str) -> Node:
         return next(node for node in self.nodes if node.name == name)
