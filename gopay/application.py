@@ -472,6 +472,9 @@ def application_env(database_url: str, pool_size: int = 10) -> dict[str, Any]:
         "POSTGRES_POOL_SIZE": str(pool_size),
         "POSTGRES_MAX_OVERFLOW": str(pool_size * 2),
         "POSTGRES_CONN_MAX_AGE": "3600",
+        # Wait at most 5 s for a connection (the library's default is 30): with no primary,
+        # a command hears it in seconds, and the next request's connection finds a new one.
+        "POSTGRES_CONNECT_TIMEOUT": "5",
         "POSTGRES_LOCK_TIMEOUT": "10",
         "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "10",
     }
