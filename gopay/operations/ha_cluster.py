@@ -117,21 +117,22 @@ class LocalCluster:
         return self
 
     def is_running(self) -> bool:
-        return any(_alive(pid) for pid in self.pids.values())
+        return any(self._ours(pid) for pid in self.pids.values())
 
     def stop(self) -> None:
         """Stop every node (each stops its PostgreSQL), then etcd; kill what does not stop."""
-        nodes = [name for name in self.pids if name != "etcd"]
-        _signal_all([self.pids[name] for name in nodes], signal.SIGTERM)
-        _wait_gone([self.pids[name] for name in nodes], 60)
+        running = {name: pid for name, pid in self.pids.items() if self._ours(pid)}
+        nodes = [pid for name, pid in running.items() if name != "etcd"]
+        _signal_all(nodes, signal.SIGTERM)
+        _wait_gone(nodes, 60)
         for node in self.nodes:  # a Patroni that was killed leaves its PostgreSQL running
             pid = self._postmaster_pid(node)
             if pid:
                 _signal_all([pid], signal.SIGQUIT)
                 _wait_gone([pid], 20)
-        if "etcd" in self.pids:
-            _signal_all([self.pids["etcd"]], signal.SIGTERM)
-            _wait_gone([self.pids["etcd"]], 20)
+        if "etcd" in running:
+            _signal_all([running["etcd"]], signal.SIGTERM)
+            _wait_gone([running["etcd"]], 20)
         self.pids.clear()
         if self.directory.exists():
             self._save()  # the layout stays, so that `start` brings the same cluster back
@@ -289,10 +290,18 @@ class LocalCluster:
         try:
             pid = int((self.directory / node.name / "data" / "postmaster.pid")
                       .read_text().splitlines()[0])
-            os.kill(pid, 0)
         except (OSError, IndexError, ValueError):
             return None
-        return pid
+        return pid if self._ours(pid) else None
+
+    def _ours(self, pid: int) -> bool:
+        """Whether `pid` runs for this cluster: its command line names the cluster's directory
+        (a state file left from before a reboot names PIDs that may be anyone's now)."""
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            return False
+        return str(self.directory) in command and _alive(pid)
 
     @staticmethod
     def _api(node: Node, path: str) -> dict[str, Any]:
