@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 import shutil
+import tempfile
 import threading
 import time
 import uuid
@@ -19,6 +20,7 @@ from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -166,11 +168,15 @@ class Deployment:
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     """A Patroni cluster, GoPay serving and a worker on its multi-host URL, funded wallets."""
     base = tmp_path_factory.mktemp("failover")
-    cluster = LocalCluster.create(base / "cluster").start()
+    # Not under pytest's own temporary folder: every pytest session that starts makes that
+    # one private to root again, and the cluster's processes run as gopay-postgres.
+    cluster_dir = Path(tempfile.mkdtemp(prefix="gopay-ha-"))
+    cluster = LocalCluster.create(cluster_dir)
     env = gopay_env(cluster.url(), base / "var", PYTHONUNBUFFERED="1")
     server = GoPayServer.create(env, base / "serve.log")
     worker = GoPayProcess(args=("worker",), env=env, log_path=base / "worker.log")
     try:
+        cluster.start()
         server.start()
         worker.start()
         admin = staff(server.url, env)
@@ -188,8 +194,9 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         server.stop()
         worker.stop()
         cluster.stop()
-        for data in [base / "cluster" / "etcd", *(base / "cluster").glob("node*/data")]:
-            shutil.rmtree(data, ignore_errors=True)  # the bulk; the logs stay for a post-mortem
+        for log in cluster_dir.glob("*.log"):  # kept with the test's other logs
+            shutil.copy(log, base / f"cluster-{log.name}")
+        shutil.rmtree(cluster_dir, ignore_errors=True)
 
 
 @pytest.mark.slow
