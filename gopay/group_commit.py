@@ -23,7 +23,6 @@ the batch, and the answer comes back to the loop as a future.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
 import logging
 import threading
@@ -32,7 +31,8 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application, LRUCache
+from cachetools import LRUCache
+from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
 from prometheus_client import Counter, Histogram
@@ -55,6 +55,10 @@ MAX_BATCH = 256
 MAX_ROUNDS = 100
 
 
+# The latest stored version of each of these aggregates that exists (one query).
+StoredVersions = Callable[[Sequence[UUID]], dict[UUID, int]]
+
+
 class StaleRead(Exception):
     """A command's decision rests on remembered state: run it again on fresh state first."""
 
@@ -68,21 +72,17 @@ class KnownState:
 
     def get(self, aggregate_id: UUID) -> Aggregate | None:
         with self._lock:
-            try:
-                return self._cache.get(aggregate_id)
-            except KeyError:
-                return None
+            return self._cache.get(aggregate_id)
 
     def put(self, aggregates: Iterable[Aggregate]) -> None:
         with self._lock:
             for aggregate in aggregates:
-                self._cache.put(aggregate.id, aggregate)
+                self._cache[aggregate.id] = aggregate
 
     def forget(self, aggregate_ids: Iterable[UUID]) -> None:
         with self._lock:
             for aggregate_id in aggregate_ids:
-                with contextlib.suppress(KeyError):
-                    self._cache.get(aggregate_id, evict=True)
+                self._cache.pop(aggregate_id, None)
 
 
 class UnitOfWork:
@@ -163,12 +163,11 @@ class UnitOfWork:
     def aggregates(self, aggregate_ids: Iterable[UUID]) -> list[Aggregate]:
         return [a for i in aggregate_ids if (a := self._aggregates.get(i)) is not None]
 
-    def prefetch_absent(self, aggregate_ids: Sequence[UUID],
-                        stored: Callable[[Sequence[UUID]], set[UUID]]) -> None:
+    def prefetch_absent(self, aggregate_ids: Sequence[UUID], stored: StoredVersions) -> None:
         """Learn in one query which of these ids (new orders, mostly) nobody has saved yet."""
         unknown = [i for i in aggregate_ids if self._known.get(i) is None]
         if unknown:
-            for aggregate_id in set(unknown) - stored(unknown):
+            for aggregate_id in set(unknown) - set(stored(unknown)):
                 self._aggregates[aggregate_id] = None
                 self.loaded_versions[aggregate_id] = None
 
@@ -178,9 +177,9 @@ class UnitOfWork:
 
 
 def _clone(aggregate: TAggregate | None) -> TAggregate | None:
-    """A copy to change freely. Aggregate attributes are immutable values (or lists that are
-    replaced, never changed in place), so a shallow copy with its own pending events will do,
-    at a fraction of deepcopy's cost."""
+    """A copy to change freely. Aggregates hold only immutable values (a test checks every
+    class), so a shallow copy with its own pending events will do, at a fraction of
+    deepcopy's cost."""
     if aggregate is None:
         return None
     clone = copy.copy(aggregate)
@@ -210,19 +209,14 @@ class _Pending(Generic[T]):
             self.future.get_loop().call_soon_threadsafe(_resolve, self.future)
 
 
-Conflicts = Callable[[Sequence[UUID], dict[UUID, int | None]], set[UUID]]
-Stored = Callable[[Sequence[UUID]], set[UUID]]
-
-
 class GroupCommitter:
     """Runs commands in batches against one application; see the module docstring."""
 
-    def __init__(self, app: Application[UUID], conflicts: Conflicts, stored: Stored, *,
+    def __init__(self, app: Application[UUID], stored: StoredVersions, *,
                  remember: Callable[[Aggregate], bool] = lambda _: True,
                  max_batch: int = MAX_BATCH) -> None:
         self._app = app
         self._remember = remember
-        self._conflicts = conflicts
         self._stored = stored
         self._max_batch = max_batch
         self.known = KnownState()
@@ -328,7 +322,7 @@ class GroupCommitter:
             unit.begin(rechecking=pending.recheck)
             try:
                 pending.result = pending.command(unit)
-            except Exception as error:  # a broken rule (or a bug) fails this command alone
+            except Exception as error:  # noqa: BLE001 - a broken rule (or a bug) fails this command alone
                 remembered = unit.touched() & unit.remembered
                 unit.rollback()
                 refused = isinstance(error, (DomainError, StaleRead))
@@ -362,7 +356,7 @@ class GroupCommitter:
         written = {event.originator_id for pending in accepted for event in pending.events}
         read_only = set().union(*(pending.touched for pending in accepted)) & unit.remembered
         if read_only - written:
-            stale = self._conflicts(sorted(read_only - written), unit.loaded_versions)
+            stale = self._stale(sorted(read_only - written), unit.loaded_versions)
             if stale:
                 accepted = run_again(stale)
         while accepted:
@@ -374,12 +368,14 @@ class GroupCommitter:
             except IntegrityError:
                 CONFLICTS.inc()
                 ids = sorted({event.originator_id for event in events})
-                stale = self._conflicts(ids, unit.loaded_versions)
+                stale = self._stale(ids, unit.loaded_versions)
                 accepted = run_again(stale or set(ids))
                 continue
             positions = {(r.domain_event.originator_id, r.domain_event.originator_version):
                          r.notification.id for r in recordings}
-            last = max(positions.values(), default=0)
+            # A command that changed nothing (a repeated request) read only what was committed
+            # before this batch: the log's head shows it.
+            last = max(positions.values(), default=0) or self._app.recorder.max_notification_id() or 0
             BATCH_SIZE.observe(len(accepted))
             touched = set().union(*(pending.touched for pending in accepted))
             self.known.put(filter(self._remember, unit.aggregates(touched - unsaved)))
@@ -390,6 +386,12 @@ class GroupCommitter:
                     default=last))
             break
         return again
+
+
+    def _stale(self, aggregate_ids: Sequence[UUID], loaded: dict[UUID, int | None]) -> set[UUID]:
+        """Which of these aggregates another writer changed since this batch read them."""
+        stored = self._stored(aggregate_ids)
+        return {i for i in aggregate_ids if stored.get(i) != loaded.get(i)}
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

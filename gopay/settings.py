@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import os
 import secrets
+import tempfile
 from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from types import MappingProxyType
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from gopay.aggregates.limits import DEFAULT_LIMITS, TierLimits
+from gopay.aggregates.fees import FeeRule, FeeSchedule
+from gopay.aggregates.ledger import TransactionType
+from gopay.aggregates.limits import DEFAULT_LIMITS, TIERS, TierLimits
 from gopay.security.keyring import KeyRing
+
+# Where `gopay psp-sim` listens by default, and so where GoPay finds the PSP when
+# GOPAY_PSP_URL names none.
+BUNDLED_PSP_URL = "http://127.0.0.1:8001"
 
 
 class Settings(BaseSettings):
@@ -38,7 +46,10 @@ class Settings(BaseSettings):
     login_window_seconds: int = 900
     # What each KYC tier may spend and hold, in minor units, as JSON:
     # {"unverified": {"per_payment": 10000, "per_day": 30000, "max_balance": 100000}, ...}
-    kyc_limits: dict[Literal["unverified", "verified"], TierLimits] = DEFAULT_LIMITS
+    kyc_limits: dict[str, TierLimits] = DEFAULT_LIMITS
+    # The fee schedule per kind of payment, as JSON: {"transfer": {"fixed": 0, "bps": 50,
+    # "minimum": 0, "maximum": null, "paid_by": "payer"}, ...}; a kind left out is free.
+    fees: dict[TransactionType, FeeRule] = {}
     # Payments from this amount (minor units) up need a fresh 2FA code, when 2FA is on.
     step_up_amount: int = 50_000
     # E-mail: `smtp://host:port` (or smtps://user:password@host:port); without it, e-mails
@@ -51,12 +62,43 @@ class Settings(BaseSettings):
     tls_key: Path | None = None
     # Run the projections inside `gopay serve` (one process at a time holds each of them).
     serve_runs_projections: bool = True
+    # The PSP: its base URL (unset: the bundled simulator at BUNDLED_PSP_URL), the API key
+    # GoPay presents and the secret of its webhook signatures (both generated once under var/
+    # when unset, so `gopay psp-sim` and GoPay on one machine agree), where the simulator
+    # sends its webhooks, and how many seconds GoPay waits for an answer.
+    psp_url: str | None = None
+    psp_api_key: str | None = None
+    psp_webhook_secret: str | None = None
+    psp_webhook_url: str = "http://127.0.0.1:8000/v1/psp/webhooks"
+    psp_timeout: float = Field(default=10.0, gt=0)
+    # The simulator (`gopay psp-sim`): its SQLite file (default var/psp-sim.sqlite3), the
+    # faults it starts with (JSON, as `POST /sim/faults` takes them), the seed of its dice,
+    # its fees (JSON, see gopay/psp/simulator/fees.py) and the seconds before a disputed test
+    # card's chargeback.
+    psp_sim_database: Path | None = None
+    psp_sim_faults: dict[str, float] = {}
+    psp_sim_seed: int | None = None
+    psp_sim_fees: dict[str, dict[str, int | None]] = {}
+    psp_sim_dispute_delay: float = Field(default=3.0, ge=0)
+    # A folder where the embedded store archives its write-ahead log, and where
+    # `gopay restore` finds it again (point-in-time recovery).
+    wal_archive: Path | None = None
 
     @field_validator("kyc_limits")
     @classmethod
     def _every_tier(cls, limits: dict[str, TierLimits]) -> dict[str, TierLimits]:
-        """A tier left out of GOPAY_KYC_LIMITS keeps its default limits."""
+        """A tier left out of GOPAY_KYC_LIMITS keeps its default limits; no other tier exists."""
+        unknown = set(limits) - set(TIERS)
+        if unknown:
+            raise ValueError(f"unknown KYC tiers {sorted(unknown)}: the tiers are {', '.join(TIERS)}")
         return {**DEFAULT_LIMITS, **limits}
+
+    def fee_schedule(self) -> FeeSchedule:
+        return FeeSchedule(MappingProxyType(dict(self.fees)))
+    @property
+    def embedded_data_dir(self) -> Path:
+        """The embedded store's PostgreSQL data folder."""
+        return self.var_dir / "postgres"
 
     @cached_property  # read once: every request needs it
     def signing_key(self) -> str:
@@ -70,12 +112,38 @@ class Settings(BaseSettings):
     def key_ring_text(self) -> str:
         return self.encryption_keys or self._kept("encryption_keys", KeyRing.new_entry)
 
+    @property
+    def psp_base_url(self) -> str:
+        return (self.psp_url or BUNDLED_PSP_URL).rstrip("/")
+
+    @cached_property
+    def psp_key(self) -> str:
+        """The API key GoPay presents to the PSP: configured, or generated once and kept under var/."""
+        return self.psp_api_key or self._kept("psp_api_key", lambda: "sk_sim_" + secrets.token_hex(24))
+
+    @cached_property
+    def psp_signing_secret(self) -> str:
+        """The PSP webhook secret: configured, or generated once and kept under var/."""
+        return self.psp_webhook_secret or self._kept(
+            "psp_webhook_secret", lambda: "whsec_" + secrets.token_hex(32))
+
     def _kept(self, name: str, generate: Callable[[], str]) -> str:
-        """A secret kept in a file under var/ that only this user can read, made on first use."""
+        """A secret kept in a file under var/ that only this user can read, made on first use.
+
+        The file appears whole or not at all (written aside, then linked into place), so two
+        processes starting together, such as the API and the PSP simulator, agree on it.
+        """
         path = self.var_dir / name
         if not path.exists():
             self.var_dir.mkdir(parents=True, exist_ok=True)
-            path.touch(mode=0o600)
-            path.write_text(generate())
+            descriptor, draft = tempfile.mkstemp(dir=self.var_dir, prefix=f".{name}.")
+            try:
+                with os.fdopen(descriptor, "w") as file:  # mkstemp makes it 0600
+                    file.write(generate())
+                os.link(draft, path)
+            except FileExistsError:
+                pass  # another process made it first: use theirs
+            finally:
+                os.unlink(draft)
         return path.read_text().strip()
 

@@ -1,4 +1,4 @@
-"""GoPay as a running system: the application and its read side over one PostgreSQL database."""
+"""GoPay as a running system: the application, its commands and its read side over one database."""
 
 from __future__ import annotations
 
@@ -14,12 +14,14 @@ from prometheus_client import Counter
 from psycopg_pool import PoolTimeout
 
 from gopay.application import GoPay, application_env
-from gopay.identity import Identity
+from gopay.clock import Clock, utc_now
+from gopay.commands import Commands, Context
 from gopay.notifications import outbox
 from gopay.notifications.outbox import Outbox
 from gopay.projections.read_side import ReadSide
 from gopay.security import data_keys, login_throttle, vault
 from gopay.security.login_throttle import LoginThrottle
+from gopay.security.vault import Vault
 from gopay.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -32,31 +34,40 @@ READ_YOUR_WRITES_TIMEOUTS = Counter(
 SCHEMA_LOCK = 0x60BA7
 
 
+def command_context(app: GoPay, settings: Settings, clock: Clock = utc_now) -> Context:
+    """What the commands of `app` work with, as `settings` configure it."""
+    stores = app.stores
+    return Context(
+        app=app, clock=clock, limits=settings.kyc_limits, fees=settings.fee_schedule(),
+        vault=Vault(app.data_keys, stores.secrets),
+        outbox=Outbox(stores.messages, app.data_keys, settings.smtp_url, settings.mail_from),
+        login_throttle=LoginThrottle(stores.failures,
+                                     per_account=settings.login_failures_per_account,
+                                     per_address=settings.login_failures_per_address,
+                                     window=timedelta(seconds=settings.login_window_seconds)),
+        recovery_ttl=timedelta(minutes=settings.recovery_token_minutes))
+
+
 @dataclass
 class System:
     """What one process runs: commands (GoPay) and queries (ReadSide)."""
 
     settings: Settings
     app: GoPay
+    commands: Commands
     read_side: ReadSide
-    login_throttle: LoginThrottle
-    identity: Identity
-    outbox: Outbox
 
     @classmethod
     def connect(cls, settings: Settings, database_url: str, *, create_tables: bool = False) -> System:
         env = {**application_env(database_url, pool_size=settings.db_pool_size),
                "CREATE_TABLE": "y" if create_tables else "n"}
-        app = GoPay(settings.key_ring(), env=env, limits=settings.kyc_limits)
-        throttle = LoginThrottle(app.recorder.datastore,  # type: ignore[attr-defined]
-                                 per_account=settings.login_failures_per_account,
-                                 per_address=settings.login_failures_per_address,
-                                 window=timedelta(seconds=settings.login_window_seconds))
-        messages = Outbox(app.recorder.datastore,  # type: ignore[attr-defined]
-                          app.data_keys, settings.smtp_url, settings.mail_from)
-        identity = Identity(app, messages, timedelta(minutes=settings.recovery_token_minutes))
-        return cls(settings, app, ReadSide(app, database_url, create_tables=create_tables),
-                   throttle, identity, messages)
+        app = GoPay(settings.key_ring(), env=env)
+        return cls(settings, app, Commands(command_context(app, settings)),
+                   ReadSide(app, database_url, create_tables=create_tables))
+
+    @property
+    def outbox(self) -> Outbox:
+        return self.commands.context.outbox
 
     def catch_up_reads(self) -> None:
         """Before a query: wait until the read side shows everything committed so far.
@@ -65,7 +76,11 @@ class System:
         are durable, and any read that starts after that answer waits here until the
         projections have passed it. Writes never wait for the read side.
         """
-        self.show(self.app.recorder.max_notification_id() or 0)
+        self.show(self.head())
+
+    def head(self) -> int:
+        """The position of the last event committed so far."""
+        return self.app.recorder.max_notification_id() or 0
 
     def show(self, position: int) -> None:
         """Wait until the read side shows log `position`.
@@ -120,9 +135,8 @@ def prepare_database(settings: Settings, database_url: str) -> None:
         conn.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK,))
         try:
             System.connect(settings, database_url, create_tables=True).close()
-            conn.execute(login_throttle.CREATE_TABLE)
-            conn.execute(data_keys.CREATE_TABLE)
-            conn.execute(outbox.CREATE_TABLE)
-            conn.execute(vault.CREATE_TABLE)
+            for statement in (login_throttle.CREATE_TABLE, data_keys.CREATE_TABLE,
+                              outbox.CREATE_TABLE, vault.CREATE_TABLE):
+                conn.execute(statement)
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK,))

@@ -12,9 +12,17 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
+
+from gopay.aggregates.money import Money
+from gopay.aggregates.wallet import Wallet
+from gopay.application import GoPay
+from gopay.commands import Commands
+from gopay.commands.adjustment import Adjust, Direction
+from gopay.commands.registration import Register
+from gopay.commands.transfer import Transfer
 
 PASSWORD = "correct horse battery"
 SECRET_KEY = "test-signing-key-that-is-long-enough-for-hs256"
@@ -75,6 +83,8 @@ class GoPayProcess:
 @dataclass
 class GoPayServer(GoPayProcess):
     port: int = field(default_factory=free_port)
+    # What answers 200 once the server is up.
+    health_path = "/health/live"
 
     @property
     def url(self) -> str:
@@ -86,20 +96,45 @@ class GoPayServer(GoPayProcess):
         args = ("serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers))
         return cls(args=args, env=env, log_path=log_path, port=port)
 
-    def start(self) -> GoPayServer:
+    def start(self) -> Self:
         super().start()
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             assert self.process is not None
             if self.process.poll() is not None:
-                raise RuntimeError(f"gopay serve exited:\n{self.log_path.read_text()}")
+                raise RuntimeError(f"gopay {self.args[0]} exited:\n{self.log_path.read_text()}")
             try:
-                if httpx.get(f"{self.url}/health/live", timeout=1).status_code == 200:
+                if httpx.get(f"{self.url}{self.health_path}", timeout=1).status_code == 200:
                     return self
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
-        raise RuntimeError(f"gopay serve did not start:\n{self.log_path.read_text()}")
+        raise RuntimeError(f"gopay {self.args[0]} did not start:\n{self.log_path.read_text()}")
+
+
+PSP_API_KEY = "sk_sim_test"
+PSP_WEBHOOK_SECRET = "whsec_test_secret"
+
+
+@dataclass
+class PspSimulator(GoPayServer):
+    """`gopay psp-sim` in a process of its own; its books live under the env's GOPAY_VAR_DIR."""
+
+    health_path = "/health"
+
+    @classmethod
+    def create(cls, env: dict[str, str], log_path: Path, *options: str) -> PspSimulator:  # type: ignore[override]
+        port = free_port()
+        args = ("psp-sim", "--host", "127.0.0.1", "--port", str(port), *options)
+        return cls(args=args, env=env, log_path=log_path, port=port)
+
+
+def psp_env(var_dir: Path, webhook_url: str, **extra: str) -> dict[str, str]:
+    """The environment of a simulator (and of the GoPay that talks to it) for tests."""
+    env = {**os.environ, "GOPAY_VAR_DIR": str(var_dir), "GOPAY_PSP_API_KEY": PSP_API_KEY,
+           "GOPAY_PSP_WEBHOOK_SECRET": PSP_WEBHOOK_SECRET, "GOPAY_PSP_WEBHOOK_URL": webhook_url}
+    env.update(extra)
+    return env
 
 
 class Client:
@@ -175,3 +210,35 @@ def fund(admin: Client, wallet_id: str, amount: int, currency: str = "USD") -> N
         "wallet_id": wallet_id, "direction": "credit", "amount": amount, "currency": currency,
         "reason": "test funding"})
     assert response.status_code == 201, response.text
+
+
+# In-process helpers: GoPay's commands run directly, as an API process runs them.
+
+ADMIN = Register(email="admin@gopay.example", password="x" * 12, kind="staff",
+                 full_name="Admin", role="admin")
+
+
+def open_wallets(commands: Commands, count: int, funds: int) -> list:
+    admin = commands.run(ADMIN).value
+    users = [commands.run(Register(email=f"{uuid.uuid4().hex[:8]}@example.com",
+                                   password="x" * 12, kind="person", full_name="P",
+                                   phone=None, country="US")).value for _ in range(count)]
+    for user in users:
+        commands.run(Adjust(caller_id=admin.id, wallet_id=user.wallet_id,
+                            direction=Direction.CREDIT, money=Money(funds, "USD"),
+                            reason="funding", fingerprint="f"))
+    return users
+
+
+def transfer(commands: Commands, sender, recipient, amount: int, *, note: str = "",  # type: ignore[no-untyped-def]
+             key: str | None = None) -> str:
+    """Send `amount` from one user to another; the order's status."""
+    return commands.run(Transfer(caller_id=sender.id, sender_wallet_id=sender.wallet_id,
+                                 recipient=recipient.email, money=Money(amount, "USD"),
+                                 note=note, idempotency_key=key, fingerprint="f")).value.status
+
+
+def balance(app: GoPay, wallet_id: uuid.UUID) -> int:
+    wallet = app.find(wallet_id, Wallet)
+    assert wallet is not None
+    return wallet.balance

@@ -1,7 +1,13 @@
-"""What a lost phone may learn about itself without signing in: is it locked, should it wipe."""
+"""What a lost phone could learn about itself: kept so that the events it recorded still load.
+
+Device locks are the user's events now (`User.DeviceLocked`), and the security view answers
+what a device's status is; no command writes this aggregate any more.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
 from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
@@ -18,7 +24,7 @@ class DeviceStatus(Aggregate):
 
     @event("Created")
     def __init__(self, id: UUID) -> None:
-        self.locks: dict[str, bool] = {}  # user id → wipe; replaced, never changed in place
+        self.locks: Mapping[str, bool] = MappingProxyType({})  # user id → wipe
 
     @property
     def locked(self) -> bool:
@@ -30,8 +36,9 @@ class DeviceStatus(Aggregate):
 
     @event("Locked")
     def lock(self, user_id: UUID, wipe: bool) -> None:
-        self.locks = {**self.locks, str(user_id): wipe or self.locks.get(str(user_id), False)}
+        self.locks = MappingProxyType(
+            {**self.locks, str(user_id): wipe or self.locks.get(str(user_id), False)})
 
     @event("Unlocked")
     def unlock(self, user_id: UUID) -> None:
-        self.locks = {u: w for u, w in self.locks.items() if u != str(user_id)}
+        self.locks = MappingProxyType({u: w for u, w in self.locks.items() if u != str(user_id)})

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -68,7 +69,7 @@ class Instrument:
                           sort_keys=True, separators=(",", ":"))
 
 
-def identity(kind: str, details: dict[str, Any], secret: str) -> str:
+def identity(kind: str, details: Mapping[str, Any], secret: str) -> str:
     scope = details.get("provider") or details.get("network") or ""
     return f"{kind}:{scope}:{secret}"
 

@@ -3,13 +3,33 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from gopay.aggregates.errors import Unbalanced
+from gopay.aggregates.money import CURRENCIES
 
 LEDGER_NAMESPACE = uuid5(NAMESPACE_URL, "https://gopay.example/ledger")
+
+
+class TransactionType(StrEnum):
+    """What a payment order does, and what a line of a wallet's history is: declared once."""
+
+    TOPUP = "topup"
+    PAYOUT = "payout"
+    TRANSFER = "transfer"
+    QR_PAYMENT = "qr_payment"
+    BILL_PAYMENT = "bill_payment"
+    RECHARGE = "recharge"
+    CASH_IN = "cash_in"
+    CASH_OUT = "cash_out"
+    REFUND = "refund"
+    FEE = "fee"  # a line only: the fee an order charged, never an order of its own
+    SETTLEMENT = "settlement"
+    ADJUSTMENT = "adjustment"
 
 
 class SystemAccount(StrEnum):
@@ -32,8 +52,6 @@ class SystemAccount(StrEnum):
 
 def system_account_names() -> dict[UUID, str]:
     """Map every system account id (any currency) back to its name, for the read side."""
-    from gopay.aggregates.money import CURRENCIES
-
     return {
         account.account_id(currency): account.value
         for account in SystemAccount
@@ -54,9 +72,11 @@ class Posting:
                 "currency": self.currency}
 
     @classmethod
-    def from_record(cls, record: dict[str, object]) -> Posting:
-        return cls(UUID(str(record["account_id"])), int(record["amount"]),  # type: ignore[call-overload]
-                   str(record["currency"]))
+    def from_record(cls, record: Mapping[str, Any]) -> Posting:
+        return cls(UUID(str(record["account_id"])), int(record["amount"]), str(record["currency"]))
+
+    def __neg__(self) -> Posting:
+        return Posting(self.account_id, -self.amount, self.currency)
 
 
 def journal_entry(*postings: Posting) -> tuple[Posting, ...]:

@@ -5,13 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gopay.aggregates.errors import DomainError
+from gopay.aggregates.ledger import TransactionType
 
 TIERS = ("unverified", "verified")
 
 # Money leaving a wallet on its owner's initiative counts towards the limits; corrections
 # (adjustments) and settlement of what was already held do not.
-SPENDING_TYPES = frozenset({"transfer", "qr_payment", "bill_payment", "recharge", "cash_out",
-                            "payout"})
+SPENDING_TYPES = frozenset({
+    TransactionType.TRANSFER, TransactionType.QR_PAYMENT, TransactionType.BILL_PAYMENT,
+    TransactionType.RECHARGE, TransactionType.CASH_OUT, TransactionType.PAYOUT})
 
 
 class LimitExceeded(DomainError):

@@ -9,6 +9,8 @@ while the vault seals the number under the owner's data key.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 from uuid import UUID, uuid5
 
@@ -22,10 +24,10 @@ class PaymentMethodExists(DomainError):
     """The owner already keeps this card (or account, or address)."""
 
     code = "payment_method_exists"
-    status = 409
 
     def __init__(self, existing_id: UUID) -> None:
-        super().__init__("this payment method is already saved")
+        super().__init__("this payment method is already saved",
+                         payment_method_id=str(existing_id))
         self.existing_id = existing_id
 
 
@@ -37,13 +39,21 @@ def method_id_for(owner_id: UUID, idempotency_key: str) -> UUID:
 class PaymentMethod(Aggregate):
     """A card, bank account, digital wallet or crypto address that a customer saved."""
 
-    @event("Added")
-    def __init__(self, id: UUID, owner_id: UUID, method_type: str, details: dict[str, Any],
+    class Added(Aggregate.Created):
+        owner_id: UUID
+        method_type: str
+        details: dict[str, Any]
+        holder_name: str | None
+        fingerprint: str
+        request_digest: str | None
+
+    @event(Added)
+    def __init__(self, id: UUID, owner_id: UUID, method_type: str, details: Mapping[str, Any],
                  holder_name: str | None, fingerprint: str,
                  request_digest: str | None) -> None:
         self.owner_id = owner_id
         self.method_type = method_type
-        self.details = details
+        self.details: Mapping[str, Any] = MappingProxyType(dict(details))
         self.holder_name = holder_name
         self.fingerprint = fingerprint
         self.request_digest = request_digest
@@ -54,7 +64,10 @@ class PaymentMethod(Aggregate):
             raise NotFound("payment method not found")
         self._removed()
 
-    @event("Removed")
+    class Removed(Aggregate.Event):
+        pass
+
+    @event(Removed)
     def _removed(self) -> None:
         self.removed = True
 
@@ -72,8 +85,8 @@ class SavedMethods(Aggregate):
     @event("Opened")
     def __init__(self, id: UUID, owner_id: UUID) -> None:
         self.owner_id = owner_id
-        self.method_ids: list[UUID] = []  # every method ever added, removed ones too
-        self.in_use: dict[str, UUID] = {}  # fingerprint -> the method that holds it
+        self.method_ids: tuple[UUID, ...] = ()  # every method ever added, removed ones too
+        self.in_use: Mapping[str, UUID] = MappingProxyType({})  # fingerprint -> its method
 
     def add(self, method_id: UUID, fingerprint: str) -> None:
         existing = self.in_use.get(fingerprint)
@@ -96,16 +109,14 @@ class SavedMethods(Aggregate):
         in_use = set(self.in_use.values())
         return [i for i in reversed(self.method_ids[:end]) if i in in_use]
 
-    # Attributes are replaced, never changed in place (the group commit copies shallowly).
-
     @event("MethodAdded")
     def _added(self, method_id: UUID, fingerprint: str) -> None:
-        self.method_ids = [*self.method_ids, method_id]
-        self.in_use = {**self.in_use, fingerprint: method_id}
+        self.method_ids = (*self.method_ids, method_id)
+        self.in_use = MappingProxyType({**self.in_use, fingerprint: method_id})
 
     @event("MethodRemoved")
     def _removed(self, method_id: UUID) -> None:
-        self.in_use = {f: i for f, i in self.in_use.items() if i != method_id}
+        self.in_use = MappingProxyType({f: i for f, i in self.in_use.items() if i != method_id})
 
 
 # Personal data, sealed in the stored events (gopay/security/sealing.py).

@@ -2,20 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from enum import StrEnum
+from typing import Any
 from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
 from gopay.aggregates.errors import InvalidState
-from gopay.aggregates.ledger import LEDGER_NAMESPACE, Posting, journal_entry
+from gopay.aggregates.ledger import LEDGER_NAMESPACE, Posting, TransactionType, journal_entry
+
+
+class OrderStatus(StrEnum):
+    CREATED = "created"
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    REVERSED = "reversed"
+
 
 # Which status may follow which: anything else is an illegal transition.
-TRANSITIONS: dict[str, frozenset[str]] = {
-    "created": frozenset({"pending", "succeeded", "failed"}),
-    "pending": frozenset({"succeeded", "failed"}),
-    "succeeded": frozenset({"reversed"}),
-    "failed": frozenset(),
-    "reversed": frozenset(),
+TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
+    OrderStatus.CREATED: frozenset({OrderStatus.PENDING, OrderStatus.SUCCEEDED, OrderStatus.FAILED}),
+    OrderStatus.PENDING: frozenset({OrderStatus.SUCCEEDED, OrderStatus.FAILED}),
+    OrderStatus.SUCCEEDED: frozenset({OrderStatus.REVERSED}),
+    OrderStatus.FAILED: frozenset(),
+    OrderStatus.REVERSED: frozenset(),
 }
 
 
@@ -27,11 +39,21 @@ def order_id_for(caller_id: UUID, operation: str, idempotency_key: str) -> UUID:
 class PaymentOrder(Aggregate):
     """The seed's payment_order: who pays whom, how much, and how far it has got."""
 
-    @event("Created")
+    class Created(Aggregate.Created):
+        order_type: str
+        initiated_by: UUID
+        payer_wallet_id: UUID | None
+        payee_wallet_id: UUID | None
+        amount: int
+        currency: str
+        note: str
+        request_fingerprint: str
+
+    @event(Created)
     def __init__(self, id: UUID, order_type: str, initiated_by: UUID, payer_wallet_id: UUID | None,
                  payee_wallet_id: UUID | None, amount: int, currency: str, note: str,
                  request_fingerprint: str) -> None:
-        self.order_type = order_type
+        self.order_type = TransactionType(order_type)
         self.initiated_by = initiated_by
         self.payer_wallet_id = payer_wallet_id
         self.payee_wallet_id = payee_wallet_id
@@ -39,8 +61,10 @@ class PaymentOrder(Aggregate):
         self.currency = currency
         self.note = note
         self.request_fingerprint = request_fingerprint
-        self.status = "created"
-        self.postings: list[dict[str, object]] = []
+        self.status = OrderStatus.CREATED
+        self.postings: tuple[Posting, ...] = ()
+        self.reversal_postings: tuple[Posting, ...] = ()
+        self.planned_postings: tuple[Posting, ...] = ()  # what completing held funds books
         self.psp_reference: str | None = None
         self.failure_reason: str | None = None
         self.failure_detail = ""
@@ -51,48 +75,75 @@ class PaymentOrder(Aggregate):
 
     def mark_pending(self, *, psp_reference: str) -> None:
         """The PSP has accepted the order; its answer comes later."""
-        self._check_transition("pending")
+        self._check_transition(OrderStatus.PENDING)
         self._marked_pending(psp_reference=psp_reference)
 
-    def succeed(self, *postings: Posting) -> None:
-        """Record the journal entry that completes the order."""
-        self._check_transition("succeeded")
+    def hold_funds(self, *postings: Posting) -> None:
+        """The payer's money is reserved; `postings` is the entry that completing will book."""
+        self._check_transition(OrderStatus.PENDING)
         entry = journal_entry(*postings)
+        self._funds_held(postings=[posting.as_record() for posting in entry])
+
+    def succeed(self, *postings: Posting) -> None:
+        """Record the journal entry that completes the order (for held funds, the one planned)."""
+        self._check_transition(OrderStatus.SUCCEEDED)
+        entry = journal_entry(*(postings or self.planned_postings))
         self._succeeded(postings=[posting.as_record() for posting in entry])
 
     def reverse(self, *, reason: str) -> None:
         """Undo a succeeded order with the mirror journal entry (every posting negated)."""
-        self._check_transition("reversed")
-        mirror = journal_entry(*(Posting.from_record(p) for p in self.postings))
-        self._reversed(reason=reason, postings=[
-            {**posting.as_record(), "amount": -posting.amount} for posting in mirror])
+        self._check_transition(OrderStatus.REVERSED)
+        mirror = journal_entry(*(-posting for posting in self.postings))
+        self._reversed(reason=reason, postings=[posting.as_record() for posting in mirror])
 
     def fail(self, *, reason: str, detail: str = "") -> None:
         """The order ends without moving money; `reason` is a stable code."""
-        self._check_transition("failed")
+        self._check_transition(OrderStatus.FAILED)
         self._failed(reason=reason, detail=detail)
 
-    def _check_transition(self, new_status: str) -> None:
+    def _check_transition(self, new_status: OrderStatus) -> None:
         if new_status not in TRANSITIONS[self.status]:
             raise InvalidState(f"a {self.status} payment order cannot become {new_status}")
 
-    @event("MarkedPending")
+    class MarkedPending(Aggregate.Event):
+        psp_reference: str
+
+    @event(MarkedPending)
     def _marked_pending(self, psp_reference: str) -> None:
-        self.status = "pending"
+        self.status = OrderStatus.PENDING
         self.psp_reference = psp_reference
 
-    @event("Succeeded")
-    def _succeeded(self, postings: list[dict[str, object]]) -> None:
-        self.status = "succeeded"
-        self.postings = postings
+    class FundsHeld(Aggregate.Event):
+        postings: list[dict[str, Any]]
 
-    @event("Reversed")
-    def _reversed(self, reason: str, postings: list[dict[str, object]]) -> None:
-        self.status = "reversed"
-        self.reversal_postings = postings
+    @event(FundsHeld)
+    def _funds_held(self, postings: Sequence[Mapping[str, Any]]) -> None:
+        self.status = OrderStatus.PENDING
+        self.planned_postings = tuple(Posting.from_record(p) for p in postings)
 
-    @event("Failed")
+    class Succeeded(Aggregate.Event):
+        postings: list[dict[str, Any]]
+
+    @event(Succeeded)
+    def _succeeded(self, postings: Sequence[Mapping[str, Any]]) -> None:
+        self.status = OrderStatus.SUCCEEDED
+        self.postings = tuple(Posting.from_record(p) for p in postings)
+
+    class Reversed(Aggregate.Event):
+        reason: str
+        postings: list[dict[str, Any]]
+
+    @event(Reversed)
+    def _reversed(self, reason: str, postings: Sequence[Mapping[str, Any]]) -> None:
+        self.status = OrderStatus.REVERSED
+        self.reversal_postings = tuple(Posting.from_record(p) for p in postings)
+
+    class Failed(Aggregate.Event):
+        reason: str
+        detail: str
+
+    @event(Failed)
     def _failed(self, reason: str, detail: str) -> None:
-        self.status = "failed"
+        self.status = OrderStatus.FAILED
         self.failure_reason = reason
         self.failure_detail = detail

@@ -48,6 +48,9 @@ class Session(Aggregate):
     def _rotated(self, refresh_digest: str) -> None:
         self.refresh_digest = refresh_digest
 
-    @event("Revoked")
+    class Revoked(Aggregate.Event):
+        reason: str
+
+    @event(Revoked)
     def _revoked(self, reason: str) -> None:
         self.revoked = True

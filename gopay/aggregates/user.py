@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hmac
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from types import MappingProxyType
 from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
@@ -20,6 +22,18 @@ from gopay.aggregates.ledger import LEDGER_NAMESPACE
 CUSTOMER_KINDS = ("person", "company", "agent")
 STAFF_ROLES = ("admin", "sub_admin", "auditor", "finance", "support")
 DOCUMENT_TYPES = ("passport", "national_id", "driving_licence")
+
+
+def check_opening(kind: str, role: str | None, business_name: str | None,
+                  category: str | None) -> None:
+    """What an account of each kind needs before it can be opened."""
+    if kind == "staff":
+        if role not in STAFF_ROLES:
+            raise ValidationFailed(f"role must be one of {', '.join(STAFF_ROLES)}")
+    elif kind not in CUSTOMER_KINDS:
+        raise ValidationFailed(f"unknown kind of account {kind!r}")
+    elif kind == "company" and not (business_name and category):
+        raise ValidationFailed("a company needs a business_name and a category")
 
 
 class RecoveryRefused(Unauthenticated):
@@ -47,7 +61,19 @@ class Device:
 class User(Aggregate):
     """Someone who signs in: a customer with a wallet, or a staff member with a role."""
 
-    @event("Registered")
+    class Registered(Aggregate.Created):
+        email: str
+        password_hash: str
+        kind: str
+        role: str | None
+        full_name: str
+        phone: str | None
+        country: str | None
+        business_name: str | None
+        category: str | None
+        wallet_id: UUID | None
+
+    @event(Registered)
     def __init__(self, id: UUID, email: str, password_hash: str, kind: str, role: str | None,
                  full_name: str, phone: str | None, country: str | None,
                  business_name: str | None, category: str | None,
@@ -68,8 +94,7 @@ class User(Aggregate):
         self.totp_enabled = False
         self.last_otp_step = 0  # a time step used once can never be used again
         self.recovery_code_digests: tuple[str, ...] = ()
-        # Replaced, never changed in place: commands work on shallow copies (group_commit).
-        self.devices: dict[str, Device] = {}
+        self.devices: Mapping[str, Device] = MappingProxyType({})
         self.sessions_without_device: tuple[UUID, ...] = ()
         self.recovery_digest: str | None = None
         self.recovery_expires_at = ""
@@ -78,7 +103,12 @@ class User(Aggregate):
     def is_staff(self) -> bool:
         return self.kind == "staff"
 
-    @event("ProfileChanged")
+    class ProfileChanged(Aggregate.Event):
+        full_name: str
+        phone: str | None
+        login_notifications: bool
+
+    @event(ProfileChanged)
     def change_profile(self, full_name: str, phone: str | None,
                        login_notifications: bool) -> None:
         """What a user may change about themselves; nothing else is reachable this way."""
@@ -97,7 +127,11 @@ class User(Aggregate):
         if role != self.role:
             self._role_changed(role=role, by=by)
 
-    @event("RoleChanged")
+    class RoleChanged(Aggregate.Event):
+        role: str
+        by: UUID
+
+    @event(RoleChanged)
     def _role_changed(self, role: str, by: UUID) -> None:
         self.role = role
 
@@ -118,7 +152,13 @@ class User(Aggregate):
         device = self.devices.get(device_id) if device_id else None
         return device is None or not device.locked
 
-    @event("LoggedIn")
+    class LoggedIn(Aggregate.Event):
+        session_id: UUID
+        device_id: str | None
+        address: str | None
+        at: str
+
+    @event(LoggedIn)
     def logged_in(self, session_id: UUID, device_id: str | None, address: str | None,
                   at: str) -> None:
         """A new session; the first sign-in on a device enrolls it."""
@@ -126,10 +166,15 @@ class User(Aggregate):
             self.sessions_without_device = (*self.sessions_without_device, session_id)
             return
         device = self.devices.get(device_id) or Device(enrolled_at=at, last_login_at=at)
-        self._replace_device(device_id, last_login_at=at,
-                             sessions=(*device.sessions, session_id), base=device)
+        self._replace_device(device_id, replace(device, last_login_at=at,
+                                                sessions=(*device.sessions, session_id)))
 
-    @event("LoginFailed")
+    class LoginFailed(Aggregate.Event):
+        reason: str
+        device_id: str | None
+        address: str | None
+
+    @event(LoginFailed)
     def login_failed(self, reason: str, device_id: str | None, address: str | None) -> None:
         """Recorded for the account's security history; state does not change."""
 
@@ -151,17 +196,23 @@ class User(Aggregate):
             raise InvalidState("this device is not locked")
         self._device_reenrolled(device_id=device_id)
 
-    @event("DeviceLocked")
+    class DeviceLocked(Aggregate.Event):
+        device_id: str
+        wipe: bool
+
+    @event(DeviceLocked)
     def _device_locked(self, device_id: str, wipe: bool) -> None:
-        self._replace_device(device_id, locked=True, wipe=wipe)
+        self._replace_device(device_id, replace(self.devices[device_id], locked=True, wipe=wipe))
 
-    @event("DeviceReenrolled")
+    class DeviceReenrolled(Aggregate.Event):
+        device_id: str
+
+    @event(DeviceReenrolled)
     def _device_reenrolled(self, device_id: str) -> None:
-        self._replace_device(device_id, locked=False, wipe=False)
+        self._replace_device(device_id, replace(self.devices[device_id], locked=False, wipe=False))
 
-    def _replace_device(self, device_id: str, base: Device | None = None, **changes: object) -> None:
-        device = replace(base or self.devices[device_id], **changes)  # type: ignore[arg-type]
-        self.devices = {**self.devices, device_id: device}
+    def _replace_device(self, device_id: str, device: Device) -> None:
+        self.devices = MappingProxyType({**self.devices, device_id: device})
 
     # Account recovery: a one-time token, by e-mail, that sets a new password
 
@@ -226,17 +277,27 @@ class User(Aggregate):
         if step <= self.last_otp_step:
             raise OtpRejected("this code was already used; wait for the next one")
 
-    @event("TotpSetUp")
+    class TotpSetUp(Aggregate.Event):
+        secret: str
+
+    @event(TotpSetUp)
     def _totp_set_up(self, secret: str) -> None:
         self.totp_secret = secret
 
-    @event("TotpEnabled")
+    class TotpEnabled(Aggregate.Event):
+        step: int
+        recovery_code_digests: tuple[str, ...]
+
+    @event(TotpEnabled)
     def _totp_enabled(self, step: int, recovery_code_digests: tuple[str, ...]) -> None:
         self.totp_enabled = True
         self.last_otp_step = step
         self.recovery_code_digests = tuple(recovery_code_digests)
 
-    @event("TotpDisabled")
+    class TotpDisabled(Aggregate.Event):
+        pass
+
+    @event(TotpDisabled)
     def _totp_disabled(self) -> None:
         self.totp_enabled = False
         self.totp_secret = None
@@ -273,7 +334,12 @@ class User(Aggregate):
             raise InvalidState(f"there is nothing to decide: KYC is {self.kyc_status}")
         self._kyc_decided(decision=decision, by=by, reason=reason)
 
-    @event("KycSubmitted")
+    class KycSubmitted(Aggregate.Event):
+        document_type: str
+        document_number: str
+        date_of_birth: str
+
+    @event(KycSubmitted)
     def _kyc_submitted(self, document_type: str, document_number: str,
                        date_of_birth: str) -> None:
         self.kyc_status = "pending"
@@ -281,7 +347,12 @@ class User(Aggregate):
         self.document_number = document_number
         self.date_of_birth = date_of_birth
 
-    @event("KycDecided")
+    class KycDecided(Aggregate.Event):
+        decision: str
+        by: UUID
+        reason: str
+
+    @event(KycDecided)
     def _kyc_decided(self, decision: str, by: UUID, reason: str) -> None:
         self.kyc_status = "verified" if decision == "approve" else "rejected"
 

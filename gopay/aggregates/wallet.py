@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date
+from types import MappingProxyType
 from typing import Any
 from uuid import UUID
 
@@ -12,21 +15,37 @@ from gopay.aggregates.errors import (
     AccountFrozen,
     CurrencyMismatch,
     InsufficientFunds,
+    InvalidState,
     ValidationFailed,
 )
+from gopay.aggregates.ledger import TransactionType
 from gopay.aggregates.limits import SPENDING_TYPES, TIERS, LimitExceeded, TierLimits
 from gopay.aggregates.money import Money
+
+
+@dataclass(frozen=True)
+class Hold:
+    """Money reserved for a payment that completes later (a payout, a cash-out)."""
+
+    amount: int  # what is still held: captures take from it, a release gives it all back
+    entry_type: str
+    day: str | None  # the UTC day it counts towards the daily limit
 
 
 class Wallet(Aggregate):
     """Holds a balance; `held` money is reserved for pending payouts and cash-outs."""
 
-    @event("Opened")
+    class Opened(Aggregate.Created):
+        owner_id: UUID
+        currency: str
+
+    @event(Opened)
     def __init__(self, owner_id: UUID, currency: str) -> None:
         self.owner_id = owner_id
         self.currency = currency
         self.balance = 0
         self.held = 0
+        self.holds: Mapping[str, Hold] = MappingProxyType({})
         self.frozen = False
         self.tier = "unverified"
         # What the owner spent on `spent_day` (UTC), for the daily limit.
@@ -41,29 +60,25 @@ class Wallet(Aggregate):
         """Spending that counts on `day`: a clock that stepped back counts towards the later day."""
         return self.spent_today if self.spent_day and self.spent_day >= day.isoformat() else 0
 
-    def debit(self, money: Money, *, entry_id: UUID, entry_type: str,
-              counterparty: str, reference: str, limits: TierLimits | None = None,
-              on: date | None = None) -> None:
+    def debit(self, money: Money, *, entry_id: UUID, entry_type: TransactionType,
+              counterparty: str, reference: str, on: date,
+              limits: TierLimits | None = None) -> None:
         """Take money out; refused when frozen, over the tier's limits, or below zero."""
-        self._check_currency(money)
-        if self.frozen:
-            raise AccountFrozen("this wallet is frozen and cannot send money")
-        day = max(on or datetime.now(UTC).date(),
-                  date.fromisoformat(self.spent_day) if self.spent_day else date.min)
-        if limits is not None and entry_type in SPENDING_TYPES:
-            if money.amount > limits.per_payment:
-                raise LimitExceeded(f"a single payment may be at most {limits.per_payment} "
-                                    f"on the {self.tier} tier")
-            if self.spent_on(day) + money.amount > limits.per_day:
-                raise LimitExceeded(f"this would pass your daily limit of {limits.per_day}; "
-                                    f"{limits.per_day - self.spent_on(day)} is left today")
-        if money.amount > self.available:
-            raise InsufficientFunds("not enough money in the wallet")
+        day = self._check_spending(money, entry_type, on, limits)
         self._debited(entry_id=entry_id, entry_type=entry_type, amount=money.amount,
                       currency=money.currency, balance_after=self.balance - money.amount,
-                      counterparty=counterparty, reference=reference, day=day.isoformat())
+                      counterparty=counterparty, reference=reference, day=day)
 
-    def credit(self, money: Money, *, entry_id: UUID, entry_type: str,
+    def pay_fee(self, money: Money, *, entry_id: UUID, reference: str) -> None:
+        """Take the fee of a payment out: part of that payment, so no freeze or limit stops it."""
+        self._check_currency(money)
+        if money.amount > self.available:
+            raise InsufficientFunds("not enough money in the wallet for the fee")
+        self._debited(entry_id=entry_id, entry_type=TransactionType.FEE, amount=money.amount,
+                      currency=money.currency, balance_after=self.balance - money.amount,
+                      counterparty="fees", reference=reference, day=None)
+
+    def credit(self, money: Money, *, entry_id: UUID, entry_type: TransactionType,
                counterparty: str, reference: str, limits: TierLimits | None = None) -> None:
         """Put money in; a frozen wallet can still receive, up to its tier's balance limit."""
         self._check_currency(money)
@@ -74,21 +89,31 @@ class Wallet(Aggregate):
                        currency=money.currency, balance_after=self.balance + money.amount,
                        counterparty=counterparty, reference=reference)
 
-    def hold(self, money: Money, *, hold_id: UUID) -> None:
-        """Reserve money for a payment that completes later."""
-        self._check_currency(money)
-        if self.frozen:
-            raise AccountFrozen("this wallet is frozen and cannot send money")
-        if money.amount > self.available:
-            raise InsufficientFunds("not enough money in the wallet")
-        self._held(hold_id=hold_id, amount=money.amount)
+    def hold(self, money: Money, *, hold_id: UUID, entry_type: TransactionType, on: date,
+             limits: TierLimits | None = None) -> None:
+        """Reserve money for a payment that completes later; it counts as spent from now."""
+        if str(hold_id) in self.holds:
+            raise InvalidState("this money is already held")
+        day = self._check_spending(money, entry_type, on, limits)
+        self._held(hold_id=hold_id, amount=money.amount, entry_type=entry_type, day=day)
 
-    def release(self, money: Money, *, hold_id: UUID) -> None:
-        """Give reserved money back to the available balance."""
+    def capture(self, money: Money, *, hold_id: UUID, entry_type: TransactionType,
+                counterparty: str, reference: str) -> None:
+        """Take held money out for good (all of the hold, or part of it, line by line)."""
         self._check_currency(money)
-        if money.amount > self.held:
-            raise InsufficientFunds("cannot release more than is held")
-        self._released(hold_id=hold_id, amount=money.amount)
+        hold = self.holds.get(str(hold_id))
+        if hold is None or money.amount > hold.amount:
+            raise InvalidState("there is not that much held for this payment")
+        self._captured(hold_id=hold_id, entry_type=entry_type, amount=money.amount,
+                       currency=money.currency, balance_after=self.balance - money.amount,
+                       counterparty=counterparty, reference=reference)
+
+    def release(self, *, hold_id: UUID) -> None:
+        """Give what is still held for a payment back to the available balance."""
+        hold = self.holds.get(str(hold_id))
+        if hold is None:
+            raise InvalidState("nothing is held for this payment")
+        self._released(hold_id=hold_id, amount=hold.amount)
 
     def freeze(self, *, by: UUID, reason: str) -> None:
         if not self.frozen:
@@ -105,12 +130,36 @@ class Wallet(Aggregate):
         if tier != self.tier:
             self._tier_changed(tier=tier, by=by)
 
+    def _check_spending(self, money: Money, entry_type: TransactionType, on: date,
+                        limits: TierLimits | None) -> str:
+        """Whether the owner may send `money` now; the day it counts towards."""
+        self._check_currency(money)
+        if self.frozen:
+            raise AccountFrozen("this wallet is frozen and cannot send money")
+        day = max(on, date.fromisoformat(self.spent_day) if self.spent_day else date.min)
+        if limits is not None and entry_type in SPENDING_TYPES:
+            if money.amount > limits.per_payment:
+                raise LimitExceeded(f"a single payment may be at most {limits.per_payment} "
+                                    f"on the {self.tier} tier")
+            if self.spent_on(day) + money.amount > limits.per_day:
+                raise LimitExceeded(f"this would pass your daily limit of {limits.per_day}; "
+                                    f"{limits.per_day - self.spent_on(day)} is left today")
+        if money.amount > self.available:
+            raise InsufficientFunds("not enough money in the wallet")
+        return day.isoformat()
+
     def _check_currency(self, money: Money) -> None:
         """Every movement is of a positive amount in this wallet's currency."""
         if money.amount <= 0:
             raise ValidationFailed("amount must be greater than zero")
         if money.currency != self.currency:
             raise CurrencyMismatch(f"this wallet holds {self.currency}, not {money.currency}")
+
+    def _count_spending(self, entry_type: str, day: str | None, amount: int) -> None:
+        if day is not None and entry_type in SPENDING_TYPES:
+            if day != self.spent_day:
+                self.spent_day, self.spent_today = day, 0
+            self.spent_today += amount
 
     class Debited(Aggregate.Event):
         """Money out. Version 2 records the UTC day it counts towards the daily limit."""
@@ -134,33 +183,94 @@ class Wallet(Aggregate):
                  balance_after: int, counterparty: str, reference: str,
                  day: str | None) -> None:
         self.balance -= amount
-        if day is not None and entry_type in SPENDING_TYPES:
-            if day != self.spent_day:
-                self.spent_day, self.spent_today = day, 0
-            self.spent_today += amount
+        self._count_spending(entry_type, day, amount)
 
-    @event("Credited")
+    class Credited(Aggregate.Event):
+        entry_id: UUID
+        entry_type: str
+        amount: int
+        currency: str
+        balance_after: int
+        counterparty: str
+        reference: str
+
+    @event(Credited)
     def _credited(self, entry_id: UUID, entry_type: str, amount: int, currency: str,
-                  balance_after: int,
-                  counterparty: str, reference: str) -> None:
+                  balance_after: int, counterparty: str, reference: str) -> None:
         self.balance += amount
 
-    @event("Held")
-    def _held(self, hold_id: UUID, amount: int) -> None:
-        self.held += amount
+    class Held(Aggregate.Event):
+        """Money reserved. Version 2 records what for and the day it counts towards."""
 
-    @event("Released")
+        class_version = 2
+        hold_id: UUID
+        amount: int
+        entry_type: str
+        day: str | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["entry_type"] = TransactionType.PAYOUT.value
+            state["day"] = None
+
+    @event(Held)
+    def _held(self, hold_id: UUID, amount: int, entry_type: str, day: str | None) -> None:
+        self.held += amount
+        self.holds = MappingProxyType({**self.holds, str(hold_id): Hold(amount, entry_type, day)})
+        self._count_spending(entry_type, day, amount)
+
+    class Captured(Aggregate.Event):
+        hold_id: UUID
+        entry_type: str
+        amount: int
+        currency: str
+        balance_after: int
+        counterparty: str
+        reference: str
+
+    @event(Captured)
+    def _captured(self, hold_id: UUID, entry_type: str, amount: int, currency: str,
+                  balance_after: int, counterparty: str, reference: str) -> None:
+        self.balance -= amount
+        self.held -= amount
+        hold = self.holds[str(hold_id)]
+        rest = {k: v for k, v in self.holds.items() if k != str(hold_id)}
+        if hold.amount > amount:
+            rest[str(hold_id)] = Hold(hold.amount - amount, hold.entry_type, hold.day)
+        self.holds = MappingProxyType(rest)
+
+    class Released(Aggregate.Event):
+        hold_id: UUID
+        amount: int
+
+    @event(Released)
     def _released(self, hold_id: UUID, amount: int) -> None:
         self.held -= amount
+        hold = self.holds.get(str(hold_id))
+        self.holds = MappingProxyType({k: v for k, v in self.holds.items() if k != str(hold_id)})
+        if hold is not None and hold.day == self.spent_day and hold.entry_type in SPENDING_TYPES:
+            self.spent_today -= amount  # what was never paid does not count as spent
 
-    @event("Frozen")
+    class Frozen(Aggregate.Event):
+        by: UUID
+        reason: str
+
+    @event(Frozen)
     def _frozen(self, by: UUID, reason: str) -> None:
         self.frozen = True
 
-    @event("Unfrozen")
+    class Unfrozen(Aggregate.Event):
+        by: UUID
+        reason: str
+
+    @event(Unfrozen)
     def _unfrozen(self, by: UUID, reason: str) -> None:
         self.frozen = False
 
-    @event("TierChanged")
+    class TierChanged(Aggregate.Event):
+        tier: str
+        by: UUID
+
+    @event(TierChanged)
     def _tier_changed(self, tier: str, by: UUID) -> None:
         self.tier = tier

@@ -16,6 +16,7 @@ from gopay.api.routes import admin, auth, devices, health, me, payment_methods, 
 from gopay.api.schemas import Problem
 from gopay.api.security_headers import SecurityHeadersMiddleware
 from gopay.api.session_gate import SessionGate
+from gopay.recorder import EventRecorder
 from gopay.scheduler import start_jobs
 from gopay.settings import Settings
 from gopay.system import System, settle_memory
@@ -47,12 +48,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # means bigger batches, not more CPU.
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.request_threads
         system = System.connect(settings, database_url)
+        recorder = system.app.recorder
+        assert isinstance(recorder, EventRecorder), "the API runs on PostgreSQL"
         jobs = None
         if settings.serve_runs_projections:
             system.read_side.start()
             jobs = start_jobs(system)
         app.state.system = system
-        app.state.session_gate = SessionGate(database_url)
+        app.state.session_gate = SessionGate(database_url, recorder.select_originators_with_topic)
         await app.state.session_gate.open()
         settle_memory()
         try:
@@ -103,7 +106,7 @@ def _document_problems(app: FastAPI) -> None:
             app.openapi_schema = schema
         return app.openapi_schema
 
-    app.openapi = openapi  # type: ignore[method-assign]
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to extend the schema
 
 
 def _without_null(parameter: dict[str, Any]) -> None:

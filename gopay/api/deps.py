@@ -21,7 +21,8 @@ from gopay.system import System
 
 
 async def get_system(request: Request) -> System:
-    return request.app.state.system
+    system: System = request.app.state.system
+    return system
 
 
 SystemDep = Annotated[System, Depends(get_system)]

@@ -6,7 +6,7 @@ transfer itself. This lane sits under the metrics and security-header middleware
 only requests it can answer exactly as the route would: a JSON body that `TransferCreate`
 accepts, a live bearer token of a customer, well-formed headers, an amount below the step-up
 threshold. It runs the same command the route runs and answers the same body; a refusal
-of that command gets the answer of the same `problem_response` the route's handler uses.
+of that command gets the answer of the same `domain_problem` the route's handler uses.
 Anything else, whether a missing token, a bad body or a code to check, goes to the route
 unchanged, with its body replayed, so every check of the request keeps one implementation.
 """
@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gopay.aggregates.errors import DomainError
-from gopay.api.problems import STORE_UNAVAILABLE, problem_response, store_unavailable_response
+from gopay.api.problems import STORE_UNAVAILABLE, domain_problem, store_unavailable_response
 from gopay.api.routes.transfers import (
     create_transfer,
     router,
@@ -65,9 +65,10 @@ class TransferFastLane:
         scope["route"] = ROUTE  # what the metrics label requests by
         system = scope["app"].state.system
         try:
-            outcome = await transfer_command(system, claims, transfer, idempotency_key).run_async()
+            outcome = await system.commands.run_async(
+                transfer_command(claims, transfer, idempotency_key))
         except DomainError as error:  # exactly what the route's exception handler answers
-            await problem_response(error.status, str(error), error.code)(scope, receive, send)
+            await domain_problem(error)(scope, receive, send)
             return
         except STORE_UNAVAILABLE as error:  # as the route's handler answers it
             await store_unavailable_response(error)(scope, receive, send)

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from gopay.aggregates.errors import DomainError
+from gopay.aggregates.errors import DomainError, TooManyAttempts
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,24 @@ DEFAULT_CODES = {
 # may or may not have taken effect, and a retry with the same Idempotency-Key tells.
 STORE_UNAVAILABLE = (persistence.OperationalError, persistence.InterfaceError,
                      psycopg.OperationalError, psycopg.InterfaceError)
+
+
+# The HTTP status of each domain error's code: the API's one mapping of the two.
+STATUS_OF_CODE = {
+    "validation_error": 422, "insufficient_funds": 422, "currency_mismatch": 422,
+    "limit_exceeded": 422, "unbalanced_entry": 422, "unauthenticated": 401,
+    "otp_required": 401, "forbidden": 403, "not_found": 404, "account_frozen": 423,
+    "invalid_state": 409, "idempotency_conflict": 409, "email_taken": 409, "phone_taken": 409,
+    "payment_method_exists": 409, "request_in_progress": 409, "rate_limited": 429,
+}
+
+
+def domain_problem(error: DomainError) -> JSONResponse:
+    """The problem+json answer to a broken business rule."""
+    headers = ({"Retry-After": str(error.retry_after)} if isinstance(error, TooManyAttempts)
+               else None)
+    return problem_response(STATUS_OF_CODE.get(error.code, 422), str(error), error.code,
+                            headers, **error.details)
 
 
 class Problem(Exception):
@@ -94,7 +112,7 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(DomainError)
     async def domain_error(request: Request, error: DomainError) -> JSONResponse:
-        return problem_response(error.status, str(error), error.code)
+        return domain_problem(error)
 
     @app.exception_handler(Problem)
     async def api_problem(request: Request, error: Problem) -> JSONResponse:
@@ -122,6 +140,6 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> JSONResponse:
-        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=error)
         return problem_response(500, "an unexpected error occurred",
                                 "internal_error")

@@ -22,6 +22,7 @@ from pydantic import (
     StringConstraints,
 )
 
+from gopay.aggregates.ledger import TransactionType
 from gopay.aggregates.money import CURRENCIES, MAX_AMOUNT
 from gopay.security.passwords import MIN_LENGTH
 
@@ -172,7 +173,7 @@ class RefreshRequest(BaseModel):
 class TokenPair(BaseModel):
     access_token: str
     refresh_token: str
-    token_type: Literal["bearer"] = "bearer"
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 - OAuth's token type, not a secret
     expires_in: int
 
 
@@ -267,7 +268,7 @@ class WalletPublic(BaseModel):
 
 class TransactionPublic(BaseModel):
     id: UUID
-    type: str
+    type: TransactionType
     direction: Literal["credit", "debit"]
     amount: int
     currency: str

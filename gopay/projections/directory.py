@@ -1,8 +1,8 @@
-"""The directory read model: who is registered, for staff search and the list of companies."""
+"""The directory read model: who is registered and how their account stands, for people and staff."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, LiteralString
 from uuid import UUID
 
 from eventsourcing.dispatch import singledispatchmethod
@@ -11,48 +11,68 @@ from eventsourcing.projection import Projection
 from eventsourcing.utils import get_topic
 from psycopg import Cursor
 from psycopg.rows import DictRow
+from psycopg.sql import SQL, Identifier
 
 from gopay.aggregates.user import User
+from gopay.aggregates.wallet import Wallet
 from gopay.projections.view import PagedView
+
+COLUMNS: tuple[LiteralString, ...] = (
+    "id", "email", "kind", "role", "full_name", "phone", "country", "business_name",
+    "category", "wallet_id", "kyc_status", "login_notifications", "two_factor_enabled",
+    "frozen", "created_at")
 
 
 class DirectoryView(PagedView):
-    """One row per user; wallets' frozen flags stay in the wallet view."""
+    """One row per user, with their wallet's frozen flag."""
 
+    version = 2
     tables = ("users",)
     schema_statements = (
         """CREATE TABLE IF NOT EXISTS users (
             id uuid PRIMARY KEY, email text NOT NULL, kind text NOT NULL, role text,
             full_name text NOT NULL, phone text, country text, business_name text,
             category text, wallet_id uuid, kyc_status text NOT NULL,
-            created_at timestamptz NOT NULL)""",
+            login_notifications boolean NOT NULL, two_factor_enabled boolean NOT NULL,
+            frozen boolean NOT NULL, created_at timestamptz NOT NULL)""",
         """CREATE INDEX IF NOT EXISTS users_kind_idx ON users (kind)""",
+        """CREATE INDEX IF NOT EXISTS users_wallet_idx ON users (wallet_id)""",
     )
 
     def start_page(self) -> None:
         self._registered: list[tuple[Any, ...]] = []
-        self._profiles: list[tuple[Any, ...]] = []
+        self._users: dict[UUID, dict[str, Any]] = {}
+        self._wallets: dict[UUID, dict[str, Any]] = {}
 
     def user_registered(self, row: tuple[Any, ...]) -> None:
         self._registered.append(row)
 
-    def profile_changed(self, user_id: UUID, full_name: str, phone: str | None) -> None:
-        self._profiles.append((full_name, phone, user_id))
+    def user_changed(self, user_id: UUID, **columns: Any) -> None:
+        self._users.setdefault(user_id, {}).update(columns)
+
+    def wallet_changed(self, wallet_id: UUID, **columns: Any) -> None:
+        self._wallets.setdefault(wallet_id, {}).update(columns)
 
     def write_page(self, cursor: Cursor[DictRow]) -> None:
         if self._registered:
             cursor.executemany(
-                "INSERT INTO users (id, email, kind, role, full_name, phone, country, "
-                "business_name, category, wallet_id, kyc_status, created_at) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)", self._registered)
-        if self._profiles:
-            cursor.executemany("UPDATE users SET full_name = %s, phone = %s WHERE id = %s",
-                               self._profiles)
+                SQL("INSERT INTO users ({}) VALUES ({})").format(
+                    SQL(", ").join(map(Identifier, COLUMNS)),
+                    SQL(", ").join(SQL("%s") for _ in COLUMNS)), self._registered)
+        for key, changes in (("id", self._users), ("wallet_id", self._wallets)):
+            for row_id, columns in changes.items():
+                cursor.execute(SQL("UPDATE users SET {} WHERE {} = %s").format(
+                    SQL(", ").join(SQL("{} = %s").format(Identifier(c)) for c in columns),
+                    Identifier(key)), (*columns.values(), row_id))
+
+    def user(self, user_id: UUID) -> dict[str, Any] | None:
+        rows = self.query("SELECT * FROM users WHERE id = %s", (user_id,))
+        return rows[0] if rows else None
 
     def search(self, text: str | None, *, kinds: tuple[str, ...], limit: int,
                after: str | None = None) -> list[dict[str, Any]]:
         """Users of these kinds whose e-mail, name, business or phone contains `text`, newest first."""
-        query = "SELECT * FROM users WHERE kind = ANY(%s)"
+        query: LiteralString = "SELECT * FROM users WHERE kind = ANY(%s)"
         params: list[Any] = [list(kinds)]
         if text:
             query += (" AND (email ILIKE %s OR full_name ILIKE %s OR business_name ILIKE %s"
@@ -64,17 +84,17 @@ class DirectoryView(PagedView):
             params.append(after)
         query += " ORDER BY created_at DESC, id DESC LIMIT %s"
         params.append(limit)
-        with self.datastore.transaction(commit=False) as cursor:
-            cursor.execute(query, params)
-            return cursor.fetchall()
+        return self.query(query, params)
 
 
 class DirectoryProjection(Projection[DirectoryView]):
-    """Turns user events into the directory."""
+    """Turns user events (and wallets' freezes) into the directory."""
 
     name = "directory_projection"
     # Only these are read from the log; transfers, the bulk of it, are not even decoded.
-    topics = (get_topic(User.Registered), get_topic(User.ProfileChanged))
+    topics = tuple(get_topic(cls) for cls in (
+        User.Registered, User.ProfileChanged, User.KycSubmitted, User.KycDecided,
+        User.RoleChanged, User.TotpEnabled, User.TotpDisabled, Wallet.Frozen, Wallet.Unfrozen))
 
     @singledispatchmethod
     def process_event(self, domain_event: Any, tracking: Tracking) -> None:
@@ -84,8 +104,38 @@ class DirectoryProjection(Projection[DirectoryView]):
     def _(self, e: User.Registered, tracking: Tracking) -> None:
         self.view.user_registered((e.originator_id, e.email, e.kind, e.role, e.full_name,
                                    e.phone, e.country, e.business_name, e.category,
-                                   e.wallet_id, "unverified", e.timestamp))
+                                   e.wallet_id, "unverified", True, False, False, e.timestamp))
 
     @process_event.register
     def _(self, e: User.ProfileChanged, tracking: Tracking) -> None:
-        self.view.profile_changed(e.originator_id, e.full_name, e.phone)
+        self.view.user_changed(e.originator_id, full_name=e.full_name, phone=e.phone,
+                               login_notifications=e.login_notifications)
+
+    @process_event.register
+    def _(self, e: User.KycSubmitted, tracking: Tracking) -> None:
+        self.view.user_changed(e.originator_id, kyc_status="pending")
+
+    @process_event.register
+    def _(self, e: User.KycDecided, tracking: Tracking) -> None:
+        self.view.user_changed(e.originator_id, kyc_status=(
+            "verified" if e.decision == "approve" else "rejected"))
+
+    @process_event.register
+    def _(self, e: User.RoleChanged, tracking: Tracking) -> None:
+        self.view.user_changed(e.originator_id, role=e.role)
+
+    @process_event.register
+    def _(self, e: User.TotpEnabled, tracking: Tracking) -> None:
+        self.view.user_changed(e.originator_id, two_factor_enabled=True)
+
+    @process_event.register
+    def _(self, e: User.TotpDisabled, tracking: Tracking) -> None:
+        self.view.user_changed(e.originator_id, two_factor_enabled=False)
+
+    @process_event.register
+    def _(self, e: Wallet.Frozen, tracking: Tracking) -> None:
+        self.view.wallet_changed(e.originator_id, frozen=True)
+
+    @process_event.register
+    def _(self, e: Wallet.Unfrozen, tracking: Tracking) -> None:
+        self.view.wallet_changed(e.originator_id, frozen=False)

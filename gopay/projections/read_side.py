@@ -4,41 +4,55 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any, TypeVar, cast
 
 from eventsourcing.persistence import InfrastructureFactory
+from eventsourcing.projection import Projection
 from eventsourcing.utils import Environment
 
 from gopay.application import GoPay, application_env
 from gopay.projections.directory import DirectoryProjection, DirectoryView
+from gopay.projections.payment_methods import PaymentMethodProjection, PaymentMethodView
 from gopay.projections.runner import PagedProjectionRunner, lag_seconds
+from gopay.projections.security import SecurityProjection, SecurityView
 from gopay.projections.view import PagedView
 from gopay.projections.wallets import WalletProjection, WalletView
 
+V = TypeVar("V", bound=PagedView)
 
-def _view(view_class: type[PagedView], name: str, database_url: str,
-          create_tables: bool) -> PagedView:
+# Every read model GoPay keeps: the projection, and the view it writes.
+READ_MODELS: tuple[tuple[type[Projection[Any]], type[PagedView]], ...] = (
+    (WalletProjection, WalletView),
+    (DirectoryProjection, DirectoryView),
+    (SecurityProjection, SecurityView),
+    (PaymentMethodProjection, PaymentMethodView),
+)
+
+
+def _view(view_class: type[V], name: str, database_url: str, create_tables: bool) -> V:
     env = {"CREATE_TABLE": "y" if create_tables else "n",
            **application_env(database_url, pool_size=4)}
-    factory = InfrastructureFactory.construct(Environment(name, env))
-    return factory.tracking_recorder(view_class)  # type: ignore[type-var]
+    factory = InfrastructureFactory[Any].construct(Environment(name, env))
+    view: V = factory.tracking_recorder(view_class)
+    return view
 
 
 class ReadSide:
-    """Wallet and directory read models over one GoPay application."""
+    """Every read model over one GoPay application, and the runners that keep them current."""
 
     def __init__(self, app: GoPay, database_url: str, *, create_tables: bool = False) -> None:
         self.app = app
-        self.wallets: WalletView = _view(  # type: ignore[assignment]
-            WalletView, WalletProjection.name, database_url, create_tables)
-        self.directory: DirectoryView = _view(  # type: ignore[assignment]
-            DirectoryView, DirectoryProjection.name, database_url, create_tables)
         self._advanced = threading.Condition()
         self.runners = [
-            PagedProjectionRunner(app, WalletProjection(self.wallets), database_url,
-                                  on_advance=self._on_advance),
-            PagedProjectionRunner(app, DirectoryProjection(self.directory), database_url,
-                                  on_advance=self._on_advance),
-        ]
+            PagedProjectionRunner(
+                app, projection(_view(view, projection.name, database_url, create_tables)),
+                database_url, on_advance=self._on_advance)
+            for projection, view in READ_MODELS]
+        views = {type(runner.view): runner.view for runner in self.runners}
+        self.wallets = cast(WalletView, views[WalletView])
+        self.directory = cast(DirectoryView, views[DirectoryView])
+        self.security = cast(SecurityView, views[SecurityView])
+        self.payment_methods = cast(PaymentMethodView, views[PaymentMethodView])
 
     def start(self) -> ReadSide:
         """Run the projections here whenever no other process is running them."""

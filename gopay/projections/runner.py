@@ -14,8 +14,10 @@ import threading
 import zlib
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import cast
 
 import psycopg
+from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import Tracking
 from eventsourcing.projection import Projection
 
@@ -107,7 +109,7 @@ class PagedProjectionRunner:
             if not (row and row[0]):
                 self._stopping.wait(0.5)
                 return
-            conn.execute(f'LISTEN "{self.app.recorder.channel_name}"')  # type: ignore[attr-defined]
+            conn.execute(f'LISTEN "{self.app.recorder.channel_name}"')  # type: ignore[attr-defined]  # the PostgreSQL recorder's channel
             self.committed_position = self.view.position(self.app.name)
             self.is_leader = True
             while not self._stopping.is_set():
@@ -123,6 +125,6 @@ def lag_seconds(app: GoPay, view: PagedView) -> float:
         start=view.position(app.name), limit=1, inclusive_of_start=False)
     if not pending:
         return 0.0
-    timestamp: datetime = app.mapper.to_domain_event(pending[0]).timestamp
+    timestamp: datetime = cast(Aggregate.Event, app.mapper.to_domain_event(pending[0])).timestamp
     return max(0.0, (datetime.now(UTC) - timestamp).total_seconds())
 

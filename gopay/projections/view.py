@@ -1,28 +1,59 @@
-"""What every GoPay view shares: tables created with the library, pages written atomically with tracking."""
+"""What every GoPay view shares: tables created with the library, pages written atomically with tracking.
+
+A view's tables are disposable: they can always be built again from the events. So a view
+that changes shape does not migrate its tables; it bumps its `version`, and the next
+`prepare_database` drops them, creates them anew and lets the runner rebuild them from
+event zero.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any, ClassVar, LiteralString
 
 from eventsourcing.persistence import Tracking
-from eventsourcing.postgres import PostgresTrackingRecorder
+from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from psycopg import Cursor
 from psycopg.rows import DictRow
-from psycopg.sql import SQL
+from psycopg.sql import SQL, Composed, Identifier
+
+VIEW_VERSIONS = """CREATE TABLE IF NOT EXISTS view_versions (
+    view text PRIMARY KEY, version integer NOT NULL)"""
 
 
 class PagedView(PostgresTrackingRecorder):
     """A PostgreSQL view whose rows and tracking position commit in one transaction per page."""
 
-    # Tables and indexes, each statement run once by create_table() (IF NOT EXISTS).
-    schema_statements: tuple[str, ...] = ()
-    # Tables emptied when the view is rebuilt from event zero.
-    tables: tuple[str, ...] = ()
+    # Tables and indexes, each statement run by create_table() (IF NOT EXISTS).
+    schema_statements: ClassVar[tuple[LiteralString, ...]] = ()
+    # Tables emptied when the view is rebuilt from event zero, dropped when its shape changes.
+    tables: ClassVar[tuple[LiteralString, ...]] = ()
+    # Raise it whenever the tables change shape or what they hold: the view is built anew.
+    version: ClassVar[int] = 1
 
-    def __init__(self, datastore, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:
         super().__init__(datastore, **kwargs)
-        self.sql_create_statements.extend(SQL(s) for s in self.schema_statements)  # type: ignore[arg-type]
+        self.sql_create_statements.extend(Composed([SQL(s)]) for s in self.schema_statements)
+
+    def create_table(self) -> None:
+        """Create the tables; if they were made for another version of the view, make them anew."""
+        super().create_table()
+        with self.datastore.transaction(commit=True) as cursor:
+            cursor.execute(VIEW_VERSIONS)
+            cursor.execute("SELECT version FROM view_versions WHERE view = %s FOR UPDATE",
+                           (self.tracking_table_name,))
+            row = cursor.fetchone()
+            if row is not None and row["version"] == self.version:
+                return
+            for table in self.tables:
+                cursor.execute(SQL("DROP TABLE IF EXISTS {} CASCADE").format(Identifier(table)))
+            for statement in self.schema_statements:
+                cursor.execute(statement)
+            self._forget_position(cursor)
+            cursor.execute("INSERT INTO view_versions (view, version) VALUES (%s, %s) "
+                           "ON CONFLICT (view) DO UPDATE SET version = EXCLUDED.version",
+                           (self.tracking_table_name, self.version))
 
     @contextmanager
     def page(self, tracking: Tracking) -> Iterator[None]:
@@ -44,11 +75,18 @@ class PagedView(PostgresTrackingRecorder):
         """Forget every row and the tracking position, so the view is built again from event zero."""
         with self.datastore.transaction(commit=True) as cursor:
             for table in self.tables:
-                cursor.execute(SQL("TRUNCATE {}").format(SQL(table)))  # type: ignore[arg-type]
-            cursor.execute(
-                SQL("DELETE FROM {} WHERE application_name <> %s").format(SQL(self.tracking_table_name)),  # type: ignore[arg-type]
-                (self.table_migration_identifier,),
-            )
+                cursor.execute(SQL("TRUNCATE {}").format(Identifier(table)))
+            self._forget_position(cursor)
 
     def position(self, application_name: str) -> int:
         return self.max_tracking_id(application_name) or 0
+
+    def query(self, statement: LiteralString, params: Any = ()) -> list[dict[str, Any]]:
+        """The rows a read-only statement over this view's tables answers."""
+        with self.datastore.transaction(commit=False) as cursor:
+            cursor.execute(statement, params)
+            return cursor.fetchall()
+
+    def _forget_position(self, cursor: Cursor[DictRow]) -> None:
+        cursor.execute(SQL("DELETE FROM {} WHERE application_name <> %s").format(
+            Identifier(self.tracking_table_name)), (self.table_migration_identifier,))

@@ -138,9 +138,11 @@ class WalletView(PagedView):
     # Queries
 
     def wallet(self, wallet_id: UUID) -> dict[str, Any] | None:
-        with self.datastore.transaction(commit=False) as cursor:
-            cursor.execute("SELECT * FROM wallets WHERE wallet_id = %s", (wallet_id,))
-            return cursor.fetchone()
+        rows = self.wallets([wallet_id])
+        return rows[0] if rows else None
+
+    def wallets(self, wallet_ids: list[UUID]) -> list[dict[str, Any]]:
+        return self.query("SELECT * FROM wallets WHERE wallet_id = ANY(%s)", (wallet_ids,))
 
     def transactions(self, wallet_id: UUID, *, limit: int, before_seq: int | None = None,
                      entry_type: str | None = None, since: datetime | None = None,

@@ -1,8 +1,9 @@
-"""Data keys: one AES-256 key per subject (a user), kept wrapped by the key ring in PostgreSQL.
+"""Data keys: one AES-256 key per subject (a user), kept wrapped by the key ring.
 
 Personal fields and vaulted card numbers are sealed with their owner's data key. Rotating the
 master key re-wraps these small keys and never touches the sealed data, so the event store
-stays immutable while the old master key can still be deleted.
+stays immutable while the old master key can still be deleted. The wrapped keys live in a
+`KeyStore`: PostgreSQL's `data_keys` table in production, memory in unit tests.
 """
 
 from __future__ import annotations
@@ -10,10 +11,11 @@ from __future__ import annotations
 import base64
 import os
 import threading
-from collections import OrderedDict
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 from uuid import UUID
 
+from cachetools import LRUCache
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -31,19 +33,33 @@ CREATE TABLE IF NOT EXISTS data_keys (
 
 SEALED_PREFIX = "sealed:v1:"
 
+Wrapped = tuple[str, bytes]  # (master key id, the data key wrapped under it)
+
 
 class SealBroken(ValueError):
     """A sealed value that does not open with its owner's data key (tampered or misplaced)."""
 
 
-class DataKeys:
-    """Per-subject data keys: created on first use, cached unwrapped in this process."""
+class KeyStore(Protocol):
+    """Where wrapped data keys are kept."""
 
-    def __init__(self, key_ring: KeyRing, datastore: Any = None, cache_size: int = 100_000) -> None:
+    def add_or_get(self, subject: UUID, wrapped: Wrapped) -> Wrapped:
+        """Keep `wrapped` unless the subject has a key already; the subject's key either way."""
+
+    def rewrap(self, current_id: str, rewrap: Callable[[UUID, Wrapped], Wrapped],
+               batch: int) -> int:
+        """Re-wrap up to `batch` keys not under `current_id`; how many were."""
+
+    def count_by_master_key(self) -> dict[str, int]: ...
+
+
+class DataKeys:
+    """Per-subject data keys: created on first use, kept unwrapped in this process (LRU)."""
+
+    def __init__(self, key_ring: KeyRing, store: KeyStore, cache_size: int = 100_000) -> None:
         self.key_ring = key_ring
-        self.datastore = datastore  # the event store's (eventsourcing PostgresDatastore)
-        self._cache: OrderedDict[UUID, AESGCM] = OrderedDict()
-        self._cache_size = cache_size
+        self.store = store
+        self._cache: LRUCache[UUID, AESGCM] = LRUCache(maxsize=cache_size)
         self._lock = threading.Lock()
 
     def seal(self, subject: UUID, purpose: str, text: str) -> str:
@@ -79,55 +95,97 @@ class DataKeys:
 
     def rotate(self, batch: int = 1000) -> int:
         """Re-wrap every data key under the current master key; how many were re-wrapped."""
-        current = self.key_ring.current_id
+        def rewrap(subject: UUID, wrapped: Wrapped) -> Wrapped:
+            data_key = self.key_ring.unwrap(*wrapped, subject.bytes)
+            return self.key_ring.wrap(data_key, subject.bytes)
+
         rewrapped = 0
         while True:
-            with self.datastore.transaction(commit=True) as cursor:
-                cursor.execute(
-                    "SELECT subject_id, master_key_id, wrapped FROM data_keys "
-                    "WHERE master_key_id <> %s LIMIT %s FOR UPDATE SKIP LOCKED", (current, batch))
-                rows = cursor.fetchall()
-                for row in rows:
-                    subject = row["subject_id"]
-                    context = subject.bytes
-                    data_key = self.key_ring.unwrap(row["master_key_id"], row["wrapped"], context)
-                    key_id, wrapped = self.key_ring.wrap(data_key, context)
-                    cursor.execute("UPDATE data_keys SET master_key_id = %s, wrapped = %s "
-                                   "WHERE subject_id = %s", (key_id, wrapped, subject))
-            rewrapped += len(rows)
-            if len(rows) < batch:
+            done = self.store.rewrap(self.key_ring.current_id, rewrap, batch)
+            rewrapped += done
+            if done < batch:
                 return rewrapped
 
     def master_keys_in_use(self) -> dict[str, int]:
         """How many data keys each master key wraps (an old key with none can be deleted)."""
-        with self.datastore.transaction(commit=False) as cursor:
-            cursor.execute("SELECT master_key_id, count(*) AS n FROM data_keys GROUP BY 1")
-            return {row["master_key_id"]: row["n"] for row in cursor.fetchall()}
+        return self.store.count_by_master_key()
 
     def _cipher(self, subject: UUID) -> AESGCM:
         with self._lock:
             cipher = self._cache.get(subject)
-            if cipher is not None:
-                self._cache.move_to_end(subject)
-                return cipher
-        cipher = AESGCM(self._load_or_create(subject))
-        with self._lock:
-            self._cache[subject] = cipher
-            if len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
+        if cipher is None:
+            cipher = AESGCM(self._load_or_create(subject))
+            with self._lock:
+                self._cache[subject] = cipher
         return cipher
 
     def _load_or_create(self, subject: UUID) -> bytes:
-        context = subject.bytes
-        key_id, wrapped = self.key_ring.wrap(AESGCM.generate_key(bit_length=256), context)
+        fresh = self.key_ring.wrap(AESGCM.generate_key(bit_length=256), subject.bytes)
+        key_id, wrapped = self.store.add_or_get(subject, fresh)
+        return self.key_ring.unwrap(key_id, wrapped, subject.bytes)
+
+
+class PostgresKeyStore:
+    """The `data_keys` table, in the event store's database."""
+
+    def __init__(self, datastore: Any) -> None:
+        self.datastore = datastore  # the eventsourcing PostgresDatastore
+
+    def add_or_get(self, subject: UUID, wrapped: Wrapped) -> Wrapped:
         with self.datastore.transaction(commit=True) as cursor:
             cursor.execute(
                 "INSERT INTO data_keys (subject_id, master_key_id, wrapped) VALUES (%s, %s, %s) "
-                "ON CONFLICT (subject_id) DO NOTHING", (subject, key_id, wrapped))
+                "ON CONFLICT (subject_id) DO NOTHING", (subject, *wrapped))
             cursor.execute("SELECT master_key_id, wrapped FROM data_keys WHERE subject_id = %s",
                            (subject,))
             row = cursor.fetchone()
-        return self.key_ring.unwrap(row["master_key_id"], row["wrapped"], context)
+        return row["master_key_id"], bytes(row["wrapped"])
+
+    def rewrap(self, current_id: str, rewrap: Callable[[UUID, Wrapped], Wrapped],
+               batch: int) -> int:
+        with self.datastore.transaction(commit=True) as cursor:
+            cursor.execute(
+                "SELECT subject_id, master_key_id, wrapped FROM data_keys "
+                "WHERE master_key_id <> %s LIMIT %s FOR UPDATE SKIP LOCKED", (current_id, batch))
+            rows = cursor.fetchall()
+            for row in rows:
+                subject = row["subject_id"]
+                key_id, wrapped = rewrap(subject, (row["master_key_id"], bytes(row["wrapped"])))
+                cursor.execute("UPDATE data_keys SET master_key_id = %s, wrapped = %s "
+                               "WHERE subject_id = %s", (key_id, wrapped, subject))
+        return len(rows)
+
+    def count_by_master_key(self) -> dict[str, int]:
+        with self.datastore.transaction(commit=False) as cursor:
+            cursor.execute("SELECT master_key_id, count(*) AS n FROM data_keys GROUP BY 1")
+            return {row["master_key_id"]: row["n"] for row in cursor.fetchall()}
+
+
+class MemoryKeyStore:
+    """Wrapped keys in a dict: for an application on in-memory persistence."""
+
+    def __init__(self) -> None:
+        self.keys: dict[UUID, Wrapped] = {}
+        self._lock = threading.Lock()
+
+    def add_or_get(self, subject: UUID, wrapped: Wrapped) -> Wrapped:
+        with self._lock:
+            return self.keys.setdefault(subject, wrapped)
+
+    def rewrap(self, current_id: str, rewrap: Callable[[UUID, Wrapped], Wrapped],
+               batch: int) -> int:
+        with self._lock:
+            stale = [s for s, w in self.keys.items() if w[0] != current_id][:batch]
+            for subject in stale:
+                self.keys[subject] = rewrap(subject, self.keys[subject])
+        return len(stale)
+
+    def count_by_master_key(self) -> dict[str, int]:
+        with self._lock:
+            counts: dict[str, int] = {}
+            for key_id, _ in self.keys.values():
+                counts[key_id] = counts.get(key_id, 0) + 1
+            return counts
 
 
 def _context(subject: UUID, purpose: str) -> bytes:

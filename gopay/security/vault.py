@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+from typing import Any, Protocol
 from uuid import UUID
 
 from gopay.security.data_keys import DataKeys, SealBroken
@@ -30,11 +31,23 @@ CREATE TABLE IF NOT EXISTS vault_secrets (
 )"""
 
 
-class Vault:
-    """Keeps, opens and forgets sealed secrets; the data keys' datastore holds the table."""
+class SecretStore(Protocol):
+    """Where sealed secrets are kept, one per (payment method, fingerprint)."""
 
-    def __init__(self, data_keys: DataKeys) -> None:
+    def add(self, method_id: UUID, fingerprint: str, owner_id: UUID, sealed: str) -> bool:
+        """Keep `sealed`; False when this method already keeps this fingerprint's secret."""
+
+    def find(self, method_id: UUID, fingerprint: str, owner_id: UUID) -> str | None: ...
+
+    def remove(self, method_id: UUID, fingerprint: str | None) -> None: ...
+
+
+class Vault:
+    """Keeps, opens and forgets sealed secrets."""
+
+    def __init__(self, data_keys: DataKeys, store: SecretStore) -> None:
         self.data_keys = data_keys
+        self.store = store
 
     def digest(self, owner_id: UUID, purpose: str, text: str) -> str:
         """HMAC-SHA256 of `text` under the owner's key for `purpose`, base64url.
@@ -49,30 +62,69 @@ class Vault:
     def keep(self, owner_id: UUID, method_id: UUID, fingerprint: str, secret: str) -> bool:
         """Store the sealed secret; False when this method already keeps this secret."""
         sealed = self.data_keys.seal(owner_id, _purpose(method_id), secret)
-        with self.data_keys.datastore.transaction(commit=True) as cursor:
+        return self.store.add(method_id, fingerprint, owner_id, sealed)
+
+    def open(self, owner_id: UUID, method_id: UUID, fingerprint: str) -> str:
+        sealed = self.store.find(method_id, fingerprint, owner_id)
+        if sealed is None:
+            raise SealBroken(f"the vault holds no secret for payment method {method_id}")
+        return self.data_keys.unseal(owner_id, _purpose(method_id), sealed)
+
+    def discard(self, method_id: UUID, fingerprint: str | None = None) -> None:
+        """Forget a method's secrets (or only the one with `fingerprint`)."""
+        self.store.remove(method_id, fingerprint)
+
+
+class PostgresSecretStore:
+    """The `vault_secrets` table, in the event store's database."""
+
+    def __init__(self, datastore: Any) -> None:
+        self.datastore = datastore  # the eventsourcing PostgresDatastore
+
+    def add(self, method_id: UUID, fingerprint: str, owner_id: UUID, sealed: str) -> bool:
+        with self.datastore.transaction(commit=True) as cursor:
             cursor.execute(
                 "INSERT INTO vault_secrets (payment_method_id, fingerprint, owner_id, sealed) "
                 "VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
                 (method_id, fingerprint, owner_id, sealed))
-            return cursor.rowcount == 1
+            return bool(cursor.rowcount == 1)
 
-    def open(self, owner_id: UUID, method_id: UUID, fingerprint: str) -> str:
-        with self.data_keys.datastore.transaction(commit=False) as cursor:
+    def find(self, method_id: UUID, fingerprint: str, owner_id: UUID) -> str | None:
+        with self.datastore.transaction(commit=False) as cursor:
             cursor.execute(
                 "SELECT sealed FROM vault_secrets "
                 "WHERE payment_method_id = %s AND fingerprint = %s AND owner_id = %s",
                 (method_id, fingerprint, owner_id))
             row = cursor.fetchone()
-        if row is None:
-            raise SealBroken(f"the vault holds no secret for payment method {method_id}")
-        return self.data_keys.unseal(owner_id, _purpose(method_id), row["sealed"])
+        return None if row is None else str(row["sealed"])
 
-    def discard(self, method_id: UUID, fingerprint: str | None = None) -> None:
-        """Forget a method's secrets (or only the one with `fingerprint`)."""
-        with self.data_keys.datastore.transaction(commit=True) as cursor:
+    def remove(self, method_id: UUID, fingerprint: str | None) -> None:
+        with self.datastore.transaction(commit=True) as cursor:
             cursor.execute(
                 "DELETE FROM vault_secrets WHERE payment_method_id = %s "
                 "AND (%s::text IS NULL OR fingerprint = %s)", (method_id, fingerprint, fingerprint))
+
+
+class MemorySecretStore:
+    """Sealed secrets in a dict: for an application on in-memory persistence."""
+
+    def __init__(self) -> None:
+        self.secrets: dict[tuple[UUID, str], tuple[UUID, str]] = {}
+
+    def add(self, method_id: UUID, fingerprint: str, owner_id: UUID, sealed: str) -> bool:
+        if (method_id, fingerprint) in self.secrets:
+            return False
+        self.secrets[(method_id, fingerprint)] = (owner_id, sealed)
+        return True
+
+    def find(self, method_id: UUID, fingerprint: str, owner_id: UUID) -> str | None:
+        owner, sealed = self.secrets.get((method_id, fingerprint), (None, None))
+        return sealed if owner == owner_id else None
+
+    def remove(self, method_id: UUID, fingerprint: str | None) -> None:
+        for key in [k for k in self.secrets if k[0] == method_id
+                    and fingerprint in (None, k[1])]:
+            del self.secrets[key]
 
 
 def _purpose(method_id: UUID) -> str:

@@ -167,7 +167,7 @@ def _customer_story(url: str, env: dict[str, str],
 
 
 def _register(url: str, full_name: str) -> Client:
-    email = f"{full_name.split()[0].lower()}-{uuid.uuid4().hex[:8]}@example.com"
+    email = f"{full_name.split(maxsplit=1)[0].lower()}-{uuid.uuid4().hex[:8]}@example.com"
     phone = "+4420" + str(uuid.uuid4().int)[:8]
     registered = _ok(httpx.post(f"{url}/v1/auth/register", json={
         "email": email, "password": CUSTOMER_PASSWORD, "full_name": full_name, "phone": phone,
@@ -285,7 +285,7 @@ class TestCardData:
         # A 3-4 digit value turns up by chance in binary pages, base64 and log timestamps, so
         # look for it where a kept CVC would be: as a JSON string or value, or next to its name.
         cvcs = {cvc.encode() for cvc in CARDS.values()}
-        beside_key = re.compile(rb'(?i)cvc\W{0,8}(?:' + b"|".join(cvcs) + rb")(?![0-9])")
+        beside_key = re.compile(rb"(?i)cvc\W{0,8}(?:" + b"|".join(cvcs) + rb")(?![0-9])")
         assert _found({b'"' + cvc + b'"' for cvc in cvcs} | {b'"cvc"', b'"CVC"'}, traces) == []
         assert [path for path, content in traces.files() if beside_key.search(content)] == []
         for event in _events(traces):

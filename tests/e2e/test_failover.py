@@ -112,7 +112,7 @@ class FailoverLoad:
             while (transfer := self._next()) is not None:
                 try:
                     self._send(http, transfer)
-                except Exception as error:  # a client thread must not die silently
+                except Exception as error:  # noqa: BLE001 - a client thread must not die silently
                     with self._lock:
                         self.failures.append(f"{transfer.key}: {error!r}")
                     return
@@ -243,9 +243,10 @@ class TestFailover:
         # The crash came mid-load: requests were in flight, and some clients had to retry.
         caught = [t for t in load.transfers if t.sent_at < crash["at"] < t.acknowledged_at]
         retried = [t for t in load.transfers if t.retried]
-        print(f"failover: {len(caught)} transfers in flight at the crash, {len(retried)} "
-              f"retried by their clients after "
-              f"{Counter(a for t in retried for a in t.failed_attempts)}")
+        figures = (f"failover: {len(caught)} transfers in flight at the crash, {len(retried)} "
+                   f"retried by their clients after "
+                   f"{Counter(a for t in retried for a in t.failed_attempts)}")
+        print(figures)  # noqa: T201 - the run's figures, with -s
         assert caught, "no request was in flight when the primary died"
         assert len({t.payload["id"] for t in load.transfers}) == REQUESTS  # one per key
 
@@ -262,8 +263,9 @@ class TestFailover:
         assert after_crash and after_crash[0] < BACK_WITHIN, after_crash[:3]
         assert server.process is not None and server.process.poll() is None
         assert deployment.worker.process is not None and deployment.worker.process.poll() is None
-        print(f"failover: first transfer sent after the crash answered at "
-              f"{after_crash[0]:.2f} s; readiness {readiness[:3]} ... {readiness[-1:]}")
+        figures = (f"failover: first transfer sent after the crash answered at "
+                   f"{after_crash[0]:.2f} s; readiness {readiness[:3]} ... {readiness[-1:]}")
+        print(figures)  # noqa: T201 - the run's figures, with -s
         assert readiness and readiness[-1][1] == 200 and readiness[-1][0] < BACK_WITHIN, readiness
 
         # Every acknowledged transfer is in the ledger exactly once, and nothing else is.
@@ -324,12 +326,12 @@ def assert_wallets_show_exactly(url: str, people: list[Person],
     """Balances and histories are the funding plus the acknowledged transfers, each once."""
     expected = [FUNDING] * len(people)
     debits: list[Counter[str]] = [Counter() for _ in people]
-    credits: list[Counter[str]] = [Counter() for _ in people]
+    credited: list[Counter[str]] = [Counter() for _ in people]
     for transfer_id, transfer in acknowledged.items():
         expected[transfer.sender] -= transfer.body["amount"]
         expected[transfer.recipient] += transfer.body["amount"]
         debits[transfer.sender][transfer_id] += 1
-        credits[transfer.recipient][transfer_id] += 1
+        credited[transfer.recipient][transfer_id] += 1
     balances = []
     with httpx.Client(base_url=url, timeout=30) as http:
         for person in people:
@@ -341,7 +343,7 @@ def assert_wallets_show_exactly(url: str, people: list[Person],
             assert Counter(r["id"] for r in transfers if r["direction"] == "debit") \
                 == debits[person.index], person.index
             assert Counter(r["id"] for r in transfers if r["direction"] == "credit") \
-                == credits[person.index], person.index
+                == credited[person.index], person.index
     assert sum(balances) == WALLETS * FUNDING  # money is conserved
 
 

@@ -23,7 +23,8 @@ class Mailbox:
     def __init__(self) -> None:
         self.messages: list = []
 
-    async def handle_DATA(self, server, session, envelope) -> str:  # type: ignore[no-untyped-def]
+    async def handle_DATA(  # noqa: N802 - aiosmtpd's name for it
+        self, server, session, envelope) -> str:  # type: ignore[no-untyped-def]
         self.messages.append(message_from_bytes(envelope.content))
         return "250 OK"
 

@@ -7,7 +7,11 @@ from uuid import uuid4
 import psycopg
 import pytest
 
-from gopay.application import GoPay, Registration, application_env
+from gopay.aggregates.user import User
+from gopay.application import GoPay, application_env
+from gopay.commands import Commands
+from gopay.commands.profile import UpdateProfile
+from gopay.commands.registration import Register
 from gopay.security.data_keys import SealBroken
 from gopay.security.keyring import KeyRing, KeyRingError
 from gopay.settings import Settings
@@ -16,10 +20,9 @@ from gopay.system import System
 NAME, PHONE, EMAIL = "Zelda Quintessa", "+12025550199", "zelda.q@example.org"
 
 
-def register(app: GoPay, email: str = EMAIL, phone: str = PHONE, name: str = NAME):
-    return app.register(Registration(email=email, password="correct horse battery",
-                                     kind="person", full_name=name, phone=phone,
-                                     country="US")).value
+def register(commands: Commands, email: str = EMAIL, phone: str = PHONE, name: str = NAME) -> User:
+    return commands.run(Register(email=email, password="correct horse battery", kind="person",
+                                 full_name=name, phone=phone, country="US")).value
 
 
 def stored_states(database_url: str) -> list[bytes]:
@@ -32,14 +35,15 @@ def replayed(ring: KeyRing, database_url: str, user_id):
     app = GoPay(ring, env={**application_env(database_url, pool_size=1),
                            "AGGREGATE_CACHE_MAXSIZE": ""})
     try:
-        return app.get_user(user_id)
+        return app.get(user_id, User)
     finally:
         app.close()
 
 
 def test_names_phones_and_emails_are_stored_sealed(system: System, database_url: str) -> None:
-    user = register(system.app)
-    system.app.update_profile(user.id, full_name="Zelda Q. Renamed", phone="+12025550100")
+    user = register(system.commands)
+    system.commands.run(UpdateProfile(user_id=user.id, full_name="Zelda Q. Renamed",
+                                      phone="+12025550100"))
 
     states = stored_states(database_url)
     for secret in (NAME, "Zelda Q. Renamed", PHONE, "+12025550100", EMAIL, "2025550"):
@@ -53,7 +57,7 @@ def test_names_phones_and_emails_are_stored_sealed(system: System, database_url:
 
 def test_rotation_lets_the_old_master_key_go(system: System, settings: Settings,
                                              database_url: str) -> None:
-    users = [register(system.app, f"user{i}@example.org", f"+1202555{i:04d}", f"Person {i}")
+    users = [register(system.commands, f"user{i}@example.org", f"+1202555{i:04d}", f"Person {i}")
              for i in range(5)]
     old = settings.key_ring_text()
     new = KeyRing.new_entry("new")
@@ -64,7 +68,7 @@ def test_rotation_lets_the_old_master_key_go(system: System, settings: Settings,
     try:
         assert after.app.data_keys.rotate() == len(users)
         assert after.app.data_keys.master_keys_in_use() == {"new": len(users)}
-        register(after.app)  # new data keys are wrapped by the new key straight away
+        register(after.commands)  # new data keys are wrapped by the new key straight away
         assert after.app.data_keys.master_keys_in_use() == {"new": len(users) + 1}
     finally:
         after.close()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import random
 import threading
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -14,24 +13,11 @@ import pytest
 
 from gopay.aggregates.errors import DomainError, InsufficientFunds
 from gopay.aggregates.money import Money
-from gopay.application import GoPay, Registration, application_env
-from gopay.system import System
-from tests.support import UNLIMITED
-
-ADMIN = Registration(email="admin@gopay.example", password="x" * 12, kind="staff",
-                     full_name="Admin", role="admin")
-
-
-def open_wallets(app: GoPay, count: int, funds: int) -> list:
-    admin = app.register(ADMIN).value
-    users = [app.register(Registration(email=f"{uuid.uuid4().hex[:8]}@example.com",
-                                       password="x" * 12, kind="person", full_name="P",
-                                       phone=None, country="US")).value for _ in range(count)]
-    for user in users:
-        app.adjust(staff_id=admin.id, wallet_id=user.wallet_id, direction="credit",
-                   money=Money(funds, "USD"), reason="funding", idempotency_key=None,
-                   fingerprint="f")
-    return users
+from gopay.application import GoPay, application_env
+from gopay.commands import Commands
+from gopay.commands.transfer import Transfer
+from gopay.system import System, command_context
+from tests.support import UNLIMITED, balance, open_wallets, transfer
 
 
 def version_gaps(database_url: str) -> list[tuple]:
@@ -44,11 +30,10 @@ def version_gaps(database_url: str) -> list[tuple]:
 
 
 @pytest.fixture
-def second_app(system: System, database_url: str) -> Iterator[GoPay]:
+def second_app(system: System, database_url: str) -> Iterator[Commands]:
     """Another process's application over the same database (its own memory, its own pool)."""
-    app = GoPay(system.settings.key_ring(), env=application_env(database_url),
-                limits=system.settings.kyc_limits)
-    yield app
+    app = GoPay(system.settings.key_ring(), env=application_env(database_url))
+    yield Commands(command_context(app, system.settings))
     app.close()
 
 
@@ -56,32 +41,27 @@ class TestBatching:
     def test_commands_that_arrive_together_share_one_transaction(self, system: System) -> None:
         """While one batch commits, the others queue; all of them land, in fewer transactions."""
         app = system.app
-        alice, bob = open_wallets(app, 2, 100_000)
+        alice, bob = open_wallets(system.commands, 2, 100_000)
         batches_before = app.committer.batches
 
-        def send(_: int) -> int:
-            return app.transfer(sender_id=alice.id, sender_wallet_id=alice.wallet_id,
-                                recipient=bob.email, money=Money(10, "USD"), note="",
-                                idempotency_key=None, fingerprint="f").value.amount
+        def send(_: int) -> str:
+            return transfer(system.commands, alice, bob, 10)
 
         with ThreadPoolExecutor(16) as pool:
-            assert sum(pool.map(send, range(200))) == 2_000
+            assert list(pool.map(send, range(200))) == ["succeeded"] * 200
         assert app.committer.batches - batches_before < 200
-        assert app.get_wallet(alice.wallet_id).balance == 98_000
-        assert app.get_wallet(bob.wallet_id).balance == 102_000
+        assert balance(app, alice.wallet_id) == 98_000
+        assert balance(app, bob.wallet_id) == 102_000
 
     def test_a_refused_command_fails_alone(self, system: System) -> None:
         """In one batch, the overdraft is refused and the commands around it still commit."""
         app = system.app
-        alice, bob = open_wallets(app, 2, 100)
+        alice, bob = open_wallets(system.commands, 2, 100)
         results: dict[int, object] = {}
 
         def send(index: int, amount: int) -> None:
             try:
-                results[index] = app.transfer(
-                    sender_id=alice.id, sender_wallet_id=alice.wallet_id, recipient=bob.email,
-                    money=Money(amount, "USD"), note=str(index), idempotency_key=None,
-                    fingerprint="f").value.status
+                results[index] = transfer(system.commands, alice, bob, amount, note=str(index))
             except DomainError as error:
                 results[index] = error
 
@@ -99,16 +79,16 @@ class TestBatching:
         refused = [i for i, r in results.items() if isinstance(r, InsufficientFunds)]
         assert len(refused) == 1 and refused[0] in (0, 1)
         assert sorted(r for r in results.values() if r == "succeeded") == ["succeeded"] * 2
-        assert app.get_wallet(alice.wallet_id).balance == 0
-        assert app.get_wallet(bob.wallet_id).balance == 200
+        assert balance(app, alice.wallet_id) == 0
+        assert balance(app, bob.wallet_id) == 200
 
 
 class TestTwoProcesses:
     def test_conflicts_between_processes_lose_and_create_nothing(
-            self, system: System, second_app: GoPay, database_url: str) -> None:
+            self, system: System, second_app: Commands, database_url: str) -> None:
         """Two writers with their own memory of the wallets keep exact books and gap-free streams."""
-        users = open_wallets(system.app, 6, 10_000)
-        apps = [system.app, second_app]
+        users = open_wallets(system.commands, 6, 10_000)
+        apps = [system.commands, second_app]
         moved: list[tuple] = []
         lock = threading.Lock()
 
@@ -117,10 +97,10 @@ class TestTwoProcesses:
             sender, recipient = rng.sample(users, 2)
             amount = rng.randint(1, 3_000)
             try:
-                order = rng.choice(apps).transfer(
-                    sender_id=sender.id, sender_wallet_id=sender.wallet_id,
-                    recipient=recipient.email, money=Money(amount, "USD"), note="",
-                    idempotency_key=f"k{seed}", fingerprint="f").value
+                order = rng.choice(apps).run(Transfer(
+                    caller_id=sender.id, sender_wallet_id=sender.wallet_id,
+                    recipient=recipient.email, money=Money(amount, "USD"),
+                    idempotency_key=f"k{seed}", fingerprint="f")).value
             except InsufficientFunds:
                 return
             with lock:
@@ -136,7 +116,7 @@ class TestTwoProcesses:
             expected[payee] += amount
         fresh = GoPay(system.settings.key_ring(), env=application_env(database_url))  # replays
         try:
-            assert {w: fresh.get_wallet(w).balance for w in expected} == expected
+            assert {w: balance(fresh, w) for w in expected} == expected
         finally:
             fresh.close()
         system.read_side.catch_up()
@@ -161,20 +141,18 @@ class TestStoreOutage:
                                 kyc_limits=json.loads(UNLIMITED))
             prepare_database(settings, server.url)
             system = System.connect(settings, server.url)
-            alice, bob = open_wallets(system.app, 2, 1_000)
+            alice, bob = open_wallets(system.commands, 2, 1_000)
 
             def send() -> None:
-                system.app.transfer(sender_id=alice.id, sender_wallet_id=alice.wallet_id,
-                                    recipient=bob.email, money=Money(100, "USD"), note="",
-                                    idempotency_key=None, fingerprint="f")
+                transfer(system.commands, alice, bob, 100)
 
             server.stop(mode="immediate")
-            with pytest.raises(Exception):  # noqa: B017 - any store error, as long as it is raised
+            with pytest.raises(Exception):  # noqa: B017, PT011 - any store error, as long as it is raised
                 send()
             server.start()
             send()
-            assert system.app.get_wallet(alice.wallet_id).balance == 900
-            assert system.app.get_wallet(bob.wallet_id).balance == 1_100
+            assert balance(system.app, alice.wallet_id) == 900
+            assert balance(system.app, bob.wallet_id) == 1_100
             system.close()
         finally:
             server.destroy()

@@ -36,13 +36,19 @@ from gopay.aggregates.errors import (
     NotFound,
     ValidationFailed,
 )
-from gopay.aggregates.ledger import Posting, system_account_names
+from gopay.aggregates.ledger import system_account_names
 from gopay.aggregates.money import MAX_AMOUNT, Money
 from gopay.aggregates.payment_order import PaymentOrder, order_id_for
-from gopay.application import GoPay, Outcome, Registration, application_env
+from gopay.aggregates.wallet import Wallet
+from gopay.application import GoPay, application_env
+from gopay.commands import Commands, Outcome
+from gopay.commands.adjustment import Adjust, Direction
+from gopay.commands.registration import Register
+from gopay.commands.staff import SetFrozen
+from gopay.commands.transfer import Transfer
 from gopay.projections.read_side import ReadSide
 from gopay.settings import Settings
-from gopay.system import System, prepare_database
+from gopay.system import System, command_context, prepare_database
 from tests.conftest import new_database
 from tests.support import PASSWORD, SECRET_KEY, UNLIMITED
 
@@ -78,7 +84,7 @@ class KeyedOutcome:
 
 
 @dataclass(frozen=True)
-class MoneyCommand:
+class ClientRequest:
     """A transfer or an adjustment as a client sends it, kept so it can be sent again."""
 
     operation: str  # "transfer" or "adjustment", as order_id_for names them
@@ -100,18 +106,21 @@ class MoneyCommand:
         assert self.key is not None
         return order_id_for(self.caller_id, self.operation, self.key)
 
-    def send(self, app: GoPay) -> Outcome[PaymentOrder]:
+    def send(self, commands: Commands) -> Outcome[PaymentOrder]:
         fields = self.fields
         money = Money.positive(fields["amount"], fields["currency"])
         if self.operation == "transfer":
-            return app.transfer(sender_id=self.caller_id, sender_wallet_id=self.caller_wallet_id,
-                                recipient=fields["recipient"], money=money, note=fields["note"],
-                                idempotency_key=self.key, fingerprint=self.fingerprint)
-        return app.adjust(staff_id=self.caller_id, wallet_id=UUID(fields["wallet_id"]),
-                          direction=fields["direction"], money=money, reason=fields["reason"],
-                          idempotency_key=self.key, fingerprint=self.fingerprint)
+            assert self.caller_wallet_id is not None
+            return commands.run(Transfer(
+                caller_id=self.caller_id, sender_wallet_id=self.caller_wallet_id,
+                recipient=fields["recipient"], money=money, note=fields["note"],
+                idempotency_key=self.key, fingerprint=self.fingerprint))
+        return commands.run(Adjust(
+            caller_id=self.caller_id, wallet_id=UUID(fields["wallet_id"]),
+            direction=Direction(fields["direction"]), money=money, reason=fields["reason"],
+            idempotency_key=self.key, fingerprint=self.fingerprint))
 
-    def with_another_amount(self) -> MoneyCommand:
+    def with_another_amount(self) -> ClientRequest:
         fields = self.fields
         fields["amount"] = fields["amount"] % MAX_AMOUNT + 1
         return replace(self, body=tuple(fields.items()))
@@ -120,10 +129,10 @@ class MoneyCommand:
 def view_rows(read_side: ReadSide) -> dict[str, Any]:
     """Every row of every read-model table, in a stable order, and how far the views have got."""
     rows: dict[str, Any] = {"position": read_side.position()}
-    for view in (read_side.wallets, read_side.directory):
+    for view in (runner.view for runner in read_side.runners):
         with view.datastore.transaction(commit=False) as cursor:
             for table in view.tables:
-                cursor.execute(f"SELECT * FROM {table}")
+                cursor.execute(f"SELECT * FROM {table}")  # noqa: S608 - the view's own table names
                 rows[table] = sorted(cursor.fetchall(), key=repr)
     return rows
 
@@ -145,9 +154,13 @@ def connections_to(database_url: str) -> int:
     return int(row[0])
 
 
-def register_admin(app: GoPay) -> UUID:
-    return app.register(Registration(email=STAFF_EMAIL, password=PASSWORD, kind="staff",
-                                     full_name="Admin", role="admin")).value.id
+def register_admin(commands: Commands) -> UUID:
+    return commands.run(Register(email=STAFF_EMAIL, password=PASSWORD, kind="staff",
+                                 full_name="Admin", role="admin")).value.id
+
+
+def wallet(app: GoPay, wallet_id: UUID) -> Wallet:
+    return app.get(wallet_id, Wallet)
 
 
 def other_currency(currency: str) -> str:
@@ -179,35 +192,32 @@ class LedgerMachine(RuleBasedStateMachine):
         assert self.replayer.repository.cache is None
         # A second API process: its own memory, committer and pool over the same database.
         # Commands alternate between the two, so each often works on what the other changed.
-        self.other_process = GoPay(config.key_ring(),
-                                   env=application_env(self.database_url, pool_size=2),
-                                   limits=config.kyc_limits)
+        self.other_app = GoPay(config.key_ring(),
+                               env=application_env(self.database_url, pool_size=2))
+        self.other_process = Commands(command_context(self.other_app, config))
         self.commands_sent = 0
-        self.admin_id = register_admin(self.app)
+        self.admin_id = register_admin(self.system.commands)
         self.wallets: dict[UUID, Customer] = {}
         self.balances: dict[UUID, int] = {}
         self.frozen: set[UUID] = set()
         # Every account's balance, summed from the postings of the orders that succeeded.
         self.journal: dict[tuple[UUID, str], int] = defaultdict(int)
         self.keyed: dict[UUID, KeyedOutcome] = {}
-        self.keyed_commands: list[MoneyCommand] = []
+        self.keyed_commands: list[ClientRequest] = []
 
     @property
     def database_name(self) -> str:
         return self.database_url.rsplit("/", 1)[1]
 
-    def writer(self) -> GoPay:
+    def writer(self) -> Commands:
         """The process the next command goes to: the two take turns."""
         self.commands_sent += 1
-        return self.other_process if self.commands_sent % 2 else self.app
+        return self.other_process if self.commands_sent % 2 else self.system.commands
 
     def teardown(self) -> None:
         self.replayer.close()
-        self.other_process.close()
+        self.other_app.close()
         self.system.close()
-        # System.close() leaves the views' pools open: see test_closing_releases_every_connection.
-        self.system.read_side.wallets.datastore.close()
-        self.system.read_side.directory.datastore.close()
         with psycopg.connect(self.server.url, autocommit=True) as conn:
             conn.execute(f"DROP DATABASE {self.database_name} WITH (FORCE)")
 
@@ -226,7 +236,7 @@ class LedgerMachine(RuleBasedStateMachine):
     def open_wallet(self, currency: str) -> Customer:
         number = len(self.wallets) + 1
         email, phone = f"customer{number}@example.com", f"+1202555{number:04d}"
-        user = self.writer().register(Registration(
+        user = self.writer().run(Register(
             email=email, password=PASSWORD, kind="person", full_name=f"Customer {number}",
             phone=phone, country="US", currency=currency)).value
         assert user.wallet_id is not None
@@ -237,14 +247,14 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @rule(customer=customers)
     def freeze(self, customer: Customer) -> None:
-        self.writer().set_frozen(staff_id=self.admin_id, user_id=customer.user_id, frozen=True,
-                            reason="review")
+        self.writer().run(SetFrozen(staff_id=self.admin_id, user_id=customer.user_id,
+                                    frozen=True, reason="review"))
         self.frozen.add(customer.wallet_id)
 
     @rule(customer=customers)
     def unfreeze(self, customer: Customer) -> None:
-        self.writer().set_frozen(staff_id=self.admin_id, user_id=customer.user_id, frozen=False,
-                            reason="cleared")
+        self.writer().run(SetFrozen(staff_id=self.admin_id, user_id=customer.user_id,
+                                    frozen=False, reason="cleared"))
         self.frozen.discard(customer.wallet_id)
 
     # Moving money
@@ -256,7 +266,7 @@ class LedgerMachine(RuleBasedStateMachine):
     def adjust(self, customer: Customer, direction: str, amount: int, wrong_currency: bool,
                key: str | None, reason: str) -> None:
         currency = other_currency(customer.currency) if wrong_currency else customer.currency
-        command = MoneyCommand("adjustment", self.admin_id, None, (
+        command = ClientRequest("adjustment", self.admin_id, None, (
             ("wallet_id", str(customer.wallet_id)), ("direction", direction),
             ("amount", amount), ("currency", currency), ("reason", reason)), key)
         broken: set[type[DomainError]] = set()
@@ -327,8 +337,8 @@ class LedgerMachine(RuleBasedStateMachine):
         assert view_rows(read_side) == before
 
     def transfer_command(self, sender: Customer, recipient: str, amount: int, currency: str,
-                         key: str | None) -> MoneyCommand:
-        return MoneyCommand("transfer", sender.user_id, sender.wallet_id, (
+                         key: str | None) -> ClientRequest:
+        return ClientRequest("transfer", sender.user_id, sender.wallet_id, (
             ("recipient", recipient), ("amount", amount), ("currency", currency),
             ("note", "rent")), key)
 
@@ -343,7 +353,7 @@ class LedgerMachine(RuleBasedStateMachine):
             broken.add(InsufficientFunds)
         return broken
 
-    def sent(self, command: MoneyCommand, broken: set[type[DomainError]],
+    def sent(self, command: ClientRequest, broken: set[type[DomainError]],
              movements: dict[UUID, int], invalid: set[type[DomainError]] | None = None) -> None:
         """Send a command and check it did what the model says: a refusal must change nothing.
 
@@ -364,7 +374,7 @@ class LedgerMachine(RuleBasedStateMachine):
         try:
             order = command.send(self.writer()).value
         except DomainError as error:
-            assert type(error) in expected, f"{command} raised {error!r}, expected {expected}"
+            assert type(error) in expected, f"{command} raised {error!r}, expected {expected}"  # noqa: PT017 - a state machine rule
             event(f"{command.operation} refused: {type(error).__name__}")
             if command.key and not earlier and isinstance(error, RECORDED_REFUSALS):
                 self.refusal_recorded(command, error)
@@ -381,19 +391,18 @@ class LedgerMachine(RuleBasedStateMachine):
         event(f"{command.operation} moved money")
         for wallet_id, change in movements.items():
             self.balances[wallet_id] += change
-        assert self.replayer.get_order(order.id).postings == order.postings
-        for record in order.postings:
-            posting = Posting.from_record(record)
+        assert self.replayer.get(order.id, PaymentOrder).postings == order.postings
+        for posting in order.postings:
             self.journal[(posting.account_id, posting.currency)] += posting.amount
         if command.key is not None:
             assert order.id == command.order_id
             self.keyed[order.id] = KeyedOutcome(command.fingerprint, order.id)
             self.keyed_commands.append(command)
 
-    def refusal_recorded(self, command: MoneyCommand, error: DomainError) -> None:
+    def refusal_recorded(self, command: ClientRequest, error: DomainError) -> None:
         """A keyed request the ledger refused is kept as a failed order that moved nothing."""
-        order = self.replayer.get_order(command.order_id)
-        assert (order.status, order.failure_reason, order.postings) == ("failed", error.code, [])
+        order = self.replayer.get(command.order_id, PaymentOrder)
+        assert (order.status, order.failure_reason, order.postings) == ("failed", error.code, ())
         self.keyed[order.id] = KeyedOutcome(command.fingerprint, order.id, type(error))
         self.keyed_commands.append(command)
 
@@ -403,9 +412,9 @@ class LedgerMachine(RuleBasedStateMachine):
     def aggregates_match_the_model(self) -> None:
         """Each wallet holds what the model says, is frozen when it says, and is never negative."""
         for wallet_id, customer in self.wallets.items():
-            wallet = self.app.get_wallet(wallet_id)
-            assert wallet.balance == self.balances[wallet_id] >= 0
-            assert (wallet.currency, wallet.held, wallet.frozen) == (
+            found = wallet(self.app, wallet_id)
+            assert found.balance == self.balances[wallet_id] >= 0
+            assert (found.currency, found.held, found.frozen) == (
                 customer.currency, 0, wallet_id in self.frozen)
 
     @invariant()
@@ -414,7 +423,7 @@ class LedgerMachine(RuleBasedStateMachine):
         system_accounts = dict(self.journal)
         totals: dict[str, int] = defaultdict(int)
         for wallet_id, customer in self.wallets.items():
-            balance = self.app.get_wallet(wallet_id).balance
+            balance = wallet(self.app, wallet_id).balance
             assert system_accounts.pop((wallet_id, customer.currency), 0) == balance
             totals[customer.currency] += balance
         assert {account for account, _ in system_accounts} <= set(system_account_names())
@@ -426,7 +435,7 @@ class LedgerMachine(RuleBasedStateMachine):
     def replay_rebuilds_the_wallets(self) -> None:
         """Replaying the stored events without a cache gives the wallets the application uses."""
         for wallet_id in self.wallets:
-            cached, replayed = self.app.get_wallet(wallet_id), self.replayer.get_wallet(wallet_id)
+            cached, replayed = wallet(self.app, wallet_id), wallet(self.replayer, wallet_id)
             assert (replayed.version, replayed.balance, replayed.held, replayed.frozen) == (
                 cached.version, cached.balance, cached.held, cached.frozen)
 
@@ -439,13 +448,13 @@ class LedgerMachine(RuleBasedStateMachine):
         assert ledger_accounts(read_side) == {
             account: balance for account, balance in self.journal.items() if balance}
         for wallet_id in self.wallets:
-            wallet = self.app.get_wallet(wallet_id)
+            found = wallet(self.app, wallet_id)
             row = read_side.wallets.wallet(wallet_id)
             assert row is not None
             assert (row["balance"], row["held"], row["frozen"], row["version"]) == (
-                wallet.balance, wallet.held, wallet.frozen, wallet.version)
+                found.balance, found.held, found.frozen, found.version)
             history = read_side.wallets.transactions(wallet_id, limit=1)
-            assert (history[0]["balance_after"] if history else 0) == wallet.balance
+            assert (history[0]["balance_after"] if history else 0) == found.balance
 
 
 class TestLedgerUnderAnyCommands:
@@ -454,7 +463,7 @@ class TestLedgerUnderAnyCommands:
         """Whatever wallets, adjustments, transfers, freezes and retries come, the ledger holds."""
         # Passwords are not under test here: a light Argon2 keeps each registration cheap.
         light = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-        monkeypatch.setattr("gopay.application.hash_password", light.hash)
+        monkeypatch.setattr("gopay.commands.registration.hash_password", light.hash)
         run_state_machine_as_test(
             lambda: LedgerMachine(postgres_server, tmp_path),
             settings=settings(max_examples=20, stateful_step_count=25, deadline=None,
@@ -464,9 +473,9 @@ class TestLedgerUnderAnyCommands:
 class TestRebuild:
     def test_rebuild_from_event_zero_gives_identical_views(self, system: System) -> None:
         """Emptied and projected again one event per page, the read side has the same rows."""
-        app = system.app
-        admin_id = register_admin(app)
-        alice, bob, chioma = (app.register(Registration(
+        commands = system.commands
+        admin_id = register_admin(commands)
+        alice, bob, chioma = (commands.run(Register(
             email=f"{name}@example.com", password=PASSWORD, kind="person", full_name=name,
             phone=f"+120255500{number:02d}", currency=currency)).value
             for number, (name, currency) in enumerate(
@@ -474,20 +483,22 @@ class TestRebuild:
         assert alice.wallet_id and chioma.wallet_id
 
         def adjust(wallet_id: UUID, direction: str, money: Money, key: str | None = None) -> None:
-            app.adjust(staff_id=admin_id, wallet_id=wallet_id, direction=direction, money=money,
-                       reason="correction", idempotency_key=key, fingerprint=str(money))
+            commands.run(Adjust(caller_id=admin_id, wallet_id=wallet_id,
+                                direction=Direction(direction), money=money, reason="correction",
+                                idempotency_key=key, fingerprint=str(money)))
 
         def pay_bob(recipient: str, amount: int) -> None:
-            app.transfer(sender_id=alice.id, sender_wallet_id=alice.wallet_id,
-                         recipient=recipient, money=Money(amount, "USD"), note="rent",
-                         idempotency_key=None, fingerprint=str(amount))
+            assert alice.wallet_id is not None
+            commands.run(Transfer(caller_id=alice.id, sender_wallet_id=alice.wallet_id,
+                                  recipient=recipient, money=Money(amount, "USD"), note="rent",
+                                  fingerprint=str(amount)))
 
         adjust(alice.wallet_id, "credit", Money(10_000, "USD"))
         adjust(chioma.wallet_id, "credit", Money(5_000, "EUR"), key="opening")
         pay_bob(bob.email, 1_050)
         pay_bob(bob.phone, 2_000)  # type: ignore[arg-type]
         pay_bob(str(bob.wallet_id), 3)
-        app.set_frozen(staff_id=admin_id, user_id=bob.id, frozen=True, reason="review")
+        commands.run(SetFrozen(staff_id=admin_id, user_id=bob.id, frozen=True, reason="review"))
         pay_bob(bob.email, 7)  # a frozen wallet still receives
         adjust(alice.wallet_id, "debit", Money(40, "USD"))
         read_side = system.read_side
@@ -508,11 +519,12 @@ class TestFreezing:
     def test_only_customers_with_a_wallet_can_be_frozen(self, system: System) -> None:
         """Freezing a staff member or an unknown user is a 404 and records nothing."""
         app = system.app
-        admin_id = register_admin(app)
+        admin_id = register_admin(system.commands)
         position = app.recorder.max_notification_id()
         for user_id in (admin_id, UUID(int=2)):
             with pytest.raises(NotFound):
-                app.set_frozen(staff_id=admin_id, user_id=user_id, frozen=True, reason="review")
+                system.commands.run(SetFrozen(staff_id=admin_id, user_id=user_id, frozen=True,
+                                              reason="review"))
         assert app.recorder.max_notification_id() == position
 
 

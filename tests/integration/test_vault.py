@@ -14,31 +14,45 @@ from stdnum import luhn
 
 from gopay.aggregates import instruments
 from gopay.aggregates.errors import IdempotencyConflict, NotFound, ValidationFailed
-from gopay.aggregates.payment_method import PaymentMethodExists
+from gopay.aggregates.payment_method import PaymentMethod, PaymentMethodExists
 from gopay.aggregates.user import User
-from gopay.application import GoPay, Registration, application_env
-from gopay.payment_methods import (
-    add_payment_method,
-    get_payment_method,
-    remove_payment_method,
-    reveal,
-    reveal_card,
-)
+from gopay.application import GoPay, application_env
+from gopay.commands import Commands
+from gopay.commands.payment_methods import AddPaymentMethod, RemovePaymentMethod, reveal
+from gopay.commands.registration import Register
 from gopay.security.data_keys import SealBroken
 from gopay.security.keyring import KeyRing
 from gopay.settings import Settings
-from gopay.system import System
+from gopay.system import System, command_context
 
 NUMBER, CVC, HOLDER = "4000056655665556", "7391", "Quintessa Marchbanks"
 IBAN = "DE89370400440532013000"
 TODAY = date(2026, 1, 1)
 
 
-def customer(app: GoPay, kind: str = "person") -> User:
-    return app.register(Registration(
+def customer(commands: Commands, kind: str = "person") -> User:
+    return commands.run(Register(
         email=f"{uuid4().hex[:10]}@example.org", password="correct horse battery", kind=kind,
         full_name="Vault Tester", phone=f"+1202{uuid4().int % 10**7:07d}", country="US",
         role="admin" if kind == "staff" else None)).value
+
+
+def add_payment_method(commands: Commands, owner_id, instrument, key: str | None = None  # type: ignore[no-untyped-def]
+                       ) -> PaymentMethod:
+    return commands.run(AddPaymentMethod(owner_id=owner_id, instrument=instrument,
+                                         idempotency_key=key)).value
+
+
+def reveal_card(commands: Commands, owner_id, method_id) -> str:  # type: ignore[no-untyped-def]
+    return reveal(commands.context, owner_id, method_id, "card")
+
+
+def get_payment_method(commands: Commands, owner_id, method_id) -> PaymentMethod:  # type: ignore[no-untyped-def]
+    """The owner's saved method as the write model holds it; NotFound once removed."""
+    method = commands.context.app.find(method_id, PaymentMethod)
+    if method is None or method.owner_id != owner_id or method.removed:
+        raise NotFound("payment method not found")
+    return method
 
 
 def card(number: str = NUMBER) -> instruments.Instrument:
@@ -64,30 +78,30 @@ def luhn_valid_runs(data: bytes) -> list[bytes]:
 
 class TestVault:
     def test_a_saved_card_opens_for_its_owner_and_nobody_else(self, system: System) -> None:
-        alice, mallory = customer(system.app), customer(system.app)
-        method = add_payment_method(system.app, alice.id, card()).value
+        alice, mallory = customer(system.commands), customer(system.commands)
+        method = add_payment_method(system.commands, alice.id, card())
 
-        assert reveal_card(system.app, alice.id, method.id) == NUMBER
+        assert reveal_card(system.commands, alice.id, method.id) == NUMBER
         with pytest.raises(NotFound):
-            reveal_card(system.app, mallory.id, method.id)
+            reveal_card(system.commands, mallory.id, method.id)
         with pytest.raises(NotFound):
-            reveal_card(system.app, alice.id, uuid4())
+            reveal_card(system.commands, alice.id, uuid4())
 
     def test_only_a_card_opens_as_a_card(self, system: System) -> None:
-        alice = customer(system.app)
-        account = add_payment_method(system.app, alice.id,
-                                     instruments.bank_account(IBAN, HOLDER)).value
+        alice = customer(system.commands)
+        account = add_payment_method(system.commands, alice.id,
+                                     instruments.bank_account(IBAN, HOLDER))
         with pytest.raises(ValidationFailed):
-            reveal_card(system.app, alice.id, account.id)
-        assert reveal(system.app, alice.id, account.id, "bank_account") == IBAN
+            reveal_card(system.commands, alice.id, account.id)
+        assert reveal(system.commands.context, alice.id, account.id, "bank_account") == IBAN
 
     def test_numbers_are_sealed_and_the_cvc_kept_nowhere(self, system: System,
                                                          database_url: str) -> None:
         """The event store holds no number, IBAN, CVC or holder name; the vault holds the
         number sealed, and what it seals is the number alone."""
-        alice = customer(system.app)
-        method = add_payment_method(system.app, alice.id, card()).value
-        add_payment_method(system.app, alice.id, instruments.bank_account(IBAN, HOLDER))
+        alice = customer(system.commands)
+        method = add_payment_method(system.commands, alice.id, card())
+        add_payment_method(system.commands, alice.id, instruments.bank_account(IBAN, HOLDER))
 
         states = stored_states(database_url)
         for secret in (NUMBER, IBAN, HOLDER, "4000 0566", f'"{CVC}"'):
@@ -105,48 +119,48 @@ class TestVault:
 
     def test_a_sealed_number_moved_to_another_method_does_not_open(
             self, system: System, database_url: str) -> None:
-        alice = customer(system.app)
-        first = add_payment_method(system.app, alice.id, card()).value
-        second = add_payment_method(system.app, alice.id, card("5555555555554444")).value
+        alice = customer(system.commands)
+        first = add_payment_method(system.commands, alice.id, card())
+        second = add_payment_method(system.commands, alice.id, card("5555555555554444"))
         with psycopg.connect(database_url) as conn:
             conn.execute("UPDATE vault_secrets SET sealed = (SELECT sealed FROM vault_secrets "
                          "WHERE payment_method_id = %s) WHERE payment_method_id = %s",
                          (first.id, second.id))
         with pytest.raises(SealBroken):
-            reveal_card(system.app, alice.id, second.id)
+            reveal_card(system.commands, alice.id, second.id)
 
     def test_removing_a_method_forgets_its_number(self, system: System,
                                                   database_url: str) -> None:
-        alice = customer(system.app)
-        method = add_payment_method(system.app, alice.id, card()).value
-        remove_payment_method(system.app, alice.id, method.id)
+        alice = customer(system.commands)
+        method = add_payment_method(system.commands, alice.id, card())
+        system.commands.run(RemovePaymentMethod(owner_id=alice.id, method_id=method.id))
         assert vault_rows(database_url) == []
         for look in (get_payment_method, reveal_card):
             with pytest.raises(NotFound):
-                look(system.app, alice.id, method.id)
+                look(system.commands, alice.id, method.id)
 
     def test_staff_keep_no_payment_methods(self, system: System) -> None:
-        staff = customer(system.app, kind="staff")
+        staff = customer(system.commands, kind="staff")
         with pytest.raises(ValidationFailed):
-            add_payment_method(system.app, staff.id, card())
+            add_payment_method(system.commands, staff.id, card())
 
 
 class TestFingerprints:
     def test_the_same_card_twice_is_refused_and_leaves_no_second_secret(
             self, system: System, database_url: str) -> None:
-        alice = customer(system.app)
-        first = add_payment_method(system.app, alice.id, card()).value
+        alice = customer(system.commands)
+        first = add_payment_method(system.commands, alice.id, card())
         for again in (card(), card("4000 0566 5566 5556")):
             with pytest.raises(PaymentMethodExists) as exists:
-                add_payment_method(system.app, alice.id, again)
+                add_payment_method(system.commands, alice.id, again)
             assert exists.value.existing_id == first.id
         assert len(vault_rows(database_url)) == 1
 
     def test_fingerprints_are_keyed_per_owner(self, system: System) -> None:
         """Two owners may save one card, and its fingerprints do not link them."""
-        alice, bob = customer(system.app), customer(system.app)
-        of_alice = add_payment_method(system.app, alice.id, card()).value
-        of_bob = add_payment_method(system.app, bob.id, card()).value
+        alice, bob = customer(system.commands), customer(system.commands)
+        of_alice = add_payment_method(system.commands, alice.id, card())
+        of_bob = add_payment_method(system.commands, bob.id, card())
         assert of_alice.fingerprint != of_bob.fingerprint
         assert hashlib.sha256(NUMBER.encode()).hexdigest() not in (of_alice.fingerprint,
                                                                    of_bob.fingerprint)
@@ -154,34 +168,34 @@ class TestFingerprints:
 
 class TestIdempotency:
     def test_same_key_same_card_is_one_method(self, system: System, database_url: str) -> None:
-        alice = customer(system.app)
-        first = add_payment_method(system.app, alice.id, card(), "key-1").value
-        again = add_payment_method(system.app, alice.id, card(), "key-1").value
+        alice = customer(system.commands)
+        first = add_payment_method(system.commands, alice.id, card(), "key-1")
+        again = add_payment_method(system.commands, alice.id, card(), "key-1")
         assert first.id == again.id
         assert len(vault_rows(database_url)) == 1
 
     def test_same_key_other_card_is_a_conflict_and_keeps_no_number(
             self, system: System, database_url: str) -> None:
-        alice = customer(system.app)
-        first = add_payment_method(system.app, alice.id, card(), "key-1").value
+        alice = customer(system.commands)
+        first = add_payment_method(system.commands, alice.id, card(), "key-1")
         with pytest.raises(IdempotencyConflict):
-            add_payment_method(system.app, alice.id, card("5555555555554444"), "key-1")
+            add_payment_method(system.commands, alice.id, card("5555555555554444"), "key-1")
         assert [row[0] for row in vault_rows(database_url)] == [first.id]
-        assert reveal_card(system.app, alice.id, first.id) == NUMBER
+        assert reveal_card(system.commands, alice.id, first.id) == NUMBER
 
 
 def test_rotation_then_deleting_the_old_key_loses_nothing(system: System, settings: Settings,
                                                           database_url: str) -> None:
     """Rotate, delete the old master key: every saved number still opens, every holder name
     still reads, and the same card is still recognised (fingerprints did not change)."""
-    owners = [customer(system.app) for _ in range(3)]
+    owners = [customer(system.commands) for _ in range(3)]
     saved = {}
     for i, owner in enumerate(owners):
         number = card(["4242424242424242", "5555555555554444", "378282246310005"][i])
         saved[owner.id] = [
-            (add_payment_method(system.app, owner.id, number).value.id, "card", number.secret),
-            (add_payment_method(system.app, owner.id, instruments.bank_account(IBAN, HOLDER))
-             .value.id, "bank_account", IBAN)]
+            (add_payment_method(system.commands, owner.id, number).id, "card", number.secret),
+            (add_payment_method(system.commands, owner.id, instruments.bank_account(IBAN, HOLDER))
+             .id, "bank_account", IBAN)]
     old = settings.key_ring_text()
     new = KeyRing.new_entry("new")
     system.close()
@@ -195,14 +209,15 @@ def test_rotation_then_deleting_the_old_key_loses_nothing(system: System, settin
 
     only_new = GoPay(KeyRing.parse(new), env={**application_env(database_url, pool_size=1),
                                                "AGGREGATE_CACHE_MAXSIZE": ""})
+    commands = Commands(command_context(only_new, settings))
     try:
         for owner in owners:
             for method_id, kind, secret in saved[owner.id]:
-                assert reveal(only_new, owner.id, method_id, kind) == secret
-                assert get_payment_method(only_new, owner.id, method_id).holder_name == HOLDER
+                assert reveal(commands.context, owner.id, method_id, kind) == secret
+                assert get_payment_method(commands, owner.id, method_id).holder_name == HOLDER
         first_card = saved[owners[0].id][0]
         with pytest.raises(PaymentMethodExists) as exists:
-            add_payment_method(only_new, owners[0].id, card(first_card[2]))
+            add_payment_method(commands, owners[0].id, card(first_card[2]))
         assert exists.value.existing_id == first_card[0]
     finally:
         only_new.close()

@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gopay.aggregates.errors import InsufficientFunds
+from gopay.aggregates.ledger import TransactionType
 from gopay.aggregates.limits import DEFAULT_LIMITS, SPENDING_TYPES, LimitExceeded, TierLimits
 from gopay.aggregates.money import Money
 from gopay.aggregates.wallet import Wallet
@@ -113,8 +114,8 @@ def test_debits_stored_before_version_2_still_replay() -> None:
     """A Debited event stored without `day` (version 1) is upcast, not lost."""
     app = Application[object]()
     wallet = funded(100)
-    wallet.debit(Money(40, "USD"), entry_id=uuid4(), entry_type="transfer", counterparty="x",
-                 reference="")
+    wallet.debit(Money(40, "USD"), entry_id=uuid4(), entry_type=TransactionType.TRANSFER,
+                 counterparty="x", reference="", on=DAY)
     events = wallet.collect_events()
     stored = [app.mapper.to_stored_event(e) for e in events]
     old = stored[-1]

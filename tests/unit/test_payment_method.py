@@ -13,6 +13,7 @@ from gopay.aggregates.payment_method import (
     PaymentMethodExists,
     SavedMethods,
 )
+from gopay.api.problems import STATUS_OF_CODE
 
 
 def saved_with(*fingerprints: str) -> tuple[SavedMethods, list]:
@@ -29,7 +30,7 @@ class TestSavedMethods:
         with pytest.raises(PaymentMethodExists) as exists:
             saved.add(uuid4(), "fp-a")
         assert exists.value.existing_id == first
-        assert (exists.value.status, exists.value.code) == (409, "payment_method_exists")
+        assert (STATUS_OF_CODE[exists.value.code], exists.value.code) == (409, "payment_method_exists")
 
     def test_removing_a_method_frees_its_fingerprint(self) -> None:
         saved, [first] = saved_with("fp-a")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from datetime import date
 from functools import partial
 from typing import Any
 from uuid import UUID, uuid4
@@ -18,10 +19,16 @@ from gopay.aggregates.errors import (
     CurrencyMismatch,
     DomainError,
     InsufficientFunds,
+    InvalidState,
     ValidationFailed,
 )
+from gopay.aggregates.ledger import TransactionType
 from gopay.aggregates.money import Money
 from gopay.aggregates.wallet import Wallet
+from gopay.api.problems import STATUS_OF_CODE
+
+TODAY = date(2026, 12, 1)
+PAYOUT = TransactionType.PAYOUT
 
 
 def usd(amount: int) -> Money:
@@ -30,8 +37,23 @@ def usd(amount: int) -> Money:
 
 def entry(**fields: Any) -> dict[str, Any]:
     """The bookkeeping every debit and credit carries."""
-    return {"entry_id": uuid4(), "entry_type": "transfer", "counterparty": "someone",
-            "reference": "lunch", **fields}
+    return {"entry_id": uuid4(), "entry_type": TransactionType.TRANSFER,
+            "counterparty": "someone", "reference": "lunch", **fields}
+
+
+def debit(wallet: Wallet, money: Money, **fields: Any) -> None:
+    wallet.debit(money, **entry(**fields), on=TODAY)
+
+
+def hold(wallet: Wallet, money: Money, hold_id: UUID | None = None) -> UUID:
+    hold_id = hold_id or uuid4()
+    wallet.hold(money, hold_id=hold_id, entry_type=PAYOUT, on=TODAY)
+    return hold_id
+
+
+def capture(wallet: Wallet, money: Money, hold_id: UUID) -> None:
+    wallet.capture(money, hold_id=hold_id, entry_type=PAYOUT, counterparty="payout_clearing",
+                   reference="to the bank")
 
 
 def wallet_with(balance: int = 0, *, held: int = 0, frozen: bool = False,
@@ -41,7 +63,7 @@ def wallet_with(balance: int = 0, *, held: int = 0, frozen: bool = False,
     if balance:
         wallet.credit(usd(balance), **entry())
     if held:
-        wallet.hold(usd(held), hold_id=uuid4())
+        hold(wallet, usd(held))
     if frozen:
         wallet.freeze(by=uuid4(), reason="test")
     if collected:
@@ -54,12 +76,17 @@ def state(wallet: Wallet) -> tuple[Any, ...]:
             wallet.held, wallet.frozen)
 
 
+def capture_any(wallet: Wallet, money: Money) -> None:
+    """Capture `money` from the wallet's first hold (or from a hold that does not exist)."""
+    capture(wallet, money, UUID(next(iter(wallet.holds), str(uuid4()))))
+
+
 # Each command that moves money, with made-up bookkeeping.
 COMMANDS: dict[str, Callable[[Wallet, Money], None]] = {
-    "debit": lambda wallet, money: wallet.debit(money, **entry()),
+    "debit": debit,
     "credit": lambda wallet, money: wallet.credit(money, **entry()),
-    "hold": lambda wallet, money: wallet.hold(money, hold_id=uuid4()),
-    "release": lambda wallet, money: wallet.release(money, hold_id=uuid4()),
+    "hold": hold,
+    "capture": capture_any,
 }
 
 
@@ -93,7 +120,7 @@ class TestDebit:
     def test_takes_from_the_balance_and_records_balance_after(self) -> None:
         """A debit lowers the balance and its event says what the balance became."""
         wallet = wallet_with(1_000)
-        wallet.debit(usd(300), **entry())
+        debit(wallet, usd(300))
         assert wallet.balance == 700
         [debited] = wallet.collect_events()
         assert isinstance(debited, Wallet.Debited)
@@ -102,15 +129,16 @@ class TestDebit:
     def test_may_take_everything(self) -> None:
         """Debiting the whole balance leaves exactly zero."""
         wallet = wallet_with(1_000)
-        wallet.debit(usd(1_000), **entry())
+        debit(wallet, usd(1_000))
         assert wallet.balance == 0
 
     def test_refuses_to_go_below_zero(self) -> None:
         """One minor unit more than the balance is a 422 insufficient_funds."""
         wallet = wallet_with(1_000)
         with pytest.raises(InsufficientFunds) as refused:
-            wallet.debit(usd(1_001), **entry())
-        assert (refused.value.code, refused.value.status) == ("insufficient_funds", 422)
+            debit(wallet, usd(1_001))
+        assert refused.value.code == "insufficient_funds"
+        assert STATUS_OF_CODE[refused.value.code] == 422
         assert wallet.balance == 1_000
 
 
@@ -118,7 +146,7 @@ class TestHolds:
     def test_a_hold_reserves_money_without_spending_it(self) -> None:
         """Held money stays in the balance but is no longer available."""
         wallet = wallet_with(1_000)
-        wallet.hold(usd(400), hold_id=uuid4())
+        hold(wallet, usd(400))
         assert (wallet.balance, wallet.held, wallet.available) == (1_000, 400, 600)
         [held] = wallet.collect_events()
         assert isinstance(held, Wallet.Held) and held.amount == 400
@@ -127,31 +155,57 @@ class TestHolds:
         """A debit may take only the available money, not what is held."""
         wallet = wallet_with(1_000, held=400)
         with pytest.raises(InsufficientFunds):
-            wallet.debit(usd(601), **entry())
-        wallet.debit(usd(600), **entry())
+            debit(wallet, usd(601))
+        debit(wallet, usd(600))
         assert (wallet.balance, wallet.available) == (400, 0)
 
     def test_cannot_hold_more_than_is_available(self) -> None:
         """A second hold cannot reserve money the first one already reserved."""
         wallet = wallet_with(1_000, held=400)
         with pytest.raises(InsufficientFunds):
-            wallet.hold(usd(601), hold_id=uuid4())
+            hold(wallet, usd(601))
         assert wallet.held == 400
 
     def test_release_gives_the_money_back(self) -> None:
         """Releasing a hold makes the money available again."""
-        wallet = wallet_with(1_000, held=400)
-        wallet.release(usd(400), hold_id=uuid4())
+        wallet = wallet_with(1_000)
+        hold_id = hold(wallet, usd(400))
+        wallet.collect_events()
+        wallet.release(hold_id=hold_id)
         assert (wallet.balance, wallet.held, wallet.available) == (1_000, 0, 1_000)
         [released] = wallet.collect_events()
         assert isinstance(released, Wallet.Released) and released.amount == 400
 
-    def test_cannot_release_more_than_is_held(self) -> None:
-        """Releasing more than is held would make money available twice."""
-        wallet = wallet_with(1_000, held=400)
-        with pytest.raises(InsufficientFunds):
-            wallet.release(usd(401), hold_id=uuid4())
-        assert wallet.held == 400
+    def test_a_hold_is_released_once(self) -> None:
+        """Releasing a hold twice, or one never made, would make money available twice."""
+        wallet = wallet_with(1_000)
+        hold_id = hold(wallet, usd(400))
+        wallet.release(hold_id=hold_id)
+        for again in (hold_id, uuid4()):
+            with pytest.raises(InvalidState):
+                wallet.release(hold_id=again)
+        assert wallet.held == 0
+
+    def test_capture_pays_out_what_is_held(self) -> None:
+        """Captured, held money leaves the balance; in parts, up to what was held, once."""
+        wallet = wallet_with(1_000)
+        hold_id = hold(wallet, usd(400))
+        capture(wallet, usd(300), hold_id)
+        assert (wallet.balance, wallet.held, wallet.available) == (700, 100, 600)
+        with pytest.raises(InvalidState):
+            capture(wallet, usd(101), hold_id)
+        capture(wallet, usd(100), hold_id)
+        assert (wallet.balance, wallet.held, wallet.holds) == (600, 0, {})
+        with pytest.raises(InvalidState):
+            capture(wallet, usd(1), hold_id)
+
+    def test_a_released_hold_gives_back_the_days_spending(self) -> None:
+        """A payout that failed did not spend anything: the daily limit gets it back."""
+        wallet = wallet_with(1_000)
+        hold_id = hold(wallet, usd(400))
+        assert wallet.spent_on(TODAY) == 400
+        wallet.release(hold_id=hold_id)
+        assert wallet.spent_on(TODAY) == 0
 
 
 class TestFreezing:
@@ -159,14 +213,15 @@ class TestFreezing:
         """Frozen, a wallet refuses debits with a 423 account_frozen, whatever its balance."""
         wallet = wallet_with(1_000, frozen=True)
         with pytest.raises(AccountFrozen) as refused:
-            wallet.debit(usd(1), **entry())
-        assert (refused.value.code, refused.value.status) == ("account_frozen", 423)
+            debit(wallet, usd(1))
+        assert refused.value.code == "account_frozen"
+        assert STATUS_OF_CODE[refused.value.code] == 423
 
     def test_a_frozen_wallet_cannot_hold(self) -> None:
         """Frozen, a wallet cannot reserve money for a payout either."""
         wallet = wallet_with(1_000, frozen=True)
         with pytest.raises(AccountFrozen):
-            wallet.hold(usd(1), hold_id=uuid4())
+            hold(wallet, usd(1))
 
     def test_a_frozen_wallet_can_still_receive(self) -> None:
         """Freezing stops money leaving, not arriving."""
@@ -178,7 +233,7 @@ class TestFreezing:
         """After unfreeze the same debit goes through."""
         wallet = wallet_with(1_000, frozen=True)
         wallet.unfreeze(by=uuid4(), reason="cleared")
-        wallet.debit(usd(1_000), **entry())
+        debit(wallet, usd(1_000))
         assert (wallet.frozen, wallet.balance) == (False, 0)
 
     def test_freezing_twice_records_once(self) -> None:
@@ -195,7 +250,7 @@ class TestFreezing:
 
 
 class TestCurrency:
-    @pytest.mark.parametrize("command", ["debit", "credit", "hold", "release"])
+    @pytest.mark.parametrize("command", ["debit", "credit", "hold", "capture"])
     def test_refuses_another_currency(self, command: str) -> None:
         """A USD wallet takes no EUR, in any command: a 422 currency_mismatch."""
         wallet = wallet_with(1_000, held=500)
@@ -210,7 +265,7 @@ REFUSALS = [
     pytest.param((100, 0, False), "debit", usd(101), InsufficientFunds, id="overdraw"),
     pytest.param((100, 60, False), "debit", usd(41), InsufficientFunds, id="debit-held"),
     pytest.param((100, 60, False), "hold", usd(41), InsufficientFunds, id="overhold"),
-    pytest.param((100, 60, False), "release", usd(61), InsufficientFunds, id="overrelease"),
+    pytest.param((100, 60, False), "capture", usd(61), InvalidState, id="overcapture"),
     pytest.param((100, 0, True), "debit", usd(1), AccountFrozen, id="frozen-debit"),
     pytest.param((100, 0, True), "hold", usd(1), AccountFrozen, id="frozen-hold"),
     pytest.param((100, 0, False), "credit", Money(1, "EUR"), CurrencyMismatch, id="credit-eur"),
@@ -234,7 +289,7 @@ class TestRefusals:
 
 class TestAmounts:
     @pytest.mark.parametrize("amount", [0, -100])
-    @pytest.mark.parametrize("command", ["debit", "credit", "hold", "release"])
+    @pytest.mark.parametrize("command", ["debit", "credit", "hold", "capture"])
     def test_refuses_to_move_nothing_or_less(self, command: str, amount: int) -> None:
         """Zero or negative amounts are refused, so nothing can push a balance below zero."""
         wallet = wallet_with(1_000, held=500)
@@ -250,29 +305,31 @@ class TestReplay:
         wallet = Wallet(owner_id=uuid4(), currency="KES")
         kes = partial(Money, currency="KES")
         wallet.credit(kes(10_000), **entry())
-        wallet.hold(kes(2_500), hold_id=uuid4())
-        wallet.debit(kes(1_000), **entry())
+        first, second = hold(wallet, kes(2_500)), hold(wallet, kes(500))
+        debit(wallet, kes(1_000))
+        capture(wallet, kes(1_000), first)
         wallet.freeze(by=uuid4(), reason="review")
-        wallet.release(kes(500), hold_id=uuid4())
+        wallet.release(hold_id=second)
         wallet.credit(kes(7), **entry())
         app: Application[UUID] = Application()  # in-memory (POPO) event store
         app.save(wallet)
         assert state(app.repository.get(wallet.id)) == state(wallet)
-        assert (wallet.balance, wallet.held, wallet.frozen) == (9_007, 2_000, True)
+        assert (wallet.balance, wallet.held, wallet.frozen) == (8_007, 1_500, True)
 
     def test_the_event_chain_rebuilds_the_same_wallet(self) -> None:
         """Applying a wallet's events in order, from nothing, gives the same wallet."""
         wallet = Wallet(owner_id=uuid4(), currency="USD")
         wallet.credit(usd(900), **entry())
-        wallet.debit(usd(100), **entry())
-        wallet.hold(usd(300), hold_id=uuid4())
+        debit(wallet, usd(100))
+        hold(wallet, usd(300))
         wallet.freeze(by=uuid4(), reason="review")
         events = wallet.collect_events()
         assert state(project_aggregate(None, events)) == state(wallet)  # type: ignore[arg-type]
 
 
 operations = st.lists(
-    st.tuples(st.sampled_from(["debit", "credit", "hold", "release", "freeze", "unfreeze"]),
+    st.tuples(st.sampled_from(["debit", "credit", "hold", "capture", "release", "freeze",
+                               "unfreeze"]),
               st.integers(1, 10_000)),
     max_size=40)
 
@@ -280,33 +337,47 @@ operations = st.lists(
 class TestWalletProperties:
     @given(operations=operations)
     def test_any_sequence_keeps_the_books(self, operations: list[tuple[str, int]]) -> None:
-        """Each command succeeds exactly when the rules allow; balance is credits minus debits."""
+        """Each command succeeds exactly when the rules allow; balance is credited minus debits."""
         wallet = Wallet(owner_id=uuid4(), currency="USD")
-        credits = debits = held = 0
+        credited = debits = 0
+        holds: dict[UUID, int] = {}  # what each hold still holds, oldest first
         frozen = False
         for command, amount in operations:
-            available = credits - debits - held
+            held = sum(holds.values())
+            available = credited - debits - held
+            first = next(iter(holds), None)
             allowed = {"debit": not frozen and amount <= available,
                        "credit": True,
                        "hold": not frozen and amount <= available,
-                       "release": amount <= held,
+                       "capture": first is not None and amount <= holds[first],
+                       "release": first is not None,
                        "freeze": True, "unfreeze": True}[command]
             try:
                 if command == "freeze":
                     wallet.freeze(by=uuid4(), reason="test")
                 elif command == "unfreeze":
                     wallet.unfreeze(by=uuid4(), reason="test")
+                elif command == "release":
+                    wallet.release(hold_id=first or uuid4())
+                elif command == "hold":
+                    hold_id = hold(wallet, usd(amount))
                 else:
                     COMMANDS[command](wallet, usd(amount))
-            except (InsufficientFunds, AccountFrozen):
+            except (InsufficientFunds, AccountFrozen, InvalidState):
                 assert not allowed, f"{command} {amount} was refused"
             else:
                 assert allowed, f"{command} {amount} went through"
-                credits += amount if command == "credit" else 0
-                debits += amount if command == "debit" else 0
-                held += {"hold": amount, "release": -amount}.get(command, 0)
+                credited += amount if command == "credit" else 0
+                debits += amount if command in ("debit", "capture") else 0
+                if command == "hold":
+                    holds[hold_id] = amount
+                elif command == "capture" and first is not None:
+                    holds[first] -= amount
+                if first is not None and (command == "release" or holds[first] == 0):
+                    del holds[first]
                 frozen = {"freeze": True, "unfreeze": False}.get(command, frozen)
-            assert wallet.balance == credits - debits >= 0
+            held = sum(holds.values())
+            assert wallet.balance == credited - debits >= 0
             assert wallet.held == held >= 0
             assert wallet.available == wallet.balance - wallet.held >= 0
             assert wallet.frozen is frozen

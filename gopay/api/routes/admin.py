@@ -1,13 +1,14 @@
-"""Staff work on customer accounts: search, freeze, unfreeze and manual adjustments."""
+"""Staff work on customer accounts: search, freeze, unfreeze, KYC, roles and manual adjustments."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Query
 
 from gopay.aggregates.money import Money
+from gopay.aggregates.payment_order import PaymentOrder
 from gopay.api.deps import (
     Admin,
     IdCursor,
@@ -18,8 +19,9 @@ from gopay.api.deps import (
     fingerprint,
     id_cursor,
 )
+from gopay.api.pagination import page_of
 from gopay.api.problems import Problem
-from gopay.api.routes.auth import user_public
+from gopay.api.routes.auth import shown_user, user_public
 from gopay.api.routes.wallet import wallet_public
 from gopay.api.schemas import (
     AdjustmentCreate,
@@ -31,17 +33,28 @@ from gopay.api.schemas import (
     StaffAccountPublic,
     UserPublic,
 )
+from gopay.commands.adjustment import Adjust, Direction
+from gopay.commands.kyc import DecideKyc
+from gopay.commands.staff import ChangeRole, SetFrozen
 from gopay.system import System
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
 
-def staff_account(system: System, user_id: UUID) -> StaffAccountPublic:
-    user = system.app.get_user(user_id)
-    row = system.read_side.wallets.wallet(user.wallet_id) if user.wallet_id else None
-    wallet = wallet_public(row) if row else None
-    public = user_public(user, frozen=bool(wallet and wallet.frozen))
-    return StaffAccountPublic(**public.model_dump(), wallet=wallet)
+def staff_accounts(system: System, rows: list[dict[str, Any]]) -> list[StaffAccountPublic]:
+    """Customer accounts as staff see them: the directory's rows with their wallets' state."""
+    wallet_ids = [row["wallet_id"] for row in rows if row["wallet_id"]]
+    wallets = {w["wallet_id"]: wallet_public(w) for w in system.read_side.wallets.wallets(wallet_ids)}
+    return [StaffAccountPublic(**user_public(row).model_dump(), wallet=wallets.get(row["wallet_id"]))
+            for row in rows]
+
+
+def shown_account(system: System, user_id: UUID, position: int) -> StaffAccountPublic:
+    system.show(position)
+    row = system.read_side.directory.user(user_id)
+    if row is None:
+        raise Problem(404, "user not found")
+    return staff_accounts(system, [row])[0]
 
 
 def _user_id(user_id: str) -> UUID:
@@ -60,61 +73,73 @@ def users(staff: UserReader, system: SystemDep,
     system.catch_up_reads()
     rows = system.read_side.directory.search(q, kinds=("person", "company", "agent"),
                                              limit=limit + 1, after=id_cursor(cursor))
-    data = [staff_account(system, row["id"]) for row in rows[:limit]]
-    return Page(data=data, next_cursor=str(rows[limit - 1]["id"]) if len(rows) > limit else None)
+    accounts = dict(zip((row["id"] for row in rows), staff_accounts(system, rows), strict=True))
+    return page_of(Page[StaffAccountPublic], rows, limit, lambda row: accounts[row["id"]],
+                   lambda row: row["id"])
 
 
 @router.post("/users/{user_id}/freeze", response_model=StaffAccountPublic)
 def freeze(user_id: str, staff: UserManager, system: SystemDep) -> StaffAccountPublic:
     """Stop a customer's wallet from sending money; it can still receive."""
-    outcome = system.app.set_frozen(staff_id=staff.user_id, user_id=_user_id(user_id),
-                                    frozen=True, reason="frozen by staff")
-    system.show(outcome.position)
-    return staff_account(system, _user_id(user_id))
+    outcome = system.commands.run(SetFrozen(staff_id=staff.user_id, user_id=_user_id(user_id),
+                                            frozen=True, reason="frozen by staff"))
+    return shown_account(system, _user_id(user_id), outcome.position)
 
 
 @router.post("/users/{user_id}/unfreeze", response_model=StaffAccountPublic)
 def unfreeze(user_id: str, staff: UserManager, system: SystemDep) -> StaffAccountPublic:
-    outcome = system.app.set_frozen(staff_id=staff.user_id, user_id=_user_id(user_id),
-                                    frozen=False, reason="unfrozen by staff")
-    system.show(outcome.position)
-    return staff_account(system, _user_id(user_id))
+    outcome = system.commands.run(SetFrozen(staff_id=staff.user_id, user_id=_user_id(user_id),
+                                            frozen=False, reason="unfrozen by staff"))
+    return shown_account(system, _user_id(user_id), outcome.position)
 
 
 @router.post("/users/{user_id}/kyc", response_model=StaffAccountPublic)
 def decide_kyc(user_id: str, body: KycDecision, staff: UserManager,
                system: SystemDep) -> StaffAccountPublic:
     """Approve or reject a customer's identity documents; the wallet's limits follow."""
-    outcome = system.identity.decide_kyc(staff.user_id, _user_id(user_id), body.decision,
-                                         body.reason)
-    system.show(outcome.position)
-    return staff_account(system, outcome.value.id)
+    outcome = system.commands.run(DecideKyc(staff_id=staff.user_id, user_id=_user_id(user_id),
+                                            decision=body.decision, reason=body.reason))
+    return shown_account(system, outcome.value.id, outcome.position)
 
 
 @router.post("/staff/{user_id}/role", response_model=UserPublic)
 def change_role(user_id: str, body: RoleChange, staff: Admin, system: SystemDep) -> UserPublic:
     """Give a staff member another role; their sessions end, so it applies at once."""
-    return user_public(system.identity.change_role(staff.user_id, _user_id(user_id), body.role))
+    outcome = system.commands.run(ChangeRole(admin_id=staff.user_id, staff_id=_user_id(user_id),
+                                             role=body.role))
+    return shown_user(system, outcome.value.id, outcome.position)
 
 
 @router.get("/users/{user_id}/security-events", response_model=list[SecurityEventPublic])
 def security_events(user_id: str, staff: UserReader,
                     system: SystemDep) -> list[SecurityEventPublic]:
     """The account's sign-ins, failures, 2FA, device, KYC and profile history, oldest first."""
-    return [SecurityEventPublic(**e) for e in system.identity.security_events(_user_id(user_id))]
+    system.catch_up_reads()
+    user = system.read_side.directory.user(_user_id(user_id))
+    if user is None:
+        raise Problem(404, "user not found")
+    subjects = [user["id"], *([user["wallet_id"]] if user["wallet_id"] else [])]
+    return [SecurityEventPublic(type=row["type"], version=row["version"], at=row["at"],
+                                data=row["data"])
+            for row in system.read_side.security.history(*subjects)]
 
 
 @router.post("/adjustments", status_code=201, response_model=AdjustmentPublic)
 def adjust(body: AdjustmentCreate, staff: Admin, system: SystemDep,
            idempotency_key: IdempotencyKey = None) -> AdjustmentPublic:
     """A manual ledger entry against the adjustments account, signed with the admin's id."""
-    outcome = system.app.adjust(
-        staff_id=staff.user_id, wallet_id=body.wallet_id, direction=body.direction,
+    order = system.commands.run(Adjust(
+        caller_id=staff.user_id, wallet_id=body.wallet_id, direction=Direction(body.direction),
         money=Money.positive(body.amount, body.currency), reason=body.reason,
-        idempotency_key=idempotency_key, fingerprint=fingerprint(body))
-    order = outcome.value
-    return AdjustmentPublic(id=order.id, status=order.status,
-                            wallet_id=order.payee_wallet_id or order.payer_wallet_id,
-                            direction="credit" if order.payee_wallet_id else "debit",
-                            amount=order.amount, currency=order.currency, reason=order.note,
+        idempotency_key=idempotency_key, fingerprint=fingerprint(body))).value
+    return adjustment_public(order)
+
+
+def adjustment_public(order: PaymentOrder) -> AdjustmentPublic:
+    credit = order.payee_wallet_id is not None
+    wallet_id = order.payee_wallet_id if credit else order.payer_wallet_id
+    assert wallet_id is not None, "an adjustment moves money of one wallet"
+    return AdjustmentPublic(id=order.id, status=order.status, wallet_id=wallet_id,
+                            direction="credit" if credit else "debit", amount=order.amount,
+                            currency=order.currency, reason=order.note,
                             created_by=order.initiated_by, created_at=order.created_on)

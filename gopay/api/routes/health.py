@@ -29,7 +29,7 @@ def ready(system: SystemDep) -> JSONResponse:
     try:
         writable = system.store_takes_writes()
         lag = system.read_side.lag_seconds() if writable else 0.0
-    except Exception as error:  # any failure to reach the store means not ready
+    except Exception as error:  # noqa: BLE001 - any failure to reach the store means not ready
         return problem_response(503, f"the event store is unreachable: {type(error).__name__}")
     if not writable:
         return problem_response(503, "the event store has no writable primary")

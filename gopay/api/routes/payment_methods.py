@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Query
 
-from gopay.aggregates.payment_method import PaymentMethod, PaymentMethodExists
 from gopay.api.deps import Customer, IdCursor, IdempotencyKey, SystemDep, id_cursor
+from gopay.api.pagination import page_of
 from gopay.api.payment_method_schemas import (
     BankAccountMethodPublic,
     BankAccountPublic,
@@ -25,28 +24,34 @@ from gopay.api.payment_method_schemas import (
     PaymentMethodPublic,
 )
 from gopay.api.problems import Problem
-from gopay.payment_methods import (
-    add_payment_method,
-    get_payment_method,
-    list_payment_methods,
-    remove_payment_method,
-)
+from gopay.commands.payment_methods import AddPaymentMethod, RemovePaymentMethod
+from gopay.system import System
 
 router = APIRouter(prefix="/v1/payment-methods", tags=["payment methods"])
 
 
-def payment_method_public(method: PaymentMethod) -> PaymentMethodPublic:
+def payment_method_public(row: dict[str, Any]) -> PaymentMethodPublic:
     """The method as its owner may see it: masked details only."""
-    common = {"id": method.id, "created_at": method.created_on}
-    details = method.details
-    if method.method_type == "card":
+    common = {"id": row["id"], "created_at": row["created_at"]}
+    details = row["details"]
+    if row["type"] == "card":
         return CardMethodPublic(**common, card=CardPublic(**details))
-    if method.method_type == "bank_account":
+    if row["type"] == "bank_account":
         return BankAccountMethodPublic(**common, bank_account=BankAccountPublic(
-            **details, holder_name=method.holder_name))
-    if method.method_type == "digital_wallet":
+            **details, holder_name=row["holder_name"]))
+    if row["type"] == "digital_wallet":
         return DigitalWalletMethodPublic(**common, digital_wallet=DigitalWalletPublic(**details))
     return CryptoMethodPublic(**common, crypto=CryptoPublic(**details))
+
+
+def shown_method(system: System, owner_id: UUID, method_id: UUID,
+                 position: int | None = None) -> PaymentMethodPublic:
+    """The owner's method as the read side shows it (once it has reached `position`)."""
+    system.show(position if position is not None else system.head())
+    row = system.read_side.payment_methods.method(owner_id, method_id)
+    if row is None:
+        raise Problem(404, "payment method not found")
+    return payment_method_public(row)
 
 
 @router.post("", status_code=201, response_model=PaymentMethodPublic)
@@ -54,39 +59,35 @@ def add(body: PaymentMethodCreate, caller: Customer, system: SystemDep,
         idempotency_key: IdempotencyKey = None) -> PaymentMethodPublic:
     """Save a payment method; the answer shows it masked. The same card twice is a 409
     `payment_method_exists` naming the saved one in `payment_method_id`."""
-    instrument = body.instrument(today=datetime.now(UTC).date())
-    try:
-        outcome = add_payment_method(system.app, caller.user_id, instrument, idempotency_key)
-    except PaymentMethodExists as exists:
-        raise Problem(409, str(exists), exists.code,
-                      payment_method_id=str(exists.existing_id)) from None
-    return payment_method_public(outcome.value)
+    outcome = system.commands.run(AddPaymentMethod(
+        owner_id=caller.user_id, instrument=body.instrument(today=system.commands.context.today()),
+        idempotency_key=idempotency_key))
+    return shown_method(system, caller.user_id, outcome.value.id, outcome.position)
 
 
 @router.get("", response_model=PaymentMethodPage)
 def list_all(caller: Customer, system: SystemDep,
              limit: Annotated[int, Query(ge=1, le=200)] = 50,
-             cursor: IdCursor = None
-             ) -> PaymentMethodPage:
+             cursor: IdCursor = None) -> PaymentMethodPage:
     """Your saved payment methods, newest first."""
+    system.catch_up_reads()
     after = id_cursor(cursor)
-    methods, next_id = list_payment_methods(system.app, caller.user_id, limit=limit,
-                                            after=UUID(after) if after else None)
-    return PaymentMethodPage(data=[payment_method_public(m) for m in methods],
-                next_cursor=str(next_id) if next_id else None)
+    rows = system.read_side.payment_methods.methods(caller.user_id, limit=limit + 1,
+                                                    after=UUID(after) if after else None)
+    return page_of(PaymentMethodPage, rows, limit, payment_method_public, lambda row: row["id"])
 
 
 @router.get("/{method_id}", response_model=PaymentMethodPublic)
 def get(method_id: str, caller: Customer, system: SystemDep) -> PaymentMethodPublic:
     """One of your payment methods; anyone else's does not exist."""
-    return payment_method_public(
-        get_payment_method(system.app, caller.user_id, _method_id(method_id)))
+    return shown_method(system, caller.user_id, _method_id(method_id))
 
 
 @router.delete("/{method_id}", response_model=PaymentMethodDeleted)
 def delete(method_id: str, caller: Customer, system: SystemDep) -> PaymentMethodDeleted:
     """Remove one of your payment methods; its number is forgotten at once."""
-    outcome = remove_payment_method(system.app, caller.user_id, _method_id(method_id))
+    outcome = system.commands.run(RemovePaymentMethod(owner_id=caller.user_id,
+                                                      method_id=_method_id(method_id)))
     return PaymentMethodDeleted(id=outcome.value.id)
 
 

@@ -7,12 +7,14 @@ from uuid import UUID
 from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 
+from gopay.aggregates.ledger import TransactionType
 from gopay.aggregates.money import Money
-from gopay.aggregates.payment_order import PaymentOrder
+from gopay.aggregates.payment_order import PaymentOrder, order_id_for
 from gopay.api.deps import Caller, Customer, IdempotencyKey, SecondFactor, SystemDep, fingerprint
 from gopay.api.problems import Problem
 from gopay.api.schemas import TransferCreate, TransferPublic
-from gopay.application import MoneyCommand
+from gopay.commands.transfer import Transfer
+from gopay.commands.two_factor import ConfirmSecondFactor
 from gopay.security.tokens import AccessClaims
 from gopay.system import System
 
@@ -20,6 +22,8 @@ router = APIRouter(prefix="/v1/transfers", tags=["transfers"])
 
 
 def transfer_public(order: PaymentOrder) -> TransferPublic:
+    assert order.payer_wallet_id, "a transfer is paid from a wallet"
+    assert order.payee_wallet_id, "a transfer is paid to a wallet"
     return TransferPublic(id=order.id, status=order.status, amount=order.amount,
                           currency=order.currency, sender_wallet_id=order.payer_wallet_id,
                           recipient_wallet_id=order.payee_wallet_id, note=order.note,
@@ -38,25 +42,26 @@ async def create_transfer(body: TransferCreate, caller: Customer, system: System
     if body.amount >= system.settings.step_up_amount:
         await run_in_threadpool(_step_up, system, caller, idempotency_key, otp)
     # Awaited, not run in a thread: the group committer's writer thread does the work.
-    outcome = await transfer_command(system, caller, body, idempotency_key).run_async()
+    outcome = await system.commands.run_async(transfer_command(caller, body, idempotency_key))
     return transfer_public(outcome.value)
 
 
-def transfer_command(system: System, caller: AccessClaims, body: TransferCreate,
-                     idempotency_key: str | None) -> MoneyCommand:
+def transfer_command(caller: AccessClaims, body: TransferCreate,
+                     idempotency_key: str | None) -> Transfer:
     """The command behind a transfer request (the route's and the fast lane's)."""
-    return system.app.transfer_command(
-        sender_id=caller.user_id, sender_wallet_id=caller.wallet_id, recipient=body.recipient,
-        money=Money.positive(body.amount, body.currency), note=body.note,
-        idempotency_key=idempotency_key, fingerprint=fingerprint(body))
+    assert caller.wallet_id is not None, "only customers with a wallet reach transfers"
+    return Transfer(caller_id=caller.user_id, sender_wallet_id=caller.wallet_id,
+                    recipient=body.recipient, money=Money.positive(body.amount, body.currency),
+                    note=body.note, idempotency_key=idempotency_key, fingerprint=fingerprint(body))
 
 
 def _step_up(system: System, caller: AccessClaims, idempotency_key: str | None,
              otp: str | None) -> None:
     """Ask for a fresh second factor, unless this is a retry of a request already made."""
-    if not (idempotency_key
-            and system.app.order_exists(caller.user_id, "transfer", idempotency_key)):
-        system.identity.confirm_second_factor(caller.user_id, otp)
+    if idempotency_key and system.app.find(
+            order_id_for(caller.user_id, Transfer.operation, idempotency_key), PaymentOrder):
+        return
+    system.commands.run(ConfirmSecondFactor(user_id=caller.user_id, code=otp))
 
 
 @router.get("/{transfer_id}", response_model=TransferPublic)
@@ -68,7 +73,7 @@ def get_transfer(transfer_id: str, caller: Caller, system: SystemDep) -> Transfe
     except ValueError:
         row = None
     parties = (row["payer_wallet_id"], row["payee_wallet_id"]) if row else ()
-    if row is None or row["type"] != "transfer" or caller.wallet_id not in parties:
+    if row is None or row["type"] != TransactionType.TRANSFER or caller.wallet_id not in parties:
         raise Problem(404, "transfer not found")
     return TransferPublic(id=row["id"], status=row["status"], amount=row["amount"],
                           currency=row["currency"], sender_wallet_id=row["payer_wallet_id"],

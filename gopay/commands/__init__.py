@@ -1,0 +1,23 @@
+"""Every way to change GoPay: one module per flow, each a frozen command and its handler.
+
+Importing this package registers every handler with the bus (`gopay.commands.bus`).
+"""
+
+from gopay.commands import (
+    adjustment,
+    devices,
+    kyc,
+    payment_methods,
+    profile,
+    recovery,
+    registration,
+    sign_in,
+    staff,
+    transfer,
+    two_factor,
+)
+from gopay.commands.bus import Command, Commands, Context, Outcome
+
+__all__ = ["Command", "Commands", "Context", "Outcome", "adjustment", "devices", "kyc",
+           "payment_methods", "profile", "recovery", "registration", "sign_in", "staff",
+           "transfer", "two_factor"]

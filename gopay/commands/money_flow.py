@@ -1,0 +1,221 @@
+"""Money flows: a handler declares who pays whom, and one mechanism books it.
+
+A money command's handler looks up what it needs and answers with a `MoneyFlow`: the payer
+and the payee (a wallet, or one of GoPay's own accounts), the amount, whether the tiers'
+limits apply and whether the funds are held first. This module turns that declaration into
+one payment order and one balanced journal entry, with the fee the schedule asks for and
+a `Debited`/`Credited` (or `Held`, then `Captured`) event on every wallet involved. It also
+makes every money command idempotent the same way, and records the same refusals the same
+way for every flow: a keyed request that the ledger refuses leaves a failed order behind,
+so repeating the key repeats the refusal instead of trying again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import ClassVar, TypeVar
+from uuid import UUID, uuid4
+
+from gopay.aggregates.errors import AccountFrozen, DomainError, InsufficientFunds
+from gopay.aggregates.fees import Fee, FeePayer
+from gopay.aggregates.ledger import Posting, SystemAccount, TransactionType
+from gopay.aggregates.limits import LimitExceeded
+from gopay.aggregates.money import Money
+from gopay.aggregates.payment_order import OrderStatus, PaymentOrder, order_id_for
+from gopay.aggregates.wallet import Wallet
+from gopay.commands.bus import Command, Context, in_batch
+from gopay.commands.idempotency import repeat_of
+from gopay.group_commit import UnitOfWork
+
+# Refusals the ledger decides (not input errors), recorded on the order of a keyed request.
+RECORDED_REFUSALS: dict[str, type[DomainError]] = {
+    error.code: error for error in (InsufficientFunds, AccountFrozen, LimitExceeded)
+}
+
+Party = Wallet | SystemAccount
+
+
+@dataclass(frozen=True, kw_only=True)
+class MoneyCommand(Command[PaymentOrder]):
+    """What every money command carries: who asks, and what makes a repeat the same request."""
+
+    caller_id: UUID
+    idempotency_key: str | None = None
+    fingerprint: str = ""
+    # The order's id when there is no key (a key derives it: a retry finds the same order).
+    new_order_id: UUID = field(default_factory=uuid4)
+
+    operation: ClassVar[str]  # names the operation in the order id a key derives
+
+    @property
+    def order_id(self) -> UUID:
+        if self.idempotency_key is None:
+            return self.new_order_id
+        return order_id_for(self.caller_id, self.operation, self.idempotency_key)
+
+
+@dataclass(frozen=True)
+class MoneyFlow:
+    """What a money command moves, from whom to whom, under which rules."""
+
+    order_type: TransactionType
+    money: Money
+    payer: Party
+    payee: Party
+    reference: str = ""
+    limits: bool = True  # the tiers' limits apply (people paying), not for corrections
+    hold_first: bool = False  # reserve now, pay when the order completes (payouts, cash-outs)
+
+
+M = TypeVar("M", bound=MoneyCommand)
+Declaration = Callable[[M, UnitOfWork, Context], MoneyFlow]
+
+
+def money_flow(command_type: type[M]) -> Callable[[Declaration[M]], Declaration[M]]:
+    """Register a money command whose handler declares its flow."""
+    def register(declare: Declaration[M]) -> Declaration[M]:
+        def move_money(command: M, unit: UnitOfWork, context: Context) -> PaymentOrder:
+            return _move_money(command, unit, context, declare)
+
+        in_batch(command_type, probes=_own_order, answer=repeat_refusal)(move_money)
+        return declare
+    return register
+
+
+def repeat_refusal(order: PaymentOrder) -> PaymentOrder:
+    """The answer to a money command: its order, or the refusal its key recorded."""
+    if order.status == OrderStatus.FAILED and order.failure_reason in RECORDED_REFUSALS:
+        raise RECORDED_REFUSALS[order.failure_reason](order.failure_detail)
+    return order
+
+
+def complete_held(order: PaymentOrder, unit: UnitOfWork) -> None:
+    """Pay out funds held for `order`: the payer's hold is captured and the planned entry booked."""
+    payer = unit.get(_wallet_id(order.payer_wallet_id), Wallet)
+    fee = sum(p.amount for p in order.planned_postings
+              if p.account_id == SystemAccount.FEES.account_id(order.currency))
+    payee_name = _counterparty_in(order, order.payee_wallet_id)
+    payer.capture(Money(order.amount, order.currency), hold_id=order.id,
+                  entry_type=order.order_type, counterparty=payee_name, reference=order.note)
+    if fee:
+        payer.capture(Money(fee, order.currency), hold_id=order.id,
+                      entry_type=TransactionType.FEE, counterparty="fees", reference=order.note)
+    if order.payee_wallet_id is not None:
+        unit.get(order.payee_wallet_id, Wallet).credit(
+            Money(order.amount, order.currency), entry_id=order.id, entry_type=order.order_type,
+            counterparty=str(payer.id), reference=order.note)
+    order.succeed()
+
+
+def cancel_held(order: PaymentOrder, unit: UnitOfWork, *, reason: str, detail: str = "") -> None:
+    """Give the funds held for `order` back to the payer; the order fails with `reason`."""
+    unit.get(_wallet_id(order.payer_wallet_id), Wallet).release(hold_id=order.id)
+    order.fail(reason=reason, detail=detail)
+
+
+def _own_order(command: MoneyCommand) -> tuple[UUID, ...]:
+    return (command.order_id,) if command.idempotency_key is not None else ()
+
+
+def _move_money(command: M, unit: UnitOfWork, context: Context,
+                declare: Declaration[M]) -> PaymentOrder:
+    key = command.idempotency_key
+    existing = repeat_of(unit, command.order_id, PaymentOrder, key,
+                         lambda order: order.request_fingerprint == command.fingerprint)
+    if existing is not None:
+        return existing
+    flow = declare(command, unit, context)
+    order = PaymentOrder(id=command.order_id, order_type=flow.order_type,
+                         initiated_by=command.caller_id,
+                         payer_wallet_id=_wallet_id_of(flow.payer),
+                         payee_wallet_id=_wallet_id_of(flow.payee), amount=flow.money.amount,
+                         currency=flow.money.currency, note=flow.reference,
+                         request_fingerprint=command.fingerprint)
+    unit.add(order)
+    try:
+        (_hold if flow.hold_first else _post)(flow, order, context)
+    except tuple(RECORDED_REFUSALS.values()) as refusal:
+        if key is None:
+            raise
+        unit.confirm_fresh()
+        unit.rollback()
+        order.fail(reason=refusal.code, detail=str(refusal))
+        unit.add(order)
+    return order
+
+
+def _post(flow: MoneyFlow, order: PaymentOrder, context: Context) -> None:
+    """Move the money now: one journal entry, and the wallets' lines with their fees."""
+    fee = context.fees.fee_for(flow.order_type, flow.money)
+    payer, payee = flow.payer, flow.payee
+    if isinstance(payer, Wallet):
+        payer.debit(flow.money, entry_id=order.id, entry_type=flow.order_type,
+                    counterparty=_name(payee), reference=flow.reference, on=context.today(),
+                    limits=context.limits[payer.tier] if flow.limits else None)
+        if fee and fee.paid_by == FeePayer.PAYER:
+            payer.pay_fee(fee.money, entry_id=order.id, reference=flow.reference)
+    if isinstance(payee, Wallet):
+        payee.credit(flow.money, entry_id=order.id, entry_type=flow.order_type,
+                     counterparty=_name(payer), reference=flow.reference,
+                     limits=context.limits[payee.tier] if flow.limits else None)
+        if fee and fee.paid_by == FeePayer.PAYEE:
+            payee.pay_fee(fee.money, entry_id=order.id, reference=flow.reference)
+    order.succeed(*_entry(flow, fee))
+
+
+def _hold(flow: MoneyFlow, order: PaymentOrder, context: Context) -> None:
+    """Reserve the payer's money (and fee); completing the order books the planned entry."""
+    fee = context.fees.fee_for(flow.order_type, flow.money)
+    if not isinstance(flow.payer, Wallet):
+        raise TypeError("only a wallet's money can be held")
+    held = flow.money + fee.money if fee and fee.paid_by == FeePayer.PAYER else flow.money
+    flow.payer.hold(held, hold_id=order.id, entry_type=flow.order_type, on=context.today(),
+                    limits=context.limits[flow.payer.tier] if flow.limits else None)
+    order.hold_funds(*_entry(flow, fee))
+
+
+def _entry(flow: MoneyFlow, fee: Fee | None) -> list[Posting]:
+    """The journal entry of a flow: payer out, payee in, and the fee to GoPay's fees account."""
+    amount, currency = flow.money.amount, flow.money.currency
+    payer_pays = payee_keeps = amount
+    postings = []
+    if fee:
+        if fee.paid_by == FeePayer.PAYER:
+            payer_pays += fee.money.amount
+        else:
+            payee_keeps -= fee.money.amount
+        postings.append(Posting(SystemAccount.FEES.account_id(currency), fee.money.amount, currency))
+    postings.insert(0, Posting(_account_id(flow.payer, currency), -payer_pays, currency))
+    if payee_keeps:
+        postings.insert(1, Posting(_account_id(flow.payee, currency), payee_keeps, currency))
+    return postings
+
+
+def _account_id(party: Party, currency: str) -> UUID:
+    return party.id if isinstance(party, Wallet) else party.account_id(currency)
+
+
+def _wallet_id_of(party: Party) -> UUID | None:
+    return party.id if isinstance(party, Wallet) else None
+
+
+def _name(party: Party) -> str:
+    """How a wallet's history names the other side: a wallet id, or a GoPay account."""
+    return str(party.id) if isinstance(party, Wallet) else party.value
+
+
+def _counterparty_in(order: PaymentOrder, wallet_id: UUID | None) -> str:
+    if wallet_id is not None:
+        return str(wallet_id)
+    system = {p.account_id for p in order.planned_postings}
+    names = [account.value for account in SystemAccount
+             if account.account_id(order.currency) in system and account != SystemAccount.FEES]
+    return names[0] if names else ""
+
+
+def _wallet_id(wallet_id: UUID | None) -> UUID:
+    if wallet_id is None:
+        raise TypeError("this order has no paying wallet")
+    return wallet_id
+

@@ -1,0 +1,1 @@
+"""The payment service provider: GoPay's port to it, the HTTP adapter, webhook signatures, the simulator."""
