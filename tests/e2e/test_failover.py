@@ -212,8 +212,8 @@ class TestFailover:
         readiness: list[tuple[float, int]] = []
 
         def crash_primary() -> None:
-            crash["at"] = time.monotonic()
             cluster.crash_primary()
+            crash["at"] = time.monotonic()
             threading.Thread(target=watch_readiness, daemon=True).start()
 
         def watch_readiness() -> None:
