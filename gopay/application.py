@@ -111,6 +111,9 @@ def application_env(database_url: str, pool_size: int = 10) -> dict[str, str]:
     """The eventsourcing library's settings for a PostgreSQL URL."""
     info = conninfo_to_dict(database_url)
     return {
+        # The library's PostgreSQL, also given the URL's other parameters (gopay/datastore.py).
+        "PERSISTENCE_MODULE": "gopay.datastore:PostgresFactory",
+        "POSTGRES_CONNINFO": database_url,
         "POSTGRES_DBNAME": str(info.get("dbname", "gopay")),
         "POSTGRES_HOST": str(info.get("host", "127.0.0.1")),
         "POSTGRES_PORT": str(info.get("port", "5432")),
@@ -119,6 +122,9 @@ def application_env(database_url: str, pool_size: int = 10) -> dict[str, str]:
         "POSTGRES_POOL_SIZE": str(pool_size),
         "POSTGRES_MAX_OVERFLOW": str(pool_size * 2),
         "POSTGRES_CONN_MAX_AGE": "3600",
+        # Wait at most 5 s for a connection (the library's default is 30): with no primary,
+        # a command hears it in seconds, and the next request's connection finds a new one.
+        "POSTGRES_CONNECT_TIMEOUT": "5",
         "POSTGRES_LOCK_TIMEOUT": "10",
         "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "10",
     }

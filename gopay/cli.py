@@ -26,9 +26,14 @@ keys_cli = typer.Typer(help="Master keys for data at rest.", no_args_is_help=Tru
 cli.add_typer(staff_cli, name="staff")
 cli.add_typer(projections_cli, name="projections")
 cli.add_typer(keys_cli, name="keys")
+ha_cli = typer.Typer(help="A PostgreSQL cluster with automatic failover on this machine "
+                          "(etcd and three Patroni nodes), for tests and demos.",
+                     no_args_is_help=True)
+cli.add_typer(ha_cli, name="ha-cluster")
 
 Host = Annotated[str, typer.Option(help="Address to listen on.")]
 Port = Annotated[int, typer.Option(help="Port to listen on.")]
+ClusterDir = Annotated[Path, typer.Option("--dir", help="Where the cluster keeps its data and logs.")]
 
 
 @contextmanager
@@ -274,6 +279,48 @@ def keys_rotate(new_key: Annotated[bool, typer.Option(
     typer.echo(f"re-wrapped {rewrapped} data keys under {ring.current_id}")
     unused = [key_id for key_id in ring.key_ids if key_id not in in_use]
     typer.echo(f"master keys no longer needed: {', '.join(unused) or 'none'}")
+
+
+@ha_cli.command("start")
+def ha_cluster_start(directory: ClusterDir = Path("var/ha-cluster")) -> None:
+    """Start etcd and three Patroni nodes on loopback ports, in the background; print the URL."""
+    from gopay.operations.ha_cluster import LocalCluster
+
+    cluster = LocalCluster.at(directory)
+    if cluster.is_running():
+        typer.echo(f"already running in {cluster.directory}")
+    else:
+        cluster.start()
+    typer.echo(f"GOPAY_DATABASE_URL={cluster.url()}")
+
+
+@ha_cli.command("status")
+def ha_cluster_status(directory: ClusterDir = Path("var/ha-cluster")) -> None:
+    """Each member's role (leader, quorum_standby) and state, as Patroni sees them."""
+    from gopay.operations.ha_cluster import LocalCluster
+
+    cluster = LocalCluster.load(directory)
+    for member in cluster.members():
+        typer.echo(f"{member['name']}  {member['host']}:{member['port']}  {member['role']:15} "
+                   f"{member['state']:10} lag {member.get('lag', 0)}")
+    typer.echo(f"GOPAY_DATABASE_URL={cluster.url()}")
+
+
+@ha_cli.command("crash-primary")
+def ha_cluster_crash_primary(directory: ClusterDir = Path("var/ha-cluster")) -> None:
+    """kill -9 the primary's PostgreSQL, to watch Patroni promote a synchronous standby."""
+    from gopay.operations.ha_cluster import LocalCluster
+
+    typer.echo(f"killed the PostgreSQL of {LocalCluster.load(directory).crash_primary().name}")
+
+
+@ha_cli.command("stop")
+def ha_cluster_stop(directory: ClusterDir = Path("var/ha-cluster")) -> None:
+    """Stop the nodes and etcd (the data stays for the next `start`)."""
+    from gopay.operations.ha_cluster import LocalCluster
+
+    LocalCluster.load(directory).stop()
+    typer.echo("stopped")
 
 
 def main() -> None:

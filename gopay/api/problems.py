@@ -6,6 +6,8 @@ import logging
 from http import HTTPStatus
 from typing import Any
 
+import psycopg
+from eventsourcing import persistence
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -25,6 +27,11 @@ DEFAULT_CODES = {
     413: "payload_too_large", 415: "unsupported_media_type", 422: "validation_error",
     423: "account_frozen", 429: "rate_limited", 503: "unavailable",
 }
+
+# The store could not be reached (its primary died, or a failover is under way): the request
+# may or may not have taken effect, and a retry with the same Idempotency-Key tells.
+STORE_UNAVAILABLE = (persistence.OperationalError, persistence.InterfaceError,
+                     psycopg.OperationalError, psycopg.InterfaceError)
 
 
 # The HTTP status of each domain error's code: the API's one mapping of the two.
@@ -72,6 +79,14 @@ def problem_response(status: int, detail: str, code: str | None = None,
     return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
 
 
+def store_unavailable_response(error: Exception) -> JSONResponse:
+    """503 with Retry-After: the client retries, and GoPay finds the new primary by itself."""
+    log.warning("the event store is unavailable: %s",
+                str(error).partition("\n")[0] or type(error).__name__)
+    return problem_response(503, "the ledger's database is unavailable for a moment; retry "
+                            "(with the same Idempotency-Key)", headers={"Retry-After": "1"})
+
+
 def _validation_detail(error: RequestValidationError) -> tuple[str, list[dict[str, Any]]]:
     errors = []
     for item in error.errors():
@@ -103,6 +118,12 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def api_problem(request: Request, error: Problem) -> JSONResponse:
         return problem_response(error.status, error.detail, error.code, error.headers,
                                 **error.extra)
+
+    async def store_unavailable(request: Request, error: Exception) -> JSONResponse:
+        return store_unavailable_response(error)
+
+    for unavailable in STORE_UNAVAILABLE:
+        app.add_exception_handler(unavailable, store_unavailable)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:

@@ -11,11 +11,13 @@ from __future__ import annotations
 import asyncio
 from uuid import UUID
 
+import psycopg
 from eventsourcing.utils import get_topic
 from psycopg.sql import Composed
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from gopay.aggregates.session import Session
+from gopay.datastore import RECONNECT_TIMEOUT
 
 REVOKED_TOPIC = get_topic(Session.Revoked)
 
@@ -27,10 +29,14 @@ class SessionGate:
     an event of a topic: the gate asks it for `Session.Revoked`.
     """
 
-    def __init__(self, database_url: str, revoked_among: Composed, pool_size: int = 2) -> None:
+    def __init__(self, database_url: str, revoked_among: Composed, pool_size: int = 2,
+                 timeout: float = 5.0) -> None:
         self._query = revoked_among
+        # While the store is down, requests hear it within `timeout` (as commands do), and
+        # lost connections are made again on demand (see gopay/datastore.py).
         self._pool = AsyncConnectionPool(database_url, min_size=1, max_size=pool_size,
-                                         open=False, kwargs={"autocommit": True})
+                                         open=False, kwargs={"autocommit": True},
+                                         timeout=timeout, reconnect_timeout=RECONNECT_TIMEOUT)
         self._waiting: dict[UUID, list[asyncio.Future[bool]]] = {}
         self._checking: asyncio.Task[None] | None = None
 
@@ -51,16 +57,31 @@ class SessionGate:
         while self._waiting:
             batch, self._waiting = self._waiting, {}
             try:
-                async with self._pool.connection() as conn:
-                    rows = await (await conn.execute(self._query, (list(batch), REVOKED_TOPIC))).fetchall()
+                revoked = await self._revoked(list(batch))
             except Exception as error:  # noqa: BLE001 - the store is down: these requests hear it
                 for futures in batch.values():
                     for future in futures:
                         if not future.done():
                             future.set_exception(error)
                 continue
-            revoked = {row[0] for row in rows}
             for session_id, futures in batch.items():
                 for future in futures:
                     if not future.done():
                         future.set_result(session_id not in revoked)
+
+    async def _revoked(self, session_ids: list[UUID]) -> set[UUID]:
+        """Which of these sessions are revoked. A connection that broke (its server died, a
+        failover) is not the last word: the broken ones are replaced and the query runs once
+        more, on the new primary if there is one."""
+        try:
+            return await self._ask(session_ids)
+        except PoolTimeout:  # no connection could be made at all: no point asking again
+            raise
+        except psycopg.OperationalError:
+            await self._pool.check()
+            return await self._ask(session_ids)
+
+    async def _ask(self, session_ids: list[UUID]) -> set[UUID]:
+        async with self._pool.connection() as conn:
+            cursor = await conn.execute(self._query, (session_ids, REVOKED_TOPIC))
+            return {row[0] for row in await cursor.fetchall()}

@@ -1,1 +1,1 @@
-"""Running the store: backups and point-in-time recovery."""
+"""Running the store: backups, point-in-time recovery and high availability."""

@@ -30,8 +30,7 @@ READ_MODELS: tuple[tuple[type[Projection[Any]], type[PagedView]], ...] = (
 
 
 def _view(view_class: type[V], name: str, database_url: str, create_tables: bool) -> V:
-    env = {"PERSISTENCE_MODULE": "eventsourcing.postgres",
-           "CREATE_TABLE": "y" if create_tables else "n",
+    env = {"CREATE_TABLE": "y" if create_tables else "n",
            **application_env(database_url, pool_size=4)}
     factory = InfrastructureFactory[Any].construct(Environment(name, env))
     view: V = factory.tracking_recorder(view_class)

@@ -25,11 +25,14 @@ async def live() -> dict[str, str]:
 
 @router.get("/health/ready")
 def ready(system: SystemDep) -> JSONResponse:
-    """200 when the store answers and the projections are less than 5 s behind."""
+    """200 when the store takes writes and the projections are less than 5 s behind."""
     try:
-        lag = system.read_side.lag_seconds()
+        writable = system.store_takes_writes()
+        lag = system.read_side.lag_seconds() if writable else 0.0
     except Exception as error:  # noqa: BLE001 - any failure to reach the store means not ready
         return problem_response(503, f"the event store is unreachable: {type(error).__name__}")
+    if not writable:
+        return problem_response(503, "the event store has no writable primary")
     PROJECTION_LAG.set(lag)
     if lag >= MAX_LAG_SECONDS:
         return problem_response(503, f"projections are {lag:.1f} s behind", lag_seconds=lag)
