@@ -60,7 +60,7 @@ def mutable_parts(value: Any, path: str) -> list[str]:
                 for part in (*mutable_parts(key, f"{path} key {key!r}"),
                              *mutable_parts(item, f"{path}[{key!r}]"))]
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        if not type(value).__dataclass_params__.frozen:  # type: ignore[attr-defined]
+        if not type(value).__dataclass_params__.frozen:  # type: ignore[attr-defined]  # set by @dataclass
             return [f"{path}: {type(value).__name__}, a dataclass that is not frozen"]
         return [part for field in dataclasses.fields(value)
                 for part in mutable_parts(getattr(value, field.name), f"{path}.{field.name}")]
@@ -192,7 +192,8 @@ def usd(amount: int) -> Money:
 def wallet_story() -> Iterator[Aggregate]:
     wallet = Wallet(owner_id=uuid4(), currency="USD")
     yield wallet
-    line = {"entry_type": TransactionType.TRANSFER, "counterparty": "someone", "reference": "x"}
+    line: dict[str, Any] = {"entry_type": TransactionType.TRANSFER, "counterparty": "someone",
+                            "reference": "x"}
     wallet.credit(usd(10_000), entry_id=uuid4(), **line)
     yield wallet
     wallet.debit(usd(1_000), entry_id=uuid4(), on=TODAY, limits=DEFAULT_LIMITS["unverified"],
@@ -301,7 +302,7 @@ def told(story: Story) -> tuple[list[str], set[type[Any]]]:
     for aggregate_id, events in recorded.items():
         store.events.put(events)
         for version in range(1, len(events) + 1):
-            stored = store.repository.get(aggregate_id, version=version)
+            stored: Aggregate = store.repository.get(aggregate_id, version=version)
             problems += [f"read back at v{version}: {part}" for part in mutable_attributes(stored)]
     return problems, {type(e) for events in recorded.values() for e in events}
 
@@ -362,7 +363,7 @@ class TestTheCheckerCanFail:
         problems, recorded = told(story)
         assert "after Basket v2: Basket.items: list" in problems
         assert "read back at v2: Basket.items: list" in problems
-        assert recorded == {Basket.Started, Basket.ItemAdded}
+        assert {e.__qualname__ for e in recorded} == {"Basket.Started", "Basket.ItemAdded"}
 
     def test_a_mutable_value_inside_a_tuple_is_caught(self) -> None:
         def story() -> Iterator[Aggregate]:
@@ -376,7 +377,7 @@ class TestTheCheckerCanFail:
     @pytest.mark.parametrize("value", [
         [], {}, set(), bytearray(b"x"), (1, [2]), frozenset({(1, object())}),
         MappingProxyType({"a": []}), MappingProxyType({"a": MappingProxyType({"b": {1}})}),
-        Device(enrolled_at=NOW, last_login_at=NOW, sessions=([],)),  # type: ignore[arg-type]
+        Device(enrolled_at=NOW, last_login_at=NOW, sessions=([],)),  # type: ignore[arg-type]  # on purpose
         dataclasses.make_dataclass("Loose", [("x", int)])(1), object(),
     ], ids=repr)
     def test_mutable_values_are_found(self, value: Any) -> None:

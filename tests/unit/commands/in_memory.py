@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import Any, TypeVar
@@ -18,12 +18,13 @@ from gopay.aggregates.payment_order import OrderStatus, PaymentOrder
 from gopay.aggregates.user import User
 from gopay.aggregates.wallet import Wallet
 from gopay.application import GoPay
-from gopay.commands import Command, Commands, Outcome
+from gopay.commands import Command, Commands, Context
 from gopay.commands.adjustment import Adjust, Direction
 from gopay.commands.registration import Register
 from gopay.commands.sign_in import SignedIn, SignIn
 from gopay.commands.transfer import Transfer
 from gopay.commands.two_factor import EnableTotp, SetUpTotp
+from gopay.group_commit import UnitOfWork
 from gopay.security.login_throttle import MemoryFailureCounts
 from gopay.settings import Settings
 from gopay.system import command_context
@@ -54,6 +55,12 @@ def settings(**values: Any) -> Settings:
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]  # pydantic-settings' init option
 
 
+def wallet_id(customer: User) -> UUID:
+    """The id of a customer's wallet (every customer has one; staff have none)."""
+    assert customer.wallet_id is not None, f"{customer.email} has no wallet"
+    return customer.wallet_id
+
+
 class InMemoryGoPay:
     """Commands run through the real bus and group committer against in-memory stores."""
 
@@ -67,16 +74,13 @@ class InMemoryGoPay:
         self.commands = Commands(command_context(self.app, config or settings(), clock=self.clock))
 
     @property
-    def context(self) -> Any:
+    def context(self) -> Context:
         return self.commands.context
 
     def run(self, command: Command[R]) -> R:
         return self.commands.run(command).value
 
-    def outcome(self, command: Command[R]) -> Outcome[R]:
-        return self.commands.run(command)
-
-    def in_batch(self, work: Any) -> Any:
+    def in_batch(self, work: Callable[[UnitOfWork], R]) -> R:
         """Run `work(unit)` in a group commit of its own (a later batch than any before)."""
         value, _ = self.app.committer.execute(work)
         return value
@@ -94,15 +98,13 @@ class InMemoryGoPay:
 
     def fund(self, user: User, amount: int, currency: str = "USD") -> PaymentOrder:
         """Credit `user`'s wallet from GoPay's adjustments account (signed by the admin)."""
-        assert user.wallet_id is not None
-        return self.run(Adjust(caller_id=self.admin.id, wallet_id=user.wallet_id,
+        return self.run(Adjust(caller_id=self.admin.id, wallet_id=wallet_id(user),
                                direction=Direction.CREDIT, money=Money(amount, currency),
                                reason="opening balance", fingerprint="funding"))
 
     def transfer(self, sender: User, recipient: str, amount: int, currency: str = "USD",
                  **fields: Any) -> PaymentOrder:
-        assert sender.wallet_id is not None
-        return self.run(Transfer(caller_id=sender.id, sender_wallet_id=sender.wallet_id,
+        return self.run(Transfer(caller_id=sender.id, sender_wallet_id=wallet_id(sender),
                                  recipient=recipient, money=Money(amount, currency), **fields))
 
     def sign_in(self, email: str, password: str = PASSWORD, **fields: Any) -> SignedIn:
@@ -128,8 +130,7 @@ class InMemoryGoPay:
         return self.app.get(user_id, User)
 
     def wallet(self, user: User) -> Wallet:
-        assert user.wallet_id is not None
-        return self.app.get(user.wallet_id, Wallet)
+        return self.app.get(wallet_id(user), Wallet)
 
     def balance(self, user: User) -> int:
         return self.wallet(user).balance
@@ -160,7 +161,6 @@ class InMemoryGoPay:
         for event in self.all_events():
             if isinstance(event, PaymentOrder.Succeeded | PaymentOrder.Reversed):
                 entry = [Posting.from_record(record) for record in event.postings]
-                books.entries.append(entry)
                 totals: dict[str, int] = defaultdict(int)
                 for posting in entry:
                     totals[posting.currency] += posting.amount
@@ -193,12 +193,7 @@ class InMemoryGoPay:
 
 @dataclass
 class Books:
-    """The journal as the log tells it: every entry, and every account's balance."""
+    """Every account's balance, as the journal entries in the log add up."""
 
-    entries: list[list[Posting]]
-    accounts: dict[UUID, int]
-
-    def __init__(self) -> None:
-        self.entries = []
-        self.accounts = defaultdict(int)
+    accounts: defaultdict[UUID, int] = field(default_factory=lambda: defaultdict(int))
 

@@ -11,7 +11,7 @@ from gopay.aggregates.payment_order import OrderStatus, PaymentOrder
 from gopay.aggregates.user import User
 from gopay.aggregates.wallet import Wallet
 from gopay.commands.adjustment import Adjust, Direction
-from tests.unit.commands.in_memory import InMemoryGoPay
+from tests.unit.commands.in_memory import InMemoryGoPay, wallet_id
 
 ADJUSTMENTS = SystemAccount.ADJUSTMENTS.account_id("USD")
 
@@ -24,7 +24,7 @@ def ada(gopay: InMemoryGoPay) -> User:
 def adjust(gopay: InMemoryGoPay, user: User, direction: str, amount: int, *,
            reason: str = "goodwill credit", key: str | None = None,
            fingerprint: str = "") -> PaymentOrder:
-    return gopay.run(Adjust(caller_id=gopay.admin.id, wallet_id=user.wallet_id,  # type: ignore[arg-type]
+    return gopay.run(Adjust(caller_id=gopay.admin.id, wallet_id=wallet_id(user),
                             direction=Direction(direction), money=Money(amount, "USD"),
                             reason=reason, idempotency_key=key, fingerprint=fingerprint))
 
@@ -36,15 +36,15 @@ class TestCorrections:
         assert (order.status, order.order_type, order.note, order.initiated_by) == (
             OrderStatus.SUCCEEDED, TransactionType.ADJUSTMENT, "goodwill credit", gopay.admin.id)
         assert order.postings == (Posting(ADJUSTMENTS, -2_500, "USD"),
-                                  Posting(ada.wallet_id, 2_500, "USD"))  # type: ignore[arg-type]
-        credited = gopay.events(ada.wallet_id)[-1]  # type: ignore[arg-type]
+                                  Posting(wallet_id(ada), 2_500, "USD"))
+        credited = gopay.events(wallet_id(ada))[-1]
         assert isinstance(credited, Wallet.Credited)
         assert (credited.counterparty, credited.reference) == ("adjustments", "goodwill credit")
 
     def test_a_debit_goes_to_the_adjustments_account(self, gopay: InMemoryGoPay, ada: User) -> None:
         adjust(gopay, ada, "credit", 2_500)
         order = adjust(gopay, ada, "debit", 1_000, reason="duplicate credit reversed")
-        assert order.postings == (Posting(ada.wallet_id, -1_000, "USD"),  # type: ignore[arg-type]
+        assert order.postings == (Posting(wallet_id(ada), -1_000, "USD"),
                                   Posting(ADJUSTMENTS, 1_000, "USD"))
         assert gopay.balance(ada) == 1_500
         assert gopay.check_books().accounts[ADJUSTMENTS] == -1_500

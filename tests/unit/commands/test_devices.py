@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from uuid import UUID
+
 import pytest
 
 from gopay.aggregates.errors import InvalidState, NotFound, Unauthenticated
@@ -16,8 +18,8 @@ def ada(gopay: InMemoryGoPay) -> User:
     return gopay.register("ada@example.com")
 
 
-def revoked(gopay: InMemoryGoPay, session_id: object) -> bool:
-    return gopay.app.get(session_id, Session).revoked  # type: ignore[arg-type]
+def revoked(gopay: InMemoryGoPay, session_id: UUID) -> bool:
+    return gopay.app.get(session_id, Session).revoked
 
 
 class TestLocking:

@@ -11,7 +11,7 @@ from gopay.aggregates.limits import LimitExceeded
 from gopay.aggregates.user import User
 from gopay.aggregates.wallet import Wallet
 from gopay.commands.kyc import DecideKyc, SubmitKyc
-from tests.unit.commands.in_memory import InMemoryGoPay
+from tests.unit.commands.in_memory import InMemoryGoPay, wallet_id
 
 # The story's clock says 2026-03-13: an adult was born on or before 2008-03-13.
 EIGHTEEN_TODAY = date(2008, 3, 13)
@@ -80,7 +80,7 @@ class TestDeciding:
         assert decide(gopay, ada, "approve").kyc_status == "verified"
         assert gopay.wallet(ada).tier == "verified"
         assert gopay.head() == head + 2
-        changed = gopay.events(ada.wallet_id)[-1]  # type: ignore[arg-type]
+        changed = gopay.events(wallet_id(ada))[-1]
         assert isinstance(changed, Wallet.TierChanged) and changed.by == staff.id
 
     def test_the_limits_follow_the_tier(self, gopay: InMemoryGoPay, ada: User) -> None:
@@ -99,7 +99,7 @@ class TestDeciding:
         submit(gopay, ada)
         assert decide(gopay, ada, "reject").kyc_status == "rejected"
         assert gopay.wallet(ada).tier == "unverified"
-        assert "TierChanged" not in gopay.event_types(ada.wallet_id)  # type: ignore[arg-type]
+        assert "TierChanged" not in gopay.event_types(wallet_id(ada))
         assert submit(gopay, ada).kyc_status == "pending"
 
     def test_there_is_nothing_to_decide_before_a_submission(self, gopay: InMemoryGoPay,

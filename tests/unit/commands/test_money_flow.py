@@ -8,6 +8,7 @@ clearing account when the order completes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 from uuid import UUID
 
 import pytest
@@ -31,7 +32,7 @@ from gopay.commands.money_flow import (
 from gopay.commands.recipients import wallet_of
 from gopay.commands.staff import SetFrozen
 from gopay.group_commit import UnitOfWork
-from tests.unit.commands.in_memory import InMemoryGoPay, settings
+from tests.unit.commands.in_memory import InMemoryGoPay, settings, wallet_id
 
 CLEARING = SystemAccount.PAYOUT_CLEARING.account_id("USD")
 FEES = SystemAccount.FEES.account_id("USD")
@@ -72,8 +73,8 @@ def pay_on_delivery(command: PayOnDelivery, unit: UnitOfWork, context: Context) 
                      hold_first=True)
 
 
-def payout_fee(**rule: object) -> InMemoryGoPay:
-    return InMemoryGoPay(settings(fees={TransactionType.PAYOUT: FeeRule(**rule)}))  # type: ignore[arg-type]
+def payout_fee(**rule: Any) -> InMemoryGoPay:
+    return InMemoryGoPay(settings(fees={TransactionType.PAYOUT: FeeRule(**rule)}))
 
 
 @pytest.fixture
@@ -90,7 +91,7 @@ def ada(gopay: InMemoryGoPay) -> User:
 
 
 def send(gopay: InMemoryGoPay, user: User, amount: int, key: str | None = None) -> PaymentOrder:
-    return gopay.run(SendToBank(caller_id=user.id, wallet_id=user.wallet_id,  # type: ignore[arg-type]
+    return gopay.run(SendToBank(caller_id=user.id, wallet_id=wallet_id(user),
                                 money=Money(amount, "USD"), idempotency_key=key,
                                 fingerprint=str(amount)))
 
@@ -107,7 +108,7 @@ def cancel(gopay: InMemoryGoPay, order: PaymentOrder) -> None:
 
 def captures(gopay: InMemoryGoPay, user: User) -> list[tuple[str, int, str]]:
     return [(e.entry_type, e.amount, e.counterparty)
-            for e in gopay.events(user.wallet_id)  # type: ignore[arg-type]
+            for e in gopay.events(wallet_id(user))
             if isinstance(e, Wallet.Captured)]
 
 
@@ -123,7 +124,7 @@ class TestHolding:
     def test_the_entry_is_planned_balanced_and_not_yet_booked(self, gopay: InMemoryGoPay,
                                                               ada: User) -> None:
         order = send(gopay, ada, 6_000)
-        assert order.planned_postings == (Posting(ada.wallet_id, -6_050, "USD"),  # type: ignore[arg-type]
+        assert order.planned_postings == (Posting(wallet_id(ada), -6_050, "USD"),
                                           Posting(CLEARING, 6_000, "USD"),
                                           Posting(FEES, 50, "USD"))
         assert "Succeeded" not in gopay.event_types(order.id)
@@ -229,7 +230,7 @@ class TestHoldingForAWallet:
             fixed=30, paid_by=paid_by)}))
         ada, shop = gopay.register("ada@example.com"), gopay.register("shop@example.com")
         gopay.fund(ada, 5_000)
-        order = gopay.run(PayOnDelivery(caller_id=ada.id, wallet_id=ada.wallet_id,  # type: ignore[arg-type]
+        order = gopay.run(PayOnDelivery(caller_id=ada.id, wallet_id=wallet_id(ada),
                                         merchant="shop@example.com", money=Money(1_000, "USD")))
         assert gopay.balance(shop) == 0
         complete(gopay, order)

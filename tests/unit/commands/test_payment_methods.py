@@ -13,6 +13,7 @@ from gopay.aggregates.payment_method import PaymentMethod, PaymentMethodExists, 
 from gopay.aggregates.user import User
 from gopay.commands.payment_methods import AddPaymentMethod, RemovePaymentMethod, reveal
 from gopay.security.data_keys import SealBroken
+from gopay.security.vault import MemorySecretStore
 from tests.unit.commands.in_memory import InMemoryGoPay
 
 VISA, MASTERCARD = "4242 4242 4242 4242", "5555555555554444"
@@ -36,7 +37,9 @@ def add(gopay: InMemoryGoPay, owner: User, instrument: Instrument | None = None,
 
 def vaulted(gopay: InMemoryGoPay) -> dict[tuple[UUID, str], tuple[UUID, str]]:
     """What the vault's store holds: (method, fingerprint) → (owner, sealed secret)."""
-    return gopay.app.stores.secrets.secrets  # type: ignore[attr-defined, no-any-return]
+    store = gopay.app.stores.secrets
+    assert isinstance(store, MemorySecretStore)
+    return store.secrets
 
 
 class TestAdding:

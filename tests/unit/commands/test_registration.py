@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from gopay.aggregates.errors import EmailTaken, IdempotencyConflict, PhoneTaken, ValidationFailed
 from gopay.aggregates.user import STAFF_ROLES, EmailIndex, PhoneIndex, User
 from gopay.commands.registration import Register
 from gopay.security.passwords import verify_password
-from tests.unit.commands.in_memory import PASSWORD, InMemoryGoPay
+from tests.unit.commands.in_memory import PASSWORD, InMemoryGoPay, wallet_id
 
 
-def ada(**fields: object) -> Register:
-    values: dict[str, object] = {"email": "Ada@Example.com", "password": PASSWORD,
+def ada(**fields: Any) -> Register:
+    values: dict[str, Any] = {"email": "Ada@Example.com", "password": PASSWORD,
                                  "kind": "person", "full_name": "Ada Lovelace",
                                  "phone": "+442071234567", "country": "GB", **fields}
-    return Register(**values)  # type: ignore[arg-type]
+    return Register(**values)
 
 
 class TestOpeningAnAccount:
@@ -46,7 +48,7 @@ class TestOpeningAnAccount:
         user = gopay.run(ada())
         assert gopay.app.committer.batches == batches + 1
         assert gopay.event_types(user.id) == ["Registered"]
-        assert gopay.event_types(user.wallet_id) == ["Opened"]  # type: ignore[arg-type]
+        assert gopay.event_types(wallet_id(user)) == ["Opened"]
 
     def test_an_unknown_currency_is_refused(self, gopay: InMemoryGoPay) -> None:
         """A wallet is only opened in a currency GoPay holds, and nothing is saved otherwise."""

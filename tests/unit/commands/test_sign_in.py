@@ -251,5 +251,5 @@ class TestSigningOut:
         """The sign-in command is frozen: a handler cannot change what was asked."""
         command = SignIn(email="ada@example.com", password=PASSWORD)
         with pytest.raises(AttributeError):
-            command.email = "eve@example.com"  # type: ignore[misc]
+            command.email = "eve@example.com"  # type: ignore[misc]  # frozen: what this test shows
         assert PASSWORD not in repr(command)

@@ -9,7 +9,7 @@ from gopay.aggregates.session import Session
 from gopay.aggregates.user import User
 from gopay.aggregates.wallet import Wallet
 from gopay.commands.staff import ChangeRole, SetFrozen
-from tests.unit.commands.in_memory import InMemoryGoPay
+from tests.unit.commands.in_memory import InMemoryGoPay, wallet_id
 
 
 @pytest.fixture
@@ -52,7 +52,7 @@ class TestFreezing:
         """Who froze it and why is recorded on the wallet, once."""
         freeze(gopay, ada)
         freeze(gopay, ada)
-        frozen = [e for e in gopay.events(ada.wallet_id)  # type: ignore[arg-type]
+        frozen = [e for e in gopay.events(wallet_id(ada))
                   if isinstance(e, Wallet.Frozen)]
         assert [(e.by, e.reason) for e in frozen] == [(gopay.admin.id, "suspicious activity")]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from uuid import UUID
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given
@@ -31,7 +31,7 @@ from gopay.commands.adjustment import Adjust, Direction
 from gopay.commands.sign_in import SignIn
 from gopay.commands.staff import SetFrozen
 from gopay.commands.transfer import Transfer
-from tests.unit.commands.in_memory import InMemoryGoPay, settings
+from tests.unit.commands.in_memory import InMemoryGoPay, settings, wallet_id
 
 FEES = SystemAccount.FEES.account_id("USD")
 
@@ -50,7 +50,7 @@ def grace(gopay: InMemoryGoPay) -> User:
 
 def lines(gopay: InMemoryGoPay, user: User) -> list[tuple[str, str, int]]:
     """The wallet's history after its opening: (event, entry type, amount)."""
-    return [(type(e).__name__, e.entry_type, e.amount) for e in gopay.events(user.wallet_id)  # type: ignore[arg-type]
+    return [(type(e).__name__, e.entry_type, e.amount) for e in gopay.events(wallet_id(user))
             if isinstance(e, Wallet.Debited | Wallet.Credited)]
 
 
@@ -61,8 +61,8 @@ class TestMovingMoney:
         order = gopay.transfer(ada, "grace@example.com", 1_250, note="lunch")
         assert (order.status, order.order_type, order.amount) == (
             OrderStatus.SUCCEEDED, TransactionType.TRANSFER, 1_250)
-        assert order.postings == (Posting(ada.wallet_id, -1_250, "USD"),  # type: ignore[arg-type]
-                                  Posting(grace.wallet_id, 1_250, "USD"))  # type: ignore[arg-type]
+        assert order.postings == (Posting(wallet_id(ada), -1_250, "USD"),
+                                  Posting(wallet_id(grace), 1_250, "USD"))
         assert (gopay.balance(ada), gopay.balance(grace)) == (3_750, 1_250)
         gopay.check_books()
 
@@ -70,8 +70,8 @@ class TestMovingMoney:
                                                               ada: User, grace: User) -> None:
         """The lines name the order, the other wallet, the note and the balance after."""
         order = gopay.transfer(ada, "grace@example.com", 1_250, note="lunch")
-        debited = gopay.events(ada.wallet_id)[-1]  # type: ignore[arg-type]
-        credited = gopay.events(grace.wallet_id)[-1]  # type: ignore[arg-type]
+        debited = gopay.events(wallet_id(ada))[-1]
+        credited = gopay.events(wallet_id(grace))[-1]
         assert isinstance(debited, Wallet.Debited) and isinstance(credited, Wallet.Credited)
         assert (debited.entry_id, debited.counterparty, debited.reference, debited.balance_after) \
             == (order.id, str(grace.wallet_id), "lunch", 3_750)
@@ -233,8 +233,8 @@ class TestRepeatedRequests:
 
 
 class TestFees:
-    def fee_schedule(self, **rule: object) -> InMemoryGoPay:
-        return InMemoryGoPay(settings(fees={TransactionType.TRANSFER: FeeRule(**rule)}))  # type: ignore[arg-type]
+    def fee_schedule(self, **rule: Any) -> InMemoryGoPay:
+        return InMemoryGoPay(settings(fees={TransactionType.TRANSFER: FeeRule(**rule)}))
 
     def test_the_payer_s_fee_goes_to_the_fees_account_in_the_same_entry(self) -> None:
         """25 fixed plus 1 %: the payer pays 1,035, the payee gets 1,000, GoPay keeps 35."""
@@ -242,8 +242,8 @@ class TestFees:
         ada, grace = gopay.register("ada@example.com"), gopay.register("grace@example.com")
         gopay.fund(ada, 5_000)
         order = gopay.transfer(ada, "grace@example.com", 1_000)
-        assert order.postings == (Posting(ada.wallet_id, -1_035, "USD"),  # type: ignore[arg-type]
-                                  Posting(grace.wallet_id, 1_000, "USD"),  # type: ignore[arg-type]
+        assert order.postings == (Posting(wallet_id(ada), -1_035, "USD"),
+                                  Posting(wallet_id(grace), 1_000, "USD"),
                                   Posting(FEES, 35, "USD"))
         assert (gopay.balance(ada), gopay.balance(grace)) == (3_965, 1_000)
         assert gopay.check_books().accounts[FEES] == 35
@@ -256,7 +256,7 @@ class TestFees:
         gopay.fund(ada, 5_000)
         order = gopay.transfer(ada, "grace@example.com", 1_000)
         assert lines(gopay, ada)[-2:] == [("Debited", "transfer", 1_000), ("Debited", "fee", 35)]
-        fee_line = gopay.events(ada.wallet_id)[-1]  # type: ignore[arg-type]
+        fee_line = gopay.events(wallet_id(ada))[-1]
         assert (fee_line.entry_id, fee_line.counterparty, fee_line.balance_after) == (
             order.id, "fees", 3_965)
 
@@ -266,8 +266,8 @@ class TestFees:
         ada, grace = gopay.register("ada@example.com"), gopay.register("grace@example.com")
         gopay.fund(ada, 5_000)
         order = gopay.transfer(ada, "grace@example.com", 1_000)
-        assert order.postings == (Posting(ada.wallet_id, -1_000, "USD"),  # type: ignore[arg-type]
-                                  Posting(grace.wallet_id, 980, "USD"),  # type: ignore[arg-type]
+        assert order.postings == (Posting(wallet_id(ada), -1_000, "USD"),
+                                  Posting(wallet_id(grace), 980, "USD"),
                                   Posting(FEES, 20, "USD"))
         assert (gopay.balance(ada), gopay.balance(grace)) == (4_000, 980)
         assert lines(gopay, grace) == [("Credited", "transfer", 1_000), ("Debited", "fee", 20)]
@@ -306,7 +306,7 @@ class TestAwaitedTransfers:
                                                                  ada: User, grace: User) -> None:
         """Ten awaited at once with money for four: four move, six are refused alone."""
         def send() -> Transfer:
-            return Transfer(caller_id=ada.id, sender_wallet_id=ada.wallet_id,  # type: ignore[arg-type]
+            return Transfer(caller_id=ada.id, sender_wallet_id=wallet_id(ada),
                             recipient="grace@example.com", money=Money(1_200, "USD"))
 
         async def ten_at_once() -> list[object]:
@@ -353,13 +353,12 @@ class TestTheBooksAlwaysBalance:
         admin = gopay.admin
         for who, what, other, amount, key in steps:
             sender, recipient, money = people[who], people[(who + other) % 3], Money(amount, "USD")
-            wallet_id: UUID = sender.wallet_id  # type: ignore[assignment]
             command: Transfer | Adjust = (
-                Transfer(caller_id=sender.id, sender_wallet_id=wallet_id,
+                Transfer(caller_id=sender.id, sender_wallet_id=wallet_id(sender),
                          recipient=recipient.email, money=money, idempotency_key=key,
                          fingerprint=f"{recipient.email}/{amount}")
                 if what == "transfer" else
-                Adjust(caller_id=admin.id, wallet_id=wallet_id, direction=Direction(what),
+                Adjust(caller_id=admin.id, wallet_id=wallet_id(sender), direction=Direction(what),
                        money=money, reason="correction", idempotency_key=key,
                        fingerprint=f"{who}/{what}/{amount}"))
             with contextlib.suppress(DomainError):  # refusals are part of the story
