@@ -95,16 +95,22 @@ def complete_held(order: PaymentOrder, unit: UnitOfWork) -> None:
     payer = unit.get(_wallet_id(order.payer_wallet_id), Wallet)
     fee = sum(p.amount for p in order.planned_postings
               if p.account_id == SystemAccount.FEES.account_id(order.currency))
+    # The planned entry says who pays the fee: the payer's leg carries it when the payer does
+    # (and then it was held too); otherwise it comes out of what the payee receives.
+    payer_fee = -sum(p.amount for p in order.planned_postings if p.account_id == payer.id) - order.amount
     payee_name = _counterparty_in(order, order.payee_wallet_id)
     payer.capture(Money(order.amount, order.currency), hold_id=order.id,
                   entry_type=order.order_type, counterparty=payee_name, reference=order.note)
-    if fee:
-        payer.capture(Money(fee, order.currency), hold_id=order.id,
+    if payer_fee:
+        payer.capture(Money(payer_fee, order.currency), hold_id=order.id,
                       entry_type=TransactionType.FEE, counterparty="fees", reference=order.note)
     if order.payee_wallet_id is not None:
-        unit.get(order.payee_wallet_id, Wallet).credit(
-            Money(order.amount, order.currency), entry_id=order.id, entry_type=order.order_type,
-            counterparty=str(payer.id), reference=order.note)
+        payee = unit.get(order.payee_wallet_id, Wallet)
+        payee.credit(Money(order.amount, order.currency), entry_id=order.id,
+                     entry_type=order.order_type, counterparty=str(payer.id), reference=order.note)
+        if fee - payer_fee:
+            payee.pay_fee(Money(fee - payer_fee, order.currency), entry_id=order.id,
+                          reference=order.note)
     order.succeed()
 
 

@@ -1,0 +1,393 @@
+"""Immutability by construction: every aggregate holds only values that cannot change in place.
+
+Group commit works on shallow copies of aggregates (`gopay.group_commit._clone`) and undoes a
+refused command by putting the copy it made before back. That is only safe if no event
+handler ever changes a value in place: one `self.items.append(...)` would change the copy
+kept for the rollback too, and the application's cached aggregate the copies share it with,
+so a refused command would leave its change behind, in the rest of the batch and in every
+later read, with no event to explain it. So every attribute of every aggregate
+must be deeply immutable, after every event it can record, whether the event was just
+triggered or read back from the event store. This test drives each aggregate class through
+a story that records each of its events and checks exactly that.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import pkgutil
+from collections.abc import Callable, Iterator
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from enum import Enum
+from types import MappingProxyType
+from typing import Any
+from uuid import UUID, uuid4
+
+import pytest
+from eventsourcing.domain import Aggregate, CanInitAggregate, CanMutateAggregate, event
+
+import gopay.aggregates
+from gopay.aggregates.device import DeviceStatus
+from gopay.aggregates.ledger import Posting, SystemAccount, TransactionType
+from gopay.aggregates.limits import DEFAULT_LIMITS
+from gopay.aggregates.money import Money
+from gopay.aggregates.payment_method import PaymentMethod, SavedMethods
+from gopay.aggregates.payment_order import PaymentOrder
+from gopay.aggregates.session import Session, token_digest
+from gopay.aggregates.user import Device, EmailIndex, PhoneIndex, User
+from gopay.aggregates.wallet import Hold, Wallet
+from gopay.application import GoPay
+
+# The library's own bookkeeping: `_pending_events` is a list on purpose (the unit of work
+# gives each copy its own), the rest are immutable values the library sets itself.
+BOOKKEEPING = frozenset({"_id", "_version", "_created_on", "_modified_on", "_pending_events"})
+
+IMMUTABLE_SCALARS = (type(None), bool, int, float, complex, str, bytes, UUID, date, datetime,
+                     time, timedelta, Decimal)
+
+
+def mutable_parts(value: Any, path: str) -> list[str]:
+    """Where in `value` something could be changed in place, as `path: type` lines."""
+    if isinstance(value, IMMUTABLE_SCALARS):
+        return []
+    if isinstance(value, Enum):
+        return mutable_parts(value.value, f"{path}.value")
+    if isinstance(value, tuple | frozenset):
+        return [part for n, item in enumerate(value) for part in mutable_parts(item, f"{path}[{n}]")]
+    if isinstance(value, MappingProxyType):
+        return [part for key, item in value.items()
+                for part in (*mutable_parts(key, f"{path} key {key!r}"),
+                             *mutable_parts(item, f"{path}[{key!r}]"))]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        if not type(value).__dataclass_params__.frozen:  # type: ignore[attr-defined]  # set by @dataclass
+            return [f"{path}: {type(value).__name__}, a dataclass that is not frozen"]
+        return [part for field in dataclasses.fields(value)
+                for part in mutable_parts(getattr(value, field.name), f"{path}.{field.name}")]
+    return [f"{path}: {type(value).__name__}"]
+
+
+def mutable_attributes(aggregate: Aggregate) -> list[str]:
+    """Every attribute of `aggregate` (the library's bookkeeping aside) that is not deeply immutable."""
+    name = type(aggregate).__name__
+    return [part for attribute, value in vars(aggregate).items() if attribute not in BOOKKEEPING
+            for part in mutable_parts(value, f"{name}.{attribute}")]
+
+
+# What an aggregate class can record
+
+def aggregate_classes() -> list[type[Aggregate]]:
+    """Every aggregate class defined in a module of the `gopay.aggregates` package."""
+    found = []
+    for module_info in pkgutil.iter_modules(gopay.aggregates.__path__):
+        module = importlib.import_module(f"{gopay.aggregates.__name__}.{module_info.name}")
+        found += [value for value in vars(module).values()
+                  if isinstance(value, type) and issubclass(value, Aggregate)
+                  and value.__module__ == module.__name__]
+    return sorted(found, key=lambda cls: f"{cls.__module__}.{cls.__qualname__}")
+
+
+def recordable_events(cls: type[Aggregate]) -> set[type[Any]]:
+    """The event classes of `cls`, without the bases the library defines for every aggregate."""
+    events = {value for value in vars(cls).values()
+              if isinstance(value, type) and issubclass(value, CanMutateAggregate)}
+    events.discard(cls.Event)
+    if len([e for e in events if issubclass(e, CanInitAggregate)]) > 1:
+        events.discard(cls.Created)  # the library's default, replaced by a named creation event
+    return events
+
+
+# The stories: each yields an aggregate after every command, until every event was recorded.
+
+Story = Callable[[], Iterator[Aggregate]]
+TODAY = date(2026, 3, 13)
+NOW = "2026-03-13T09:26:40+00:00"
+
+
+def user_story() -> Iterator[Aggregate]:
+    ada = User(id=uuid4(), email="ada@example.com", password_hash="$argon2id$one",
+               kind="person", role=None, full_name="Ada", phone="+442071234567", country="GB",
+               business_name=None, category=None, wallet_id=uuid4())
+    yield ada
+    ada.change_profile(full_name="Ada King", phone=None, login_notifications=False)
+    yield ada
+    ada.rehash_password("$argon2id$two")
+    yield ada
+    for device in ("phone", "phone", None):
+        ada.logged_in(session_id=uuid4(), device_id=device, address="203.0.113.7", at=NOW)
+        yield ada
+    ada.login_failed(reason="password", device_id="phone", address="203.0.113.7")
+    yield ada
+    ada.lock_device("phone", wipe=True)
+    yield ada
+    ada.reenroll_device("phone")
+    yield ada
+    ada.request_recovery(token_digest="digest", expires_at="2026-03-13T10:00:00+00:00")
+    yield ada
+    ada.recover("digest", "$argon2id$three", NOW)
+    yield ada
+    ada.set_up_totp("JBSWY3DPEHPK3PXP")
+    yield ada
+    ada.enable_totp(100, ("r1", "r2", "r3"))
+    yield ada
+    ada.use_otp(101)
+    yield ada
+    ada.use_recovery_code("r2")
+    yield ada
+    ada.renew_recovery_codes(("r4", "r5"))
+    yield ada
+    ada.disable_totp()
+    yield ada
+    ada.submit_kyc("passport", "X1234567", "1990-12-10")
+    yield ada
+    ada.decide_kyc("approve", by=uuid4(), reason="documents checked")
+    yield ada
+    staff = User(id=uuid4(), email="sam@gopay.example", password_hash="$argon2id$one",
+                 kind="staff", role="support", full_name="Sam", phone=None, country=None,
+                 business_name=None, category=None, wallet_id=None)
+    yield staff
+    staff.change_role("finance", by=uuid4())
+    yield staff
+
+
+def email_index_story() -> Iterator[Aggregate]:
+    yield EmailIndex(id=EmailIndex.id_for("ada@example.com"), user_id=uuid4())
+
+
+def phone_index_story() -> Iterator[Aggregate]:
+    index = PhoneIndex(id=PhoneIndex.id_for("+442071234567"), user_id=uuid4())
+    yield index
+    index.release()
+    yield index
+    index.claim(uuid4())
+    yield index
+
+
+def session_story() -> Iterator[Aggregate]:
+    session = Session(id=uuid4(), user_id=uuid4(), device_id="phone",
+                      refresh_digest=token_digest("first"))
+    yield session
+    session.rotate("first", token_digest("second"))
+    yield session
+    session.revoke(reason="logout")
+    yield session
+
+
+def device_status_story() -> Iterator[Aggregate]:
+    device = DeviceStatus(id=DeviceStatus.id_for("phone"))
+    yield device
+    someone, someone_else = uuid4(), uuid4()
+    device.lock(someone, wipe=False)
+    yield device
+    device.lock(someone_else, wipe=True)
+    yield device
+    device.unlock(someone)
+    yield device
+
+
+def usd(amount: int) -> Money:
+    return Money(amount, "USD")
+
+
+def wallet_story() -> Iterator[Aggregate]:
+    wallet = Wallet(owner_id=uuid4(), currency="USD")
+    yield wallet
+    line: dict[str, Any] = {"entry_type": TransactionType.TRANSFER, "counterparty": "someone",
+                            "reference": "x"}
+    wallet.credit(usd(10_000), entry_id=uuid4(), **line)
+    yield wallet
+    wallet.debit(usd(1_000), entry_id=uuid4(), on=TODAY, limits=DEFAULT_LIMITS["unverified"],
+                 **line)
+    yield wallet
+    wallet.pay_fee(usd(25), entry_id=uuid4(), reference="x")
+    yield wallet
+    paid, cancelled = uuid4(), uuid4()
+    for hold_id in (paid, cancelled):
+        wallet.hold(usd(2_000), hold_id=hold_id, entry_type=TransactionType.PAYOUT, on=TODAY)
+        yield wallet
+    wallet.capture(usd(1_500), hold_id=paid, entry_type=TransactionType.PAYOUT,
+                   counterparty="payout_clearing", reference="to the bank")
+    yield wallet
+    wallet.release(hold_id=paid)
+    yield wallet
+    wallet.capture(usd(2_000), hold_id=cancelled, entry_type=TransactionType.PAYOUT,
+                   counterparty="payout_clearing", reference="to the bank")
+    yield wallet
+    wallet.freeze(by=uuid4(), reason="fraud")
+    yield wallet
+    wallet.unfreeze(by=uuid4(), reason="cleared")
+    yield wallet
+    wallet.change_tier("verified", by=uuid4())
+    yield wallet
+
+
+def payment_order_story() -> Iterator[Aggregate]:
+    payer, payee = uuid4(), uuid4()
+
+    def order() -> PaymentOrder:
+        return PaymentOrder(id=uuid4(), order_type=TransactionType.TRANSFER, initiated_by=uuid4(),
+                            payer_wallet_id=payer, payee_wallet_id=payee, amount=1_000,
+                            currency="USD", note="lunch", request_fingerprint="f")
+
+    entry = (Posting(payer, -1_000, "USD"), Posting(payee, 1_000, "USD"))
+    paid = order()
+    yield paid
+    paid.mark_pending(psp_reference="psp_123")
+    yield paid
+    paid.succeed(*entry)
+    yield paid
+    paid.reverse(reason="chargeback")
+    yield paid
+    held = order()
+    held.hold_funds(Posting(payer, -1_000, "USD"),
+                    Posting(SystemAccount.PAYOUT_CLEARING.account_id("USD"), 1_000, "USD"))
+    yield held
+    held.succeed()
+    yield held
+    refused = order()
+    refused.fail(reason="insufficient_funds", detail="not enough money in the wallet")
+    yield refused
+
+
+def payment_method_story() -> Iterator[Aggregate]:
+    method = PaymentMethod(id=uuid4(), owner_id=uuid4(), method_type="card",
+                           details={"brand": "visa", "last4": "4242", "exp_month": 12,
+                                    "exp_year": 2029},
+                           holder_name="Ada Lovelace", fingerprint="fp", request_digest=None)
+    yield method
+    method.remove()
+    yield method
+
+
+def saved_methods_story() -> Iterator[Aggregate]:
+    owner = uuid4()
+    saved = SavedMethods(id=SavedMethods.id_for(owner), owner_id=owner)
+    yield saved
+    first, second = uuid4(), uuid4()
+    saved.add(first, "fp1")
+    yield saved
+    saved.add(second, "fp2")
+    yield saved
+    saved.remove(first)
+    yield saved
+
+
+STORIES: dict[type[Aggregate], Story] = {
+    User: user_story,
+    EmailIndex: email_index_story,
+    PhoneIndex: phone_index_story,
+    Session: session_story,
+    DeviceStatus: device_status_story,
+    Wallet: wallet_story,
+    PaymentOrder: payment_order_story,
+    PaymentMethod: payment_method_story,
+    SavedMethods: saved_methods_story,
+}
+
+
+def told(story: Story) -> tuple[list[str], set[type[Any]]]:
+    """What was found mutable while telling `story`, and which events it recorded.
+
+    Each aggregate is checked after every command as the command left it, then read back
+    from an event store (through GoPay's own mapper) at each of its versions, since a value
+    can come back from storage in another type than the one the command passed in.
+    """
+    problems: list[str] = []
+    recorded: dict[UUID, list[Any]] = {}
+    for aggregate in story():
+        problems += [f"after {type(aggregate).__name__} v{aggregate.version}: {part}"
+                     for part in mutable_attributes(aggregate)]
+        recorded.setdefault(aggregate.id, []).extend(aggregate.collect_events())
+    store = GoPay.in_memory()
+    for aggregate_id, events in recorded.items():
+        store.events.put(events)
+        for version in range(1, len(events) + 1):
+            stored: Aggregate = store.repository.get(aggregate_id, version=version)
+            problems += [f"read back at v{version}: {part}" for part in mutable_attributes(stored)]
+    return problems, {type(e) for events in recorded.values() for e in events}
+
+
+class TestEveryAggregateIsImmutable:
+    @pytest.mark.parametrize("cls", aggregate_classes(), ids=lambda cls: cls.__qualname__)
+    def test_after_every_event_every_attribute_is_deeply_immutable(self, cls: type[Aggregate]) -> None:
+        """No event handler of any aggregate leaves a value that could be changed in place."""
+        story = STORIES.get(cls)
+        assert story is not None, (
+            f"{cls.__module__}.{cls.__qualname__} has no story: add one to STORIES in "
+            "tests/unit/test_immutability.py that records each of its events, so that its "
+            "attributes are checked for immutability")
+        problems, recorded = told(story)
+        assert problems == [], "group commit's shallow copies rely on immutable attributes"
+        missing = sorted(e.__qualname__ for e in recordable_events(cls) - recorded)
+        assert missing == [], (
+            f"the story of {cls.__qualname__} never records {missing}: extend it so every "
+            "event's handler is checked")
+
+    def test_every_story_is_of_an_aggregate_of_the_package(self) -> None:
+        """A story left behind by a removed aggregate class is noticed too."""
+        assert set(STORIES) <= set(aggregate_classes())
+
+
+class Basket(Aggregate):
+    """What this test must catch: a list attribute changed in place by an event handler."""
+
+    @event("Started")
+    def __init__(self) -> None:
+        self.items: list[str] = []
+
+    @event("ItemAdded")
+    def add(self, item: str) -> None:
+        self.items.append(item)
+
+
+class Ledger(Aggregate):
+    """Subtler: a tuple, but of something mutable, added to in place."""
+
+    @event("Opened")
+    def __init__(self) -> None:
+        self.pages: tuple[dict[str, int], ...] = ({},)
+
+    @event("Written")
+    def write(self, line: str) -> None:
+        self.pages[-1][line] = len(self.pages[-1])
+
+
+class TestTheCheckerCanFail:
+    def test_a_handler_appending_to_a_list_is_caught(self) -> None:
+        def story() -> Iterator[Aggregate]:
+            basket = Basket()
+            yield basket
+            basket.add("tea")
+            yield basket
+
+        problems, recorded = told(story)
+        assert "after Basket v2: Basket.items: list" in problems
+        assert "read back at v2: Basket.items: list" in problems
+        assert {e.__qualname__ for e in recorded} == {"Basket.Started", "Basket.ItemAdded"}
+
+    def test_a_mutable_value_inside_a_tuple_is_caught(self) -> None:
+        def story() -> Iterator[Aggregate]:
+            ledger = Ledger()
+            ledger.write("rent")
+            yield ledger
+
+        problems, _ = told(story)
+        assert "after Ledger v2: Ledger.pages[0]: dict" in problems
+
+    @pytest.mark.parametrize("value", [
+        [], {}, set(), bytearray(b"x"), (1, [2]), frozenset({(1, object())}),
+        MappingProxyType({"a": []}), MappingProxyType({"a": MappingProxyType({"b": {1}})}),
+        Device(enrolled_at=NOW, last_login_at=NOW, sessions=([],)),  # type: ignore[arg-type]  # on purpose
+        dataclasses.make_dataclass("Loose", [("x", int)])(1), object(),
+    ], ids=repr)
+    def test_mutable_values_are_found(self, value: Any) -> None:
+        assert mutable_parts(value, "value") != []
+
+    @pytest.mark.parametrize("value", [
+        None, True, 1, 1.5, "text", b"bytes", uuid4(), TODAY, datetime(2026, 3, 13),
+        Decimal("1.10"), TransactionType.FEE, (1, ("a", frozenset({2}))), MappingProxyType({"a": (1, 2)}),
+        Money(100, "USD"), Posting(uuid4(), -5, "USD"), Hold(100, "payout", None),
+        Device(enrolled_at=NOW, last_login_at=NOW, sessions=(uuid4(),)),
+    ], ids=repr)
+    def test_immutable_values_pass(self, value: Any) -> None:
+        assert mutable_parts(value, "value") == []
