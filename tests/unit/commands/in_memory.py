@@ -88,7 +88,7 @@ class InMemoryGoPay:
     # The people of the story
 
     def register(self, email: str, *, kind: str = "person", **fields: Any) -> User:
-        values: dict[str, Any] = {"full_name": email.split("@")[0].title(), "password": PASSWORD,
+        values: dict[str, Any] = {"full_name": email.split("@", maxsplit=1)[0].title(), "password": PASSWORD,
                                   **fields}
         return self.run(Register(email=email, kind=kind, **values))
 
