@@ -13,7 +13,8 @@ so repeating the key repeats the refusal instead of trying again.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 from typing import ClassVar, TypeVar
 from uuid import UUID, uuid4
 
@@ -43,15 +44,14 @@ class MoneyCommand(Command[PaymentOrder]):
     caller_id: UUID
     idempotency_key: str | None = None
     fingerprint: str = ""
-    # The order's id when there is no key (a key derives it: a retry finds the same order).
-    new_order_id: UUID = field(default_factory=uuid4)
 
     operation: ClassVar[str]  # names the operation in the order id a key derives
 
-    @property
+    @cached_property
     def order_id(self) -> UUID:
+        """Derived from the key, so a retry finds the same order; new for a command without one."""
         if self.idempotency_key is None:
-            return self.new_order_id
+            return uuid4()
         return order_id_for(self.caller_id, self.operation, self.idempotency_key)
 
 

@@ -8,7 +8,6 @@ from uuid import UUID
 from eventsourcing.dispatch import singledispatchmethod
 from eventsourcing.persistence import Tracking
 from eventsourcing.projection import Projection
-from eventsourcing.utils import get_topic
 from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
@@ -91,10 +90,6 @@ class DirectoryProjection(Projection[DirectoryView]):
     """Turns user events (and wallets' freezes) into the directory."""
 
     name = "directory_projection"
-    # Only these are read from the log; transfers, the bulk of it, are not even decoded.
-    topics = tuple(get_topic(cls) for cls in (
-        User.Registered, User.ProfileChanged, User.KycSubmitted, User.KycDecided,
-        User.RoleChanged, User.TotpEnabled, User.TotpDisabled, Wallet.Frozen, Wallet.Unfrozen))
 
     @singledispatchmethod
     def process_event(self, domain_event: Any, tracking: Tracking) -> None:

@@ -10,7 +10,6 @@ from uuid import UUID
 from eventsourcing.dispatch import singledispatchmethod
 from eventsourcing.persistence import Tracking
 from eventsourcing.projection import Projection
-from eventsourcing.utils import get_topic
 from psycopg import Cursor
 from psycopg.rows import DictRow
 
@@ -80,7 +79,6 @@ class PaymentMethodProjection(Projection[PaymentMethodView]):
     """Turns payment-method events into the payment-methods view."""
 
     name = "payment_method_projection"
-    topics = (get_topic(PaymentMethod.Added), get_topic(PaymentMethod.Removed))
 
     @singledispatchmethod
     def process_event(self, domain_event: Any, tracking: Tracking) -> None:

@@ -1,12 +1,13 @@
-"""The read side of one process: its views, the runners that feed them, and read-your-writes."""
+"""The read side of one process: its views, the runner that feeds them, and read-your-writes."""
 
 from __future__ import annotations
 
 import threading
 import time
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 from eventsourcing.persistence import InfrastructureFactory
+from eventsourcing.postgres import PostgresFactory
 from eventsourcing.projection import Projection
 from eventsourcing.utils import Environment
 
@@ -18,8 +19,6 @@ from gopay.projections.security import SecurityProjection, SecurityView
 from gopay.projections.view import PagedView
 from gopay.projections.wallets import WalletProjection, WalletView
 
-V = TypeVar("V", bound=PagedView)
-
 # Every read model GoPay keeps: the projection, and the view it writes.
 READ_MODELS: tuple[tuple[type[Projection[Any]], type[PagedView]], ...] = (
     (WalletProjection, WalletView),
@@ -29,63 +28,63 @@ READ_MODELS: tuple[tuple[type[Projection[Any]], type[PagedView]], ...] = (
 )
 
 
-def _view(view_class: type[V], name: str, database_url: str, create_tables: bool) -> V:
+def _views(database_url: str, create_tables: bool) -> list[PagedView]:
+    """Every view, all on one datastore (one pool), so that a page commits them together."""
     env = {"CREATE_TABLE": "y" if create_tables else "n",
            **application_env(database_url, pool_size=4)}
-    factory = InfrastructureFactory[Any].construct(Environment(name, env))
-    view: V = factory.tracking_recorder(view_class)
-    return view
+    factory = cast(PostgresFactory, InfrastructureFactory[Any].construct(Environment("read_side", env)))
+    views: list[PagedView] = []
+    for projection, view_class in READ_MODELS:
+        view = view_class(datastore=factory.datastore,
+                          tracking_table_name=f"{projection.name}_tracking")
+        if create_tables:
+            view.create_table()
+        views.append(view)
+    return views
 
 
 class ReadSide:
-    """Every read model over one GoPay application, and the runners that keep them current."""
+    """Every read model over one GoPay application, and the runner that keeps them current."""
 
     def __init__(self, app: GoPay, database_url: str, *, create_tables: bool = False) -> None:
         self.app = app
         self._advanced = threading.Condition()
-        self.runners = [
-            PagedProjectionRunner(
-                app, projection(_view(view, projection.name, database_url, create_tables)),
-                database_url, on_advance=self._on_advance)
-            for projection, view in READ_MODELS]
-        views = {type(runner.view): runner.view for runner in self.runners}
-        self.wallets = cast(WalletView, views[WalletView])
-        self.directory = cast(DirectoryView, views[DirectoryView])
-        self.security = cast(SecurityView, views[SecurityView])
-        self.payment_methods = cast(PaymentMethodView, views[PaymentMethodView])
+        views = _views(database_url, create_tables)
+        self.runner = PagedProjectionRunner(
+            app, [projection(view) for (projection, _), view in zip(READ_MODELS, views, strict=True)],
+            database_url, on_advance=self._on_advance)
+        by_class = {type(view): view for view in views}
+        self.wallets = cast(WalletView, by_class[WalletView])
+        self.directory = cast(DirectoryView, by_class[DirectoryView])
+        self.security = cast(SecurityView, by_class[SecurityView])
+        self.payment_methods = cast(PaymentMethodView, by_class[PaymentMethodView])
+        self._datastore = views[0].datastore
 
     def start(self) -> ReadSide:
         """Run the projections here whenever no other process is running them."""
-        for runner in self.runners:
-            runner.start()
+        self.runner.start()
         return self
 
     def stop(self) -> None:
-        """Stop the runners and close the views' connections."""
-        for runner in self.runners:
-            runner.stop()
-            runner.view.datastore.close()
+        """Stop the runner and close the views' connections."""
+        self.runner.stop()
+        self._datastore.close()
 
     def catch_up(self) -> None:
         """Project everything recorded so far, in this thread."""
-        for runner in self.runners:
-            runner.run_until_caught_up()
+        self.runner.run_until_caught_up()
 
     def rebuild(self) -> None:
-        """Empty every view and build it again from event zero (with this process's runners stopped)."""
-        if any(runner.is_running for runner in self.runners):
-            raise RuntimeError("stop the projection runners before rebuilding")
-        for runner in self.runners:
-            runner.view.rebuild()
+        """Empty every view and build it again from event zero (with this process's runner stopped)."""
+        if self.runner.is_running:
+            raise RuntimeError("stop the projection runner before rebuilding")
+        for view in self.runner.views:
+            view.rebuild()
         self.catch_up()
 
     def position(self) -> int:
         """The log position every read model has reached (from memory where this process leads)."""
-        positions = []
-        for runner in self.runners:
-            known = runner.committed_position if runner.is_leader else None
-            positions.append(known if known is not None else runner.view.position(self.app.name))
-        return min(positions)
+        return min(self.runner.positions().values())
 
     def wait_for(self, position: int, timeout: float) -> bool:
         """Block until every read model shows `position` (a command's last event), or time out."""
@@ -101,8 +100,9 @@ class ReadSide:
         return True
 
     def lag_seconds(self) -> float:
-        return max(lag_seconds(self.app, runner.view) for runner in self.runners)
+        """How old the oldest event some read model does not show yet is."""
+        return lag_seconds(self.app, self.position())
 
-    def _on_advance(self, name: str, position: int) -> None:
+    def _on_advance(self, position: int) -> None:
         with self._advanced:
             self._advanced.notify_all()

@@ -1,10 +1,15 @@
 """Keeps the read models current: pages of events, one transaction each, one process at a time.
 
-The library's ProjectionRunner commits once per event; at thousands of events a second that
-is thousands of fsyncs, so GoPay pages the application's notification log instead. Exactly
-one process runs a given projection (a PostgreSQL advisory lock elects it); the others stand
-by and take over within a second if it dies. A page's rows and its tracking position commit
-together, so a crash resumes exactly where the last committed page ended.
+The library's ProjectionRunner commits once per event and reads the log once per projection;
+at thousands of events a second that is thousands of fsyncs, and every projection decoding
+every event. GoPay's runner reads the application's notification log in pages, decodes each
+event once and gives it to every projection, then commits every view's rows and tracking
+position in one transaction (the views share one database). So a crash resumes exactly where
+the last committed page ended, and a projection added later, or rebuilt, catches up from
+its own position while the others carry on from theirs.
+
+Exactly one process runs the projections (a PostgreSQL advisory lock elects it); the others
+stand by and take over within a second if it dies.
 """
 
 from __future__ import annotations
@@ -12,13 +17,13 @@ from __future__ import annotations
 import logging
 import threading
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import cast
+from typing import Any, cast
 
 import psycopg
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import Tracking
+from eventsourcing.persistence import Notification, Tracking
 from eventsourcing.projection import Projection
 
 from gopay.application import GoPay
@@ -26,25 +31,30 @@ from gopay.projections.view import PagedView
 
 log = logging.getLogger(__name__)
 
+LOCK_NAME = "gopay-projections"
+
 
 class PagedProjectionRunner:
-    """Runs one projection over the application's notification log in a background thread."""
+    """Runs projections over the application's notification log in a background thread."""
 
-    def __init__(self, app: GoPay, projection: Projection[PagedView], database_url: str, *,
-                 page_size: int = 2000,
-                 on_advance: Callable[[str, int], None] = lambda name, position: None) -> None:
+    def __init__(self, app: GoPay, projections: Sequence[Projection[PagedView]],
+                 database_url: str, *, page_size: int = 2000,
+                 on_advance: Callable[[int], None] = lambda position: None) -> None:
         self.app = app
-        self.projection = projection
-        self.view = projection.view
+        self.projections = list(projections)
         self.database_url = database_url
         self.page_size = page_size
         self.on_advance = on_advance
         self.is_leader = False
-        # The position this runner last committed, while it leads (saves polling the table).
-        self.committed_position: int | None = None
+        # Each view's position as this runner last committed it, while it leads.
+        self.committed: dict[str, int] = {}
         self._stopping = threading.Event()
-        self._lock_key = zlib.crc32(f"gopay-projection/{projection.name}".encode())
-        self._thread = threading.Thread(target=self._run, name=projection.name, daemon=True)
+        self._lock_key = zlib.crc32(LOCK_NAME.encode())
+        self._thread = threading.Thread(target=self._run, name="projections", daemon=True)
+
+    @property
+    def views(self) -> list[PagedView]:
+        return [projection.view for projection in self.projections]
 
     def start(self) -> PagedProjectionRunner:
         self._thread.start()
@@ -59,37 +69,40 @@ class PagedProjectionRunner:
         if self._thread.is_alive():
             self._thread.join(timeout=10)
 
-    def run_until_caught_up(self) -> int:
+    def positions(self) -> dict[str, int]:
+        """How far each view has got (from memory while this runner leads)."""
+        if self.is_leader and len(self.committed) == len(self.projections):
+            return dict(self.committed)
+        return {p.name: p.view.position(self.app.name) for p in self.projections}
+
+    def run_until_caught_up(self) -> None:
         """Process every page now, in this thread (for commands and tests that rebuild)."""
         while self.process_page():
             pass
-        return self.view.position(self.app.name)
 
     def process_page(self) -> bool:
         """Project the next page of events; False when there was nothing new."""
-        position = self.committed_position
-        if not self.is_leader or position is None:
-            position = self.view.position(self.app.name)
-        topics = self.projection.topics
-        # Ids are given out and committed in order under the recorder's table lock, so every
-        # event up to the head is visible; a page of only this projection's topics that ends
-        # short of the limit has seen all of them.
-        head = (self.app.recorder.max_notification_id() or 0) if topics else None
+        positions = self.positions()
+        start = min(positions.values())
         notifications = self.app.recorder.select_notifications(
-            start=position, limit=self.page_size, stop=head, topics=topics,
-            inclusive_of_start=False)
-        if head is not None and len(notifications) < self.page_size:
-            last = head  # every event up to the head was looked at
-        else:
-            last = notifications[-1].id if notifications else position
-        if last <= position:
+            start=start, limit=self.page_size, inclusive_of_start=False)
+        if not notifications:
             return False
-        with self.view.page(Tracking(self.app.name, last)):
-            for notification in notifications:
-                event = self.app.mapper.to_domain_event(notification)
-                self.projection.process_event(event, Tracking(self.app.name, notification.id))
-        self.committed_position = last
-        self.on_advance(self.projection.name, last)
+        last = notifications[-1].id
+        events = [(n.id, self.app.mapper.to_domain_event(n)) for n in notifications]
+        behind = [p for p in self.projections if positions[p.name] < last]
+        for projection in behind:
+            projection.view.start_page()
+            since = positions[projection.name]
+            for notification_id, event in events:
+                if notification_id > since:
+                    projection.process_event(event, Tracking(self.app.name, notification_id))
+        with self.projections[0].view.datastore.transaction(commit=True) as cursor:
+            cursor.execute("SET LOCAL synchronous_commit TO off")
+            for projection in behind:
+                projection.view.write(cursor, Tracking(self.app.name, last))
+        self.committed = {**positions, **{p.name: last for p in behind}}
+        self.on_advance(min(self.committed.values()))
         return True
 
     def _run(self) -> None:
@@ -97,11 +110,11 @@ class PagedProjectionRunner:
             try:
                 self._lead()
             except Exception:  # the database went away or a page failed: retry
-                log.exception("projection %s stopped; retrying", self.projection.name)
+                log.exception("projections stopped; retrying")
                 self._stopping.wait(1.0)
             finally:
                 self.is_leader = False
-                self.committed_position = None
+                self.committed = {}
 
     def _lead(self) -> None:
         with psycopg.connect(self.database_url, autocommit=True) as conn:
@@ -110,7 +123,7 @@ class PagedProjectionRunner:
                 self._stopping.wait(0.5)
                 return
             conn.execute(f'LISTEN "{self.app.recorder.channel_name}"')  # type: ignore[attr-defined]  # the PostgreSQL recorder's channel
-            self.committed_position = self.view.position(self.app.name)
+            self.committed = self.positions()
             self.is_leader = True
             while not self._stopping.is_set():
                 if not self.process_page():
@@ -119,12 +132,12 @@ class PagedProjectionRunner:
                         pass
 
 
-def lag_seconds(app: GoPay, view: PagedView) -> float:
-    """How old the oldest event the view has not shown yet is (0 when caught up)."""
-    pending = app.recorder.select_notifications(
-        start=view.position(app.name), limit=1, inclusive_of_start=False)
+def lag_seconds(app: GoPay, position: int) -> float:
+    """How old the oldest event past `position` is (0 when there is none)."""
+    pending: Sequence[Notification] = app.recorder.select_notifications(
+        start=position, limit=1, inclusive_of_start=False)
     if not pending:
         return 0.0
-    timestamp: datetime = cast(Aggregate.Event, app.mapper.to_domain_event(pending[0])).timestamp
+    event: Any = app.mapper.to_domain_event(pending[0])
+    timestamp: datetime = cast(Aggregate.Event, event).timestamp
     return max(0.0, (datetime.now(UTC) - timestamp).total_seconds())
-

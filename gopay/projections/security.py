@@ -17,7 +17,6 @@ from eventsourcing.dispatch import singledispatchmethod
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import Tracking
 from eventsourcing.projection import Projection
-from eventsourcing.utils import get_topic
 from psycopg import Cursor
 from psycopg.rows import DictRow
 
@@ -31,6 +30,8 @@ USER_EVENTS = ("Registered", "LoggedIn", "LoginFailed", "PasswordRehashed", "Pas
                "RecoveryCodeUsed", "RecoveryCodesRenewed", "DeviceLocked", "DeviceReenrolled",
                "KycSubmitted", "KycDecided", "ProfileChanged", "RoleChanged")
 WALLET_EVENTS = ("Frozen", "Unfrozen", "TierChanged")
+RECORDED = frozenset([*(getattr(User, name) for name in USER_EVENTS),
+                      *(getattr(Wallet, name) for name in WALLET_EVENTS)])
 HIDDEN = frozenset({"password_hash", "secret", "recovery_code_digests", "digest",
                     "token_digest", "document_number", "originator_id", "originator_version",
                     "timestamp", "originator_topic"})
@@ -102,12 +103,11 @@ class SecurityProjection(Projection[SecurityView]):
     """Turns security events of users and wallets into the security view."""
 
     name = "security_projection"
-    topics = tuple(get_topic(getattr(User, name)) for name in USER_EVENTS) + tuple(
-        get_topic(getattr(Wallet, name)) for name in WALLET_EVENTS)
 
     @singledispatchmethod
     def process_event(self, domain_event: Any, tracking: Tracking) -> None:
-        self._record(domain_event, tracking)
+        if type(domain_event) in RECORDED:
+            self._record(domain_event, tracking)
 
     @process_event.register
     def _(self, e: User.LoggedIn, tracking: Tracking) -> None:

@@ -8,8 +8,6 @@ event zero.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, ClassVar, LiteralString
 
 from eventsourcing.persistence import Tracking
@@ -55,15 +53,10 @@ class PagedView(PostgresTrackingRecorder):
                            "ON CONFLICT (view) DO UPDATE SET version = EXCLUDED.version",
                            (self.tracking_table_name, self.version))
 
-    @contextmanager
-    def page(self, tracking: Tracking) -> Iterator[None]:
-        """Collect the changes of a page of events, then write them and the tracking at once."""
-        self.start_page()
-        yield
-        with self.datastore.transaction(commit=True) as cursor:
-            cursor.execute("SET LOCAL synchronous_commit TO off")
-            self.write_page(cursor)
-            self._insert_tracking(cursor, tracking)
+    def write(self, cursor: Cursor[DictRow], tracking: Tracking) -> None:
+        """Write the page's changes and the position they reach, in the page's transaction."""
+        self.write_page(cursor)
+        self._insert_tracking(cursor, tracking)
 
     def start_page(self) -> None:
         """Reset the in-memory changes of the page being processed."""

@@ -129,7 +129,7 @@ class ClientRequest:
 def view_rows(read_side: ReadSide) -> dict[str, Any]:
     """Every row of every read-model table, in a stable order, and how far the views have got."""
     rows: dict[str, Any] = {"position": read_side.position()}
-    for view in (runner.view for runner in read_side.runners):
+    for view in read_side.runner.views:
         with view.datastore.transaction(commit=False) as cursor:
             for table in view.tables:
                 cursor.execute(f"SELECT * FROM {table}")  # noqa: S608 - the view's own table names
@@ -331,8 +331,7 @@ class LedgerMachine(RuleBasedStateMachine):
         read_side = self.system.read_side
         read_side.catch_up()
         before = view_rows(read_side)
-        for runner in read_side.runners:
-            runner.page_size = page_size
+        read_side.runner.page_size = page_size
         read_side.rebuild()
         assert view_rows(read_side) == before
 
@@ -508,8 +507,7 @@ class TestRebuild:
         assert len(before["users"]) == 4
         assert read_side.wallets.balances()[alice.wallet_id] == 10_000 - 3_060 - 40
 
-        for runner in read_side.runners:
-            runner.page_size = 1
+        read_side.runner.page_size = 1
         read_side.rebuild()
 
         assert view_rows(read_side) == before

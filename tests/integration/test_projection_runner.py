@@ -1,62 +1,71 @@
-"""Projection runners: a projection that reads only its own topics still passes every event."""
+"""The projection runner: one reading of the log feeds every view, each from its own position."""
 
 from __future__ import annotations
 
 from gopay.commands.profile import UpdateProfile
 from gopay.commands.registration import Register
-from gopay.projections.directory import DirectoryProjection
-from gopay.projections.runner import PagedProjectionRunner
 from gopay.system import System
 from tests.support import open_wallets, transfer
 
 
-def directory_runner(system: System) -> PagedProjectionRunner:
-    [runner] = [r for r in system.read_side.runners if r.projection.name == DirectoryProjection.name]
-    return runner
-
-
-def test_the_directory_reads_only_user_events_and_still_reaches_the_head(system: System) -> None:
-    """Registrations and profile changes reach the directory; transfers after them are skipped
-    unread, yet its position reaches the end of the log, so reads never wait on it."""
-    app = system.app
+def test_every_view_reaches_the_head_even_when_none_of_its_events_come(system: System) -> None:
+    """Transfers give the directory nothing to show, yet its position reaches the end of the
+    log, so reads waiting for the read side never wait on it."""
+    app, read_side = system.app, system.read_side
     alice, bob = open_wallets(system.commands, 2, 1_000)
-    runner = directory_runner(system)
-    assert runner.projection.topics  # it asks the store for its own topics only
-    runner.run_until_caught_up()
-    assert runner.view.position(app.name) == app.recorder.max_notification_id()
-
+    read_side.catch_up()
     for _ in range(3):  # nothing but wallet and payment-order events from here on
         transfer(system.commands, alice, bob, 10)
     head = app.recorder.max_notification_id()
-    assert runner.process_page() is True
-    assert runner.view.position(app.name) == head
-    assert runner.process_page() is False  # nothing new: no empty transaction either
+    assert read_side.runner.process_page() is True
+    assert set(read_side.runner.positions().values()) == {head}
+    assert read_side.directory.position(app.name) == head
+    assert read_side.runner.process_page() is False  # nothing new: no empty transaction either
 
     system.commands.run(UpdateProfile(user_id=bob.id, full_name="Robert"))
     carol = system.commands.run(Register(
         email="carol@example.com", password="x" * 12, kind="company", full_name="Carol",
         country="US", business_name="Carol's Cafe", category="merchant")).value
-    runner.run_until_caught_up()
-    found = {row["id"]: row for row in runner.view.search(
+    read_side.catch_up()
+    found = {row["id"]: row for row in read_side.directory.search(
         None, kinds=("person", "company"), limit=10)}
     assert found[bob.id]["full_name"] == "Robert"
     assert found[carol.id]["business_name"] == "Carol's Cafe"
-    assert runner.view.position(app.name) == app.recorder.max_notification_id()
+    assert read_side.position() == app.recorder.max_notification_id()
 
 
-def test_a_full_page_of_its_topics_ends_at_its_last_event(system: System) -> None:
-    """When the page is full the runner cannot know what lies beyond it: it stops at the page's
-    last event and reads on from there, missing none."""
-    app = system.app
-    runner = directory_runner(system)
+def test_a_full_page_ends_at_its_last_event(system: System) -> None:
+    """A page holds at most `page_size` events; the next one reads on from there, missing none."""
+    app, read_side = system.app, system.read_side
     users = [system.commands.run(Register(email=f"p{i}@example.com", password="x" * 12,
                                           kind="person", full_name=f"P{i}")).value
              for i in range(5)]
-    runner.page_size = 2
+    read_side.runner.page_size = 2
     pages = 0
-    while runner.process_page():
+    while read_side.runner.process_page():
         pages += 1
-    assert pages == 3  # 2 + 2 + 1 registrations
-    found = {row["id"] for row in runner.view.search(None, kinds=("person",), limit=50)}
+    events = app.recorder.max_notification_id() or 0
+    assert pages == -(-events // 2)  # every event, two at a time
+    found = {row["id"] for row in read_side.directory.search(None, kinds=("person",), limit=50)}
     assert found == {user.id for user in users}
-    assert runner.view.position(app.name) == app.recorder.max_notification_id()
+    assert read_side.position() == events
+
+
+def test_a_view_built_again_alone_catches_up_while_the_others_carry_on(system: System) -> None:
+    """Emptied by itself (a new version of it, say), a view is rebuilt from event zero to the
+    same rows; the views that were current are not written twice."""
+    app, read_side = system.app, system.read_side
+    alice, bob = open_wallets(system.commands, 2, 1_000)
+    transfer(system.commands, alice, bob, 25)
+    read_side.catch_up()
+    users_before = read_side.directory.search(None, kinds=("person",), limit=50)
+    history_before = read_side.wallets.transactions(bob.wallet_id, limit=50)
+
+    read_side.directory.rebuild()
+    assert read_side.directory.search(None, kinds=("person",), limit=50) == []
+    assert read_side.runner.positions()["directory_projection"] == 0
+    read_side.catch_up()
+
+    assert read_side.directory.search(None, kinds=("person",), limit=50) == users_before
+    assert read_side.wallets.transactions(bob.wallet_id, limit=50) == history_before
+    assert set(read_side.runner.positions().values()) == {app.recorder.max_notification_id()}
