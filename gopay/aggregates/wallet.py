@@ -30,6 +30,7 @@ class Hold:
     amount: int  # what is still held: captures take from it, a release gives it all back
     entry_type: str
     day: str | None  # the UTC day it counts towards the daily limit
+    spent: int  # what it counts towards that limit (its fee aside), until some is captured
 
 
 class Wallet(Aggregate):
@@ -90,12 +91,17 @@ class Wallet(Aggregate):
                        counterparty=counterparty, reference=reference)
 
     def hold(self, money: Money, *, hold_id: UUID, entry_type: TransactionType, on: date,
-             limits: TierLimits | None = None) -> None:
-        """Reserve money for a payment that completes later; it counts as spent from now."""
+             limits: TierLimits | None = None, fee: Money | None = None) -> None:
+        """Reserve money (and its fee) for a payment that completes later.
+
+        The payment counts as spent from now; the fee, as for payments made at once, does not.
+        """
         if str(hold_id) in self.holds:
             raise InvalidState("this money is already held")
-        day = self._check_spending(money, entry_type, on, limits)
-        self._held(hold_id=hold_id, amount=money.amount, entry_type=entry_type, day=day)
+        total = money + fee if fee else money
+        day = self._check_spending(money, entry_type, on, limits, total=total)
+        self._held(hold_id=hold_id, amount=total.amount, spent=money.amount,
+                   entry_type=entry_type, day=day)
 
     def capture(self, money: Money, *, hold_id: UUID, entry_type: TransactionType,
                 counterparty: str, reference: str) -> None:
@@ -131,8 +137,9 @@ class Wallet(Aggregate):
             self._tier_changed(tier=tier, by=by)
 
     def _check_spending(self, money: Money, entry_type: TransactionType, on: date,
-                        limits: TierLimits | None) -> str:
-        """Whether the owner may send `money` now; the day it counts towards."""
+                        limits: TierLimits | None, total: Money | None = None) -> str:
+        """Whether the owner may send `money` (costing `total` with a fee) now; the day it
+        counts towards."""
         self._check_currency(money)
         if self.frozen:
             raise AccountFrozen("this wallet is frozen and cannot send money")
@@ -144,7 +151,7 @@ class Wallet(Aggregate):
             if self.spent_on(day) + money.amount > limits.per_day:
                 raise LimitExceeded(f"this would pass your daily limit of {limits.per_day}; "
                                     f"{limits.per_day - self.spent_on(day)} is left today")
-        if money.amount > self.available:
+        if (total or money).amount > self.available:
             raise InsufficientFunds("not enough money in the wallet")
         return day.isoformat()
 
@@ -200,11 +207,13 @@ class Wallet(Aggregate):
         self.balance += amount
 
     class Held(Aggregate.Event):
-        """Money reserved. Version 2 records what for and the day it counts towards."""
+        """Money reserved. Version 2 records what for, the day it counts towards and how much
+        of it counts (a fee does not)."""
 
         class_version = 2
         hold_id: UUID
         amount: int
+        spent: int
         entry_type: str
         day: str | None
 
@@ -212,12 +221,15 @@ class Wallet(Aggregate):
         def upcast_v1_v2(state: dict[str, Any]) -> None:
             state["entry_type"] = TransactionType.PAYOUT.value
             state["day"] = None
+            state["spent"] = state["amount"]
 
     @event(Held)
-    def _held(self, hold_id: UUID, amount: int, entry_type: str, day: str | None) -> None:
+    def _held(self, hold_id: UUID, amount: int, spent: int, entry_type: str,
+              day: str | None) -> None:
         self.held += amount
-        self.holds = MappingProxyType({**self.holds, str(hold_id): Hold(amount, entry_type, day)})
-        self._count_spending(entry_type, day, amount)
+        self.holds = MappingProxyType(
+            {**self.holds, str(hold_id): Hold(amount, entry_type, day, spent)})
+        self._count_spending(entry_type, day, spent)
 
     class Captured(Aggregate.Event):
         hold_id: UUID
@@ -235,8 +247,8 @@ class Wallet(Aggregate):
         self.held -= amount
         hold = self.holds[str(hold_id)]
         rest = {k: v for k, v in self.holds.items() if k != str(hold_id)}
-        if hold.amount > amount:
-            rest[str(hold_id)] = Hold(hold.amount - amount, hold.entry_type, hold.day)
+        if hold.amount > amount:  # once some is paid, the payment counts as spent for good
+            rest[str(hold_id)] = Hold(hold.amount - amount, hold.entry_type, hold.day, spent=0)
         self.holds = MappingProxyType(rest)
 
     class Released(Aggregate.Event):
@@ -249,7 +261,7 @@ class Wallet(Aggregate):
         hold = self.holds.get(str(hold_id))
         self.holds = MappingProxyType({k: v for k, v in self.holds.items() if k != str(hold_id)})
         if hold is not None and hold.day == self.spent_day and hold.entry_type in SPENDING_TYPES:
-            self.spent_today -= amount  # what was never paid does not count as spent
+            self.spent_today -= hold.spent  # what was never paid does not count as spent
 
     class Frozen(Aggregate.Event):
         by: UUID

@@ -175,9 +175,9 @@ def _hold(flow: MoneyFlow, order: PaymentOrder, context: Context) -> None:
     fee = context.fees.fee_for(flow.order_type, flow.money)
     if not isinstance(flow.payer, Wallet):
         raise TypeError("only a wallet's money can be held")
-    held = flow.money + fee.money if fee and fee.paid_by == FeePayer.PAYER else flow.money
-    flow.payer.hold(held, hold_id=order.id, entry_type=flow.order_type, on=context.today(),
-                    limits=context.limits[flow.payer.tier] if flow.limits else None)
+    flow.payer.hold(flow.money, hold_id=order.id, entry_type=flow.order_type,
+                    on=context.today(), limits=context.limits[flow.payer.tier] if flow.limits else None,
+                    fee=fee.money if fee and fee.paid_by == FeePayer.PAYER else None)
     order.hold_funds(*_entry(flow, fee))
 
 

@@ -48,7 +48,10 @@ def set_frozen(command: SetFrozen, unit: UnitOfWork, context: Context) -> Wallet
 @in_batch(ChangeRole)
 def change_role(command: ChangeRole, unit: UnitOfWork, context: Context) -> User:
     user = unit.get(command.staff_id, User)
+    unchanged = user.role == command.role
     user.change_role(command.role, by=command.admin_id)
+    if unchanged:  # the same role again: nothing to apply, no session to end
+        return user
     for session_id in user.sessions:
         session = unit.find(session_id, Session)
         if session is not None:

@@ -386,7 +386,7 @@ class TestTheCheckerCanFail:
     @pytest.mark.parametrize("value", [
         None, True, 1, 1.5, "text", b"bytes", uuid4(), TODAY, datetime(2026, 3, 13, tzinfo=UTC),
         Decimal("1.10"), TransactionType.FEE, (1, ("a", frozenset({2}))), MappingProxyType({"a": (1, 2)}),
-        Money(100, "USD"), Posting(uuid4(), -5, "USD"), Hold(100, "payout", None),
+        Money(100, "USD"), Posting(uuid4(), -5, "USD"), Hold(100, "payout", None, 100),
         Device(enrolled_at=NOW, last_login_at=NOW, sessions=(uuid4(),)),
     ], ids=repr)
     def test_immutable_values_pass(self, value: Any) -> None:

@@ -265,6 +265,20 @@ class TestCancelling:
         assert gopay.wallet(ada).spent_today == 20_000
         send(gopay, ada, 10_000)
 
+    def test_the_fee_counts_towards_no_limit(self) -> None:
+        """As for payments made at once, a fee is not spending: a payout of the whole daily
+        allowance goes through with its fee on top, and the day counts the payout alone."""
+        gopay = payout_fee(fixed=50)
+        ada = gopay.register("ada@example.com")
+        gopay.fund(ada, 50_000)
+        limits = gopay.context.limits["unverified"]
+        order = send(gopay, ada, limits.per_payment)
+        wallet = gopay.wallet(ada)
+        assert (order.status, wallet.held) == (OrderStatus.PENDING, limits.per_payment + 50)
+        assert wallet.spent_today == limits.per_payment
+        cancel(gopay, order)
+        assert gopay.wallet(ada).spent_today == 0
+
     def test_what_was_cancelled_cannot_complete(self, gopay: InMemoryGoPay, ada: User) -> None:
         order = send(gopay, ada, 6_000)
         cancel(gopay, order)

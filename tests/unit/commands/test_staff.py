@@ -74,6 +74,16 @@ class TestChangingRoles:
             revoked = gopay.events(session_id)[-1]
             assert isinstance(revoked, Session.Revoked) and revoked.reason == "role_changed"
 
+    def test_the_same_role_again_changes_nothing(self, gopay: InMemoryGoPay) -> None:
+        """Giving someone the role they have records nothing and ends no session."""
+        member = gopay.register("support@gopay.example", kind="staff", role="support")
+        session = gopay.sign_in("support@gopay.example").session
+        admin = gopay.admin
+        before = gopay.head()
+        gopay.run(ChangeRole(admin_id=admin.id, staff_id=member.id, role="support"))
+        assert gopay.head() == before
+        assert not gopay.app.get(session.id, Session).revoked
+
     def test_nobody_changes_their_own_role(self, gopay: InMemoryGoPay) -> None:
         admin = gopay.admin
         with pytest.raises(ValidationFailed, match="own role"):
