@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import threading
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -73,14 +74,48 @@ def _serve(settings: Settings, database_url: str, host: str, port: int, workers:
 
 
 @cli.command()
-def up(host: Host = "127.0.0.1", port: Port = 8000) -> None:
-    """Run everything on this machine: the API and its projections on the embedded store."""
+def up(host: Host = "127.0.0.1", port: Port = 8000,
+       psp_port: Annotated[int, typer.Option(help="Port of the bundled PSP simulator.")] = 8001,
+       ) -> None:
+    """Run everything on this machine: the API, a worker for the projections and scheduled
+    jobs (the API stands by to take them over), and the PSP simulator, on the embedded store."""
+    from gopay.projections.runner import projections_led_elsewhere
+    from gopay.system import prepare_database
+
     settings = Settings()
-    with database(settings) as database_url:
+    with database(settings) as database_url, ExitStack() as companions:
+        prepare_database(settings, database_url)
+        _ = settings.signing_key, settings.psp_key, settings.psp_signing_secret  # made once, here
+        settings.key_ring()
+        if not settings.psp_url:  # no PSP named: the bundled simulator, beside the API
+            os.environ.setdefault("GOPAY_PSP_WEBHOOK_URL", f"http://{host}:{port}/v1/psp/webhooks")
+            os.environ["GOPAY_PSP_URL"] = f"http://127.0.0.1:{psp_port}"
+            settings = Settings()
+            companions.enter_context(_companion("psp-sim", "--host", "127.0.0.1",
+                                                "--port", str(psp_port)))
+        # The worker starts first, so that it leads the projections and the API stands by.
+        companions.enter_context(_companion("worker"))
+        projections_led_elsewhere(database_url, within=60)
         typer.echo(f"GoPay API docs:   http://{host}:{port}/docs")
         typer.echo(f"Health:           http://{host}:{port}/health/ready")
         typer.echo(f"Metrics:          http://{host}:{port}/metrics")
+        typer.echo(f"PSP:              {settings.psp_base_url}")
         _serve(settings, database_url, host, port, workers=1)
+
+
+@contextmanager
+def _companion(*args: str) -> Iterator[subprocess.Popen[bytes]]:
+    """Another `gopay` process beside this one, for as long as this one runs."""
+    process = subprocess.Popen([sys.executable, "-m", "gopay", *args],  # noqa: S603 - this program
+                               env=os.environ.copy())
+    try:
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
 
 
 @cli.command()

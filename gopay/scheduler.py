@@ -16,5 +16,13 @@ def start_jobs(system: System) -> BackgroundScheduler:
     scheduler = BackgroundScheduler(daemon=True)
     scheduler.add_job(system.outbox.deliver, "interval", seconds=1, id="deliver_outbox",
                       max_instances=1, coalesce=True)
+    scheduler.add_job(lambda: _leading(system) and system.psp_process.run_due(), "interval",
+                      seconds=1, id="psp_tasks", max_instances=1, coalesce=True)
     scheduler.start()
     return scheduler
+
+
+def _leading(system: System) -> bool:
+    """Whether this process leads the read side: PSP work is done by one process at a time,
+    from the view that process keeps current."""
+    return system.read_side.runner.is_leader

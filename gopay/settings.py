@@ -71,6 +71,12 @@ class Settings(BaseSettings):
     psp_webhook_secret: str | None = None
     psp_webhook_url: str = "http://127.0.0.1:8000/v1/psp/webhooks"
     psp_timeout: float = Field(default=10.0, gt=0)
+    # A PSP call that got no answer is tried again, waiting longer each time up to this many
+    # seconds, this many times in all before it is dead-lettered; a call whose request died
+    # before it was made is found this many seconds after.
+    psp_retry_max_delay: float = Field(default=120.0, gt=0)
+    psp_retry_attempts: int = Field(default=12, ge=1)
+    psp_call_grace: float = Field(default=15.0, ge=0)
     # The simulator (`gopay psp-sim`): its SQLite file (default var/psp-sim.sqlite3), the
     # faults it starts with (JSON, as `POST /sim/faults` takes them), the seed of its dice,
     # its fees (JSON, see gopay/psp/simulator/fees.py) and the seconds before a disputed test

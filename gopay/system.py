@@ -7,18 +7,23 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
+from uuid import UUID
 
 import psycopg
 from eventsourcing.persistence import OperationalError
 from prometheus_client import Counter
 from psycopg_pool import PoolTimeout
+from tenacity import stop_after_attempt, wait_exponential_jitter
 
 from gopay.application import GoPay, application_env
 from gopay.clock import Clock, utc_now
 from gopay.commands import Commands, Context
 from gopay.notifications import outbox
 from gopay.notifications.outbox import Outbox
+from gopay.processes.psp import Policies, PspProcess
 from gopay.projections.read_side import ReadSide
+from gopay.psp.http_adapter import HttpPsp
+from gopay.retry import RetryPolicy
 from gopay.security import data_keys, login_throttle, vault
 from gopay.security.login_throttle import LoginThrottle
 from gopay.security.vault import Vault
@@ -45,7 +50,8 @@ def command_context(app: GoPay, settings: Settings, clock: Clock = utc_now) -> C
                                      per_account=settings.login_failures_per_account,
                                      per_address=settings.login_failures_per_address,
                                      window=timedelta(seconds=settings.login_window_seconds)),
-        recovery_ttl=timedelta(minutes=settings.recovery_token_minutes))
+        recovery_ttl=timedelta(minutes=settings.recovery_token_minutes),
+        psp_call_grace=timedelta(seconds=settings.psp_call_grace))
 
 
 @dataclass
@@ -56,14 +62,26 @@ class System:
     app: GoPay
     commands: Commands
     read_side: ReadSide
+    psp: HttpPsp
+    psp_process: PspProcess
 
     @classmethod
     def connect(cls, settings: Settings, database_url: str, *, create_tables: bool = False) -> System:
         env = {**application_env(database_url, pool_size=settings.db_pool_size),
                "CREATE_TABLE": "y" if create_tables else "n"}
         app = GoPay(settings.key_ring(), env=env)
-        return cls(settings, app, Commands(command_context(app, settings)),
-                   ReadSide(app, database_url, create_tables=create_tables))
+        commands = Commands(command_context(app, settings))
+        read_side = ReadSide(app, database_url, create_tables=create_tables)
+        psp = HttpPsp.from_settings(settings)
+
+        def due(limit: int) -> list[UUID]:
+            return read_side.psp_tasks.due(limit, commands.context.clock())
+
+        policies = Policies(call=RetryPolicy(
+            wait=wait_exponential_jitter(multiplier=1, max=settings.psp_retry_max_delay),
+            stop=stop_after_attempt(settings.psp_retry_attempts)))
+        return cls(settings, app, commands, read_side, psp,
+                   PspProcess(commands, psp, due, policies))
 
     @property
     def outbox(self) -> Outbox:
@@ -106,6 +124,7 @@ class System:
             return _is_writable(datastore)
 
     def close(self) -> None:
+        self.psp.close()
         self.read_side.stop()
         self.app.close()
 

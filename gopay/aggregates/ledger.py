@@ -45,6 +45,8 @@ class SystemAccount(StrEnum):
     FEES = "fees"
     ADJUSTMENTS = "adjustments"
     SUSPENSE = "suspense"
+    # What customers owe GoPay: a chargeback their wallet could not cover.
+    RECEIVABLES = "receivables"
 
     def account_id(self, currency: str) -> UUID:
         return uuid5(LEDGER_NAMESPACE, f"system/{self.value}/{currency}")

@@ -64,7 +64,7 @@ class PaymentOrder(Aggregate):
         self.status = OrderStatus.CREATED
         self.postings: tuple[Posting, ...] = ()
         self.reversal_postings: tuple[Posting, ...] = ()
-        self.planned_postings: tuple[Posting, ...] = ()  # what completing held funds books
+        self.planned_postings: tuple[Posting, ...] = ()  # what completing a deferred order books
         self.psp_reference: str | None = None
         self.failure_reason: str | None = None
         self.failure_detail = ""
@@ -78,14 +78,19 @@ class PaymentOrder(Aggregate):
         self._check_transition(OrderStatus.PENDING)
         self._marked_pending(psp_reference=psp_reference)
 
-    def hold_funds(self, *postings: Posting) -> None:
-        """The payer's money is reserved; `postings` is the entry that completing will book."""
+    def note_psp_reference(self, psp_reference: str) -> None:
+        """The PSP's name for the order, once it is known; the status stays as it is."""
+        if self.psp_reference is None and psp_reference:
+            self._psp_reference_noted(psp_reference=psp_reference)
+
+    def plan(self, *postings: Posting) -> None:
+        """The money moves later (when the PSP has paid, say); `postings` is what it will book."""
         self._check_transition(OrderStatus.PENDING)
         entry = journal_entry(*postings)
-        self._funds_held(postings=[posting.as_record() for posting in entry])
+        self._planned(postings=[posting.as_record() for posting in entry])
 
     def succeed(self, *postings: Posting) -> None:
-        """Record the journal entry that completes the order (for held funds, the one planned)."""
+        """Record the journal entry that completes the order (for a deferred one, the plan)."""
         self._check_transition(OrderStatus.SUCCEEDED)
         entry = journal_entry(*(postings or self.planned_postings))
         self._succeeded(postings=[posting.as_record() for posting in entry])
@@ -113,11 +118,18 @@ class PaymentOrder(Aggregate):
         self.status = OrderStatus.PENDING
         self.psp_reference = psp_reference
 
-    class FundsHeld(Aggregate.Event):
+    class PspReferenceNoted(Aggregate.Event):
+        psp_reference: str
+
+    @event(PspReferenceNoted)
+    def _psp_reference_noted(self, psp_reference: str) -> None:
+        self.psp_reference = psp_reference
+
+    class Planned(Aggregate.Event):
         postings: list[dict[str, Any]]
 
-    @event(FundsHeld)
-    def _funds_held(self, postings: Sequence[Mapping[str, Any]]) -> None:
+    @event(Planned)
+    def _planned(self, postings: Sequence[Mapping[str, Any]]) -> None:
         self.status = OrderStatus.PENDING
         self.planned_postings = tuple(Posting.from_record(p) for p in postings)
 

@@ -79,6 +79,19 @@ class Wallet(Aggregate):
                       currency=money.currency, balance_after=self.balance - money.amount,
                       counterparty="fees", reference=reference, day=None)
 
+    def recover(self, money: Money, *, entry_id: UUID, entry_type: TransactionType,
+                counterparty: str, reference: str) -> Money | None:
+        """Take back money that was not the owner's to keep (a chargeback): as much as is
+        available, frozen or not; what it takes, or None when there is nothing to take."""
+        self._check_currency(money)
+        taken = min(money.amount, self.available)
+        if taken <= 0:
+            return None
+        self._debited(entry_id=entry_id, entry_type=entry_type, amount=taken,
+                      currency=money.currency, balance_after=self.balance - taken,
+                      counterparty=counterparty, reference=reference, day=None)
+        return Money(taken, money.currency)
+
     def credit(self, money: Money, *, entry_id: UUID, entry_type: TransactionType,
                counterparty: str, reference: str, limits: TierLimits | None = None) -> None:
         """Put money in; a frozen wallet can still receive, up to its tier's balance limit."""

@@ -12,7 +12,18 @@ from fastapi import FastAPI
 from gopay.api.fast_lane import TransferFastLane
 from gopay.api.metrics import MetricsMiddleware
 from gopay.api.problems import MEDIA_TYPE, install_problem_handlers
-from gopay.api.routes import admin, auth, devices, health, me, payment_methods, transfers, wallet
+from gopay.api.routes import (
+    admin,
+    auth,
+    devices,
+    external_payments,
+    health,
+    me,
+    payment_methods,
+    psp_webhooks,
+    transfers,
+    wallet,
+)
 from gopay.api.schemas import Problem
 from gopay.api.security_headers import SecurityHeadersMiddleware
 from gopay.api.session_gate import SessionGate
@@ -78,7 +89,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(MetricsMiddleware)
     install_problem_handlers(app)
     _document_problems(app)
-    for module in (auth, me, devices, wallet, transfers, payment_methods, admin, health):
+    for module in (auth, me, devices, wallet, transfers, payment_methods, external_payments,
+                   psp_webhooks, admin, health):
         app.include_router(module.router)
     return app
 

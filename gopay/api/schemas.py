@@ -300,7 +300,40 @@ class TransferPublic(BaseModel):
     created_at: UtcDatetime
 
 
+class ExternalPaymentCreate(BaseModel):
+    """A top-up from, or a payout to, one of the caller's saved payment methods."""
+
+    amount: Amount
+    currency: Currency
+    payment_method_id: UUID
+
+
+class ExternalPaymentPublic(BaseModel):
+    """A top-up or payout: `pending` until the PSP has settled it."""
+
+    id: UUID
+    type: Literal["topup", "payout"]
+    status: Literal["pending", "succeeded", "failed"]
+    amount: int
+    currency: str
+    wallet_id: UUID
+    psp_reference: str | None
+    failure_reason: str | None
+    created_at: UtcDatetime
+
+
 # Staff
+
+
+class DeadLetterPublic(BaseModel):
+    """Work with the PSP that was given up on after its last retry, until staff try it again."""
+
+    id: UUID
+    operation: str
+    order_id: UUID | None
+    attempts: int
+    last_error: str
+    created_at: UtcDatetime
 
 
 class AdjustmentCreate(BaseModel):

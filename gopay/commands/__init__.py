@@ -8,16 +8,19 @@ from gopay.commands import (
     devices,
     kyc,
     payment_methods,
+    payouts,
     profile,
+    psp_outcomes,
     recovery,
     registration,
     sign_in,
     staff,
+    topups,
     transfer,
     two_factor,
 )
 from gopay.commands.bus import Command, Commands, Context, Outcome
 
 __all__ = ["Command", "Commands", "Context", "Outcome", "adjustment", "devices", "kyc",
-           "payment_methods", "profile", "recovery", "registration", "sign_in", "staff",
-           "transfer", "two_factor"]
+           "payment_methods", "payouts", "profile", "psp_outcomes", "recovery", "registration",
+           "sign_in", "staff", "topups", "transfer", "two_factor"]

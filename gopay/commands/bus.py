@@ -59,6 +59,8 @@ class Context:
     outbox: Outbox
     login_throttle: LoginThrottle
     recovery_ttl: timedelta
+    # How long a PSP call waits for the request that made it before a background attempt.
+    psp_call_grace: timedelta = timedelta(seconds=15)
 
     def today(self) -> date:
         return self.clock().date()

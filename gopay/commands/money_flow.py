@@ -2,12 +2,13 @@
 
 A money command's handler looks up what it needs and answers with a `MoneyFlow`: the payer
 and the payee (a wallet, or one of GoPay's own accounts), the amount, whether the tiers'
-limits apply and whether the funds are held first. This module turns that declaration into
-one payment order and one balanced journal entry, with the fee the schedule asks for and
-a `Debited`/`Credited` (or `Held`, then `Captured`) event on every wallet involved. It also
-makes every money command idempotent the same way, and records the same refusals the same
-way for every flow: a keyed request that the ledger refuses leaves a failed order behind,
-so repeating the key repeats the refusal instead of trying again.
+limits apply, whether the money moves now or when the order completes, and what the PSP
+keeps. This module turns that declaration into one payment order and one balanced journal
+entry, with the fee the schedule asks for and a `Debited`/`Credited` (or `Held`, then
+`Captured`) event on every wallet involved. It also makes every money command idempotent
+the same way, and records the same refusals the same way for every flow: a keyed request
+that the ledger refuses leaves a failed order behind, so repeating the key repeats the
+refusal instead of trying again.
 """
 
 from __future__ import annotations
@@ -65,7 +66,16 @@ class MoneyFlow:
     payee: Party
     reference: str = ""
     limits: bool = True  # the tiers' limits apply (people paying), not for corrections
-    hold_first: bool = False  # reserve now, pay when the order completes (payouts, cash-outs)
+    # The money moves when the order completes (`complete`): a top-up once the PSP has
+    # charged, a payout once it has paid. A paying wallet's money is held until then.
+    deferred: bool = False
+    # What the PSP keeps for its part (known when it answers): booked from the flow's GoPay
+    # account (its clearing account) to GoPay's fees, a cost of the payment.
+    psp_fee: Money | None = None
+    # A claim on the paying wallet (a chargeback): it gives what it has, frozen or not, and
+    # the rest is owed to this account.
+    shortfall: SystemAccount | None = None
+    charges_fee: bool = True  # GoPay's fee schedule applies (not to a chargeback, say)
 
 
 M = TypeVar("M", bound=MoneyCommand)
@@ -90,33 +100,41 @@ def repeat_refusal(order: PaymentOrder) -> PaymentOrder:
     return order
 
 
-def complete_held(order: PaymentOrder, unit: UnitOfWork) -> None:
-    """Pay out funds held for `order`: the payer's hold is captured and the planned entry booked."""
-    payer = unit.get(_wallet_id(order.payer_wallet_id), Wallet)
-    fee = sum(p.amount for p in order.planned_postings
-              if p.account_id == SystemAccount.FEES.account_id(order.currency))
-    # The planned entry says who pays the fee: the payer's leg carries it when the payer does
-    # (and then it was held too); otherwise it comes out of what the payee receives.
-    payer_fee = -sum(p.amount for p in order.planned_postings if p.account_id == payer.id) - order.amount
-    payee_name = _counterparty_in(order, order.payee_wallet_id)
-    payer.capture(Money(order.amount, order.currency), hold_id=order.id,
-                  entry_type=order.order_type, counterparty=payee_name, reference=order.note)
-    if payer_fee:
-        payer.capture(Money(payer_fee, order.currency), hold_id=order.id,
-                      entry_type=TransactionType.FEE, counterparty="fees", reference=order.note)
+def complete(order: PaymentOrder, unit: UnitOfWork, *, psp_fee: Money | None = None) -> None:
+    """Move the money of a deferred order now: the payer's hold is captured, the payee
+    credited, and the planned entry booked with what the PSP kept."""
+    planned, currency = order.planned_postings, order.currency
+    fees = SystemAccount.FEES.account_id(currency)
+    fee = sum(p.amount for p in planned if p.account_id == fees)
+    payer_fee = 0
+    if order.payer_wallet_id is not None:
+        payer = unit.get(order.payer_wallet_id, Wallet)
+        # The plan says who pays the fee: the payer's leg carries it when the payer does (and
+        # then it was held too); otherwise it comes out of what the payee receives.
+        payer_fee = -sum(p.amount for p in planned if p.account_id == payer.id) - order.amount
+        payer.capture(Money(order.amount, currency), hold_id=order.id,
+                      entry_type=order.order_type, counterparty=_other_side(order, payer.id),
+                      reference=order.note)
+        if payer_fee:
+            payer.capture(Money(payer_fee, currency), hold_id=order.id,
+                          entry_type=TransactionType.FEE, counterparty="fees", reference=order.note)
     if order.payee_wallet_id is not None:
+        # The money has arrived (or left the payer): no limit can send it back now.
         payee = unit.get(order.payee_wallet_id, Wallet)
-        payee.credit(Money(order.amount, order.currency), entry_id=order.id,
-                     entry_type=order.order_type, counterparty=str(payer.id), reference=order.note)
+        payee.credit(Money(order.amount, currency), entry_id=order.id,
+                     entry_type=order.order_type,
+                     counterparty=_other_side(order, payee.id), reference=order.note)
         if fee - payer_fee:
-            payee.pay_fee(Money(fee - payer_fee, order.currency), entry_id=order.id,
+            payee.pay_fee(Money(fee - payer_fee, currency), entry_id=order.id,
                           reference=order.note)
-    order.succeed()
+    costs = _psp_cost(_clearing_of(planned, currency), psp_fee)
+    order.succeed(*_merged([*planned, *costs]))
 
 
-def cancel_held(order: PaymentOrder, unit: UnitOfWork, *, reason: str, detail: str = "") -> None:
-    """Give the funds held for `order` back to the payer; the order fails with `reason`."""
-    unit.get(_wallet_id(order.payer_wallet_id), Wallet).release(hold_id=order.id)
+def cancel(order: PaymentOrder, unit: UnitOfWork, *, reason: str, detail: str = "") -> None:
+    """A deferred order that will not happen: a payer's held money is given back."""
+    if order.payer_wallet_id is not None:
+        unit.get(order.payer_wallet_id, Wallet).release(hold_id=order.id)
     order.fail(reason=reason, detail=detail)
 
 
@@ -140,7 +158,7 @@ def _move_money(command: M, unit: UnitOfWork, context: Context,
                          request_fingerprint=command.fingerprint)
     unit.add(order)
     try:
-        (_hold if flow.hold_first else _post)(flow, order, context)
+        (_defer if flow.deferred else _post)(flow, order, context)
     except tuple(RECORDED_REFUSALS.values()) as refusal:
         if key is None:
             raise
@@ -153,9 +171,14 @@ def _move_money(command: M, unit: UnitOfWork, context: Context,
 
 def _post(flow: MoneyFlow, order: PaymentOrder, context: Context) -> None:
     """Move the money now: one journal entry, and the wallets' lines with their fees."""
-    fee = context.fees.fee_for(flow.order_type, flow.money)
+    fee = context.fees.fee_for(flow.order_type, flow.money) if flow.charges_fee else None
     payer, payee = flow.payer, flow.payee
-    if isinstance(payer, Wallet):
+    taken = flow.money
+    if isinstance(payer, Wallet) and flow.shortfall is not None:
+        recovered = payer.recover(flow.money, entry_id=order.id, entry_type=flow.order_type,
+                                  counterparty=_name(payee), reference=flow.reference)
+        taken = recovered or Money(0, flow.money.currency)
+    elif isinstance(payer, Wallet):
         payer.debit(flow.money, entry_id=order.id, entry_type=flow.order_type,
                     counterparty=_name(payee), reference=flow.reference, on=context.today(),
                     limits=context.limits[payer.tier] if flow.limits else None)
@@ -167,18 +190,31 @@ def _post(flow: MoneyFlow, order: PaymentOrder, context: Context) -> None:
                      limits=context.limits[payee.tier] if flow.limits else None)
         if fee and fee.paid_by == FeePayer.PAYEE:
             payee.pay_fee(fee.money, entry_id=order.id, reference=flow.reference)
-    order.succeed(*_entry(flow, fee))
+    postings = _entry(flow, fee)
+    if flow.shortfall is not None and taken != flow.money:
+        owed = flow.money.amount - taken.amount
+        postings += [Posting(_account_id(payer, order.currency), owed, order.currency),
+                     Posting(flow.shortfall.account_id(order.currency), -owed, order.currency)]
+    clearing = payee if isinstance(payee, SystemAccount) else payer
+    if isinstance(clearing, SystemAccount):
+        postings += _psp_cost(clearing.account_id(order.currency), flow.psp_fee)
+    order.succeed(*_merged(postings))
 
 
-def _hold(flow: MoneyFlow, order: PaymentOrder, context: Context) -> None:
-    """Reserve the payer's money (and fee); completing the order books the planned entry."""
-    fee = context.fees.fee_for(flow.order_type, flow.money)
-    if not isinstance(flow.payer, Wallet):
-        raise TypeError("only a wallet's money can be held")
-    flow.payer.hold(flow.money, hold_id=order.id, entry_type=flow.order_type,
-                    on=context.today(), limits=context.limits[flow.payer.tier] if flow.limits else None,
-                    fee=fee.money if fee and fee.paid_by == FeePayer.PAYER else None)
-    order.hold_funds(*_entry(flow, fee))
+def _defer(flow: MoneyFlow, order: PaymentOrder, context: Context) -> None:
+    """Plan the entry; reserve a paying wallet's money (and fee); check a wallet payee can
+    take it. Completing the order books the plan."""
+    fee = context.fees.fee_for(flow.order_type, flow.money) if flow.charges_fee else None
+    if isinstance(flow.payer, Wallet):
+        flow.payer.hold(flow.money, hold_id=order.id, entry_type=flow.order_type,
+                        on=context.today(),
+                        limits=context.limits[flow.payer.tier] if flow.limits else None,
+                        fee=fee.money if fee and fee.paid_by == FeePayer.PAYER else None)
+    if isinstance(flow.payee, Wallet) and flow.limits:
+        limit = context.limits[flow.payee.tier].max_balance
+        if flow.payee.balance + flow.money.amount > limit:
+            raise LimitExceeded(f"the receiving wallet cannot hold that much (its limit is {limit})")
+    order.plan(*_entry(flow, fee))
 
 
 def _entry(flow: MoneyFlow, fee: Fee | None) -> list[Posting]:
@@ -198,6 +234,25 @@ def _entry(flow: MoneyFlow, fee: Fee | None) -> list[Posting]:
     return postings
 
 
+def _psp_cost(clearing: UUID | None, psp_fee: Money | None) -> list[Posting]:
+    """What the PSP kept: out of its clearing account, into GoPay's fees as a cost."""
+    if clearing is None or psp_fee is None or not psp_fee.amount:
+        return []
+    fees = SystemAccount.FEES.account_id(psp_fee.currency)
+    return [Posting(clearing, psp_fee.amount, psp_fee.currency),
+            Posting(fees, -psp_fee.amount, psp_fee.currency)]
+
+
+def _merged(postings: list[Posting]) -> list[Posting]:
+    """One posting per account and currency, in the order they first appear; none of zero."""
+    totals: dict[tuple[UUID, str], int] = {}
+    for posting in postings:
+        key = (posting.account_id, posting.currency)
+        totals[key] = totals.get(key, 0) + posting.amount
+    return [Posting(account, amount, currency)
+            for (account, currency), amount in totals.items() if amount]
+
+
 def _account_id(party: Party, currency: str) -> UUID:
     return party.id if isinstance(party, Wallet) else party.account_id(currency)
 
@@ -211,17 +266,18 @@ def _name(party: Party) -> str:
     return str(party.id) if isinstance(party, Wallet) else party.value
 
 
-def _counterparty_in(order: PaymentOrder, wallet_id: UUID | None) -> str:
-    if wallet_id is not None:
-        return str(wallet_id)
-    system = {p.account_id for p in order.planned_postings}
-    names = [account.value for account in SystemAccount
-             if account.account_id(order.currency) in system and account != SystemAccount.FEES]
-    return names[0] if names else ""
+def _other_side(order: PaymentOrder, wallet_id: UUID) -> str:
+    """The other party of a deferred order, as a wallet's history names it."""
+    for other in (order.payer_wallet_id, order.payee_wallet_id):
+        if other is not None and other != wallet_id:
+            return str(other)
+    clearing = _clearing_of(order.planned_postings, order.currency)
+    return next((account.value for account in SystemAccount
+                 if account.account_id(order.currency) == clearing), "")
 
 
-def _wallet_id(wallet_id: UUID | None) -> UUID:
-    if wallet_id is None:
-        raise TypeError("this order has no paying wallet")
-    return wallet_id
-
+def _clearing_of(postings: tuple[Posting, ...], currency: str) -> UUID | None:
+    """The GoPay account (other than fees) an entry moves money through, if any."""
+    system = {account.account_id(currency) for account in SystemAccount} - {
+        SystemAccount.FEES.account_id(currency)}
+    return next((p.account_id for p in postings if p.account_id in system), None)

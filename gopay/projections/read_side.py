@@ -14,6 +14,7 @@ from eventsourcing.utils import Environment
 from gopay.application import GoPay, application_env
 from gopay.projections.directory import DirectoryProjection, DirectoryView
 from gopay.projections.payment_methods import PaymentMethodProjection, PaymentMethodView
+from gopay.projections.psp_tasks import PspTaskProjection, PspTaskView
 from gopay.projections.runner import PagedProjectionRunner, lag_seconds
 from gopay.projections.security import SecurityProjection, SecurityView
 from gopay.projections.view import PagedView
@@ -25,6 +26,7 @@ READ_MODELS: tuple[tuple[type[Projection[Any]], type[PagedView]], ...] = (
     (DirectoryProjection, DirectoryView),
     (SecurityProjection, SecurityView),
     (PaymentMethodProjection, PaymentMethodView),
+    (PspTaskProjection, PspTaskView),
 )
 
 
@@ -58,6 +60,7 @@ class ReadSide:
         self.directory = cast(DirectoryView, by_class[DirectoryView])
         self.security = cast(SecurityView, by_class[SecurityView])
         self.payment_methods = cast(PaymentMethodView, by_class[PaymentMethodView])
+        self.psp_tasks = cast(PspTaskView, by_class[PspTaskView])
         self._datastore = views[0].datastore
 
     def start(self) -> ReadSide:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import zlib
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -130,6 +131,19 @@ class PagedProjectionRunner:
                     # Caught up: sleep until the next commit is announced (or a short while).
                     for _ in conn.notifies(timeout=0.1, stop_after=1):
                         pass
+
+
+def projections_led_elsewhere(database_url: str, *, within: float) -> bool:
+    """Wait (up to `within` seconds) until some process leads the projections."""
+    deadline = time.monotonic() + within
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            row = conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                               "AND granted AND objid = %s", (zlib.crc32(LOCK_NAME.encode()),)).fetchone()
+            if row and row[0]:
+                return True
+            time.sleep(0.1)
+    return False
 
 
 def lag_seconds(app: GoPay, position: int) -> float:

@@ -84,7 +84,7 @@ class WalletView(PagedView):
         self._orders_created.append((order_id, order_type, "created", initiated_by, payer, payee,
                                      amount, currency, note, at, at))
 
-    def order_changed(self, order_id: UUID, status: str, at: datetime, *,
+    def order_changed(self, order_id: UUID, status: str | None, at: datetime, *,
                       postings: list[dict[str, Any]] | None = None,
                       psp_reference: str | None = None, failure_reason: str | None = None) -> None:
         self._order_changes.append((status, json.dumps(postings) if postings else None,
@@ -122,7 +122,8 @@ class WalletView(PagedView):
                 "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)", self._orders_created)
         if self._order_changes:
             cursor.executemany(
-                "UPDATE payment_orders SET status = %s, postings = COALESCE(%s::jsonb, postings), "
+                "UPDATE payment_orders SET status = COALESCE(%s, status), "
+                "postings = COALESCE(%s::jsonb, postings), "
                 "psp_reference = COALESCE(%s, psp_reference), "
                 "failure_reason = COALESCE(%s, failure_reason), updated_at = %s WHERE id = %s",
                 self._order_changes)
@@ -227,6 +228,22 @@ class WalletProjection(Projection[WalletView]):
     def _(self, e: PaymentOrder.Created, tracking: Tracking) -> None:
         self.view.order_created(e.originator_id, e.order_type, e.initiated_by, e.payer_wallet_id,
                                 e.payee_wallet_id, e.amount, e.currency, e.note, e.timestamp)
+
+    @process_event.register
+    def _(self, e: Wallet.Captured, tracking: Tracking) -> None:
+        self.view.wallet_changed(e.originator_id, e.originator_version, balance=e.balance_after,
+                                 held_delta=-e.amount)
+        self.view.history_row(e.originator_id, e.originator_version, e.hold_id, e.entry_type,
+                              "debit", e.amount, e.currency, e.counterparty, e.reference,
+                              e.timestamp, e.balance_after)
+
+    @process_event.register
+    def _(self, e: PaymentOrder.Planned, tracking: Tracking) -> None:
+        self.view.order_changed(e.originator_id, "pending", e.timestamp)
+
+    @process_event.register
+    def _(self, e: PaymentOrder.PspReferenceNoted, tracking: Tracking) -> None:
+        self.view.order_changed(e.originator_id, None, e.timestamp, psp_reference=e.psp_reference)
 
     @process_event.register
     def _(self, e: PaymentOrder.MarkedPending, tracking: Tracking) -> None:

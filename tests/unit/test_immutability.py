@@ -34,6 +34,7 @@ from gopay.aggregates.limits import DEFAULT_LIMITS
 from gopay.aggregates.money import Money
 from gopay.aggregates.payment_method import PaymentMethod, SavedMethods
 from gopay.aggregates.payment_order import PaymentOrder
+from gopay.aggregates.psp_task import PspTask, TaskKind
 from gopay.aggregates.session import Session, token_digest
 from gopay.aggregates.user import Device, EmailIndex, PhoneIndex, User
 from gopay.aggregates.wallet import Hold, Wallet
@@ -239,8 +240,10 @@ def payment_order_story() -> Iterator[Aggregate]:
     paid.reverse(reason="chargeback")
     yield paid
     held = order()
-    held.hold_funds(Posting(payer, -1_000, "USD"),
-                    Posting(SystemAccount.PAYOUT_CLEARING.account_id("USD"), 1_000, "USD"))
+    held.plan(Posting(payer, -1_000, "USD"),
+              Posting(SystemAccount.PAYOUT_CLEARING.account_id("USD"), 1_000, "USD"))
+    yield held
+    held.note_psp_reference("po_123")
     yield held
     held.succeed()
     yield held
@@ -272,6 +275,24 @@ def saved_methods_story() -> Iterator[Aggregate]:
     yield saved
 
 
+def psp_task_story() -> Iterator[Aggregate]:
+    order_id = uuid4()
+    call = PspTask(id=PspTask.id_for_call(order_id), kind=TaskKind.CALL, operation="charge",
+                   order_id=order_id, payload={"payment_method_id": str(uuid4())},
+                   due_at=NOW)
+    yield call
+    call.attempt_failed("timeout", retry_at=NOW)
+    yield call
+    call.postpone(NOW, "pending at the PSP")
+    yield call
+    call.attempt_failed("timeout", retry_at=None)
+    yield call
+    call.requeue(by=uuid4(), at=NOW)
+    yield call
+    call.complete("succeeded")
+    yield call
+
+
 STORIES: dict[type[Aggregate], Story] = {
     User: user_story,
     EmailIndex: email_index_story,
@@ -282,6 +303,7 @@ STORIES: dict[type[Aggregate], Story] = {
     PaymentOrder: payment_order_story,
     PaymentMethod: payment_method_story,
     SavedMethods: saved_methods_story,
+    PspTask: psp_task_story,
 }
 
 

@@ -26,6 +26,7 @@ from gopay.api.routes.wallet import wallet_public
 from gopay.api.schemas import (
     AdjustmentCreate,
     AdjustmentPublic,
+    DeadLetterPublic,
     KycDecision,
     Page,
     RoleChange,
@@ -35,6 +36,7 @@ from gopay.api.schemas import (
 )
 from gopay.commands.adjustment import Adjust, Direction
 from gopay.commands.kyc import DecideKyc
+from gopay.commands.psp_outcomes import RetryDeadLetter
 from gopay.commands.staff import ChangeRole, SetFrozen
 from gopay.system import System
 
@@ -133,6 +135,36 @@ def adjust(body: AdjustmentCreate, staff: Admin, system: SystemDep,
         money=Money.positive(body.amount, body.currency), reason=body.reason,
         idempotency_key=idempotency_key, fingerprint=fingerprint(body))).value
     return adjustment_public(order)
+
+
+@router.get("/dead-letters", response_model=Page[DeadLetterPublic])
+def dead_letters(staff: Admin, system: SystemDep,
+                 limit: Annotated[int, Query(ge=1, le=200)] = 50,
+                 cursor: IdCursor = None) -> Page[DeadLetterPublic]:
+    """PSP calls and webhooks given up on after their last retry, newest first."""
+    system.catch_up_reads()
+    after = id_cursor(cursor)
+    rows = system.read_side.psp_tasks.dead_letters(limit=limit + 1,
+                                                   after=UUID(after) if after else None)
+    return page_of(Page[DeadLetterPublic], rows, limit, DeadLetterPublic.model_validate,
+                   lambda row: row["id"])
+
+
+@router.post("/dead-letters/{task_id}/retry", response_model=DeadLetterPublic)
+def retry_dead_letter(task_id: str, staff: Admin, system: SystemDep) -> DeadLetterPublic:
+    """Try a dead-lettered task again now; if it fails again it waits for its next retry."""
+    try:
+        task = UUID(task_id)
+    except ValueError:
+        raise Problem(404, "dead letter not found") from None
+    system.catch_up_reads()
+    row = system.read_side.psp_tasks.task(task)
+    if row is None or not row["dead"]:
+        raise Problem(404, "dead letter not found")
+    system.commands.run(RetryDeadLetter(staff_id=staff.user_id, task_id=task))
+    system.psp_process.attempt(task)
+    system.catch_up_reads()
+    return DeadLetterPublic.model_validate(system.read_side.psp_tasks.task(task))
 
 
 def adjustment_public(order: PaymentOrder) -> AdjustmentPublic:

@@ -9,14 +9,13 @@ from fastapi.concurrency import run_in_threadpool
 
 from gopay.aggregates.ledger import TransactionType
 from gopay.aggregates.money import Money
-from gopay.aggregates.payment_order import PaymentOrder, order_id_for
+from gopay.aggregates.payment_order import PaymentOrder
 from gopay.api.deps import Caller, Customer, IdempotencyKey, SecondFactor, SystemDep, fingerprint
 from gopay.api.problems import Problem
 from gopay.api.schemas import TransferCreate, TransferPublic
+from gopay.api.step_up import confirm_step_up
 from gopay.commands.transfer import Transfer
-from gopay.commands.two_factor import ConfirmSecondFactor
 from gopay.security.tokens import AccessClaims
-from gopay.system import System
 
 router = APIRouter(prefix="/v1/transfers", tags=["transfers"])
 
@@ -40,7 +39,8 @@ async def create_transfer(body: TransferCreate, caller: Customer, system: System
     (a retry with the same Idempotency-Key does not need another one).
     """
     if body.amount >= system.settings.step_up_amount:
-        await run_in_threadpool(_step_up, system, caller, idempotency_key, otp)
+        await run_in_threadpool(confirm_step_up, system, caller, body.amount,
+                                Transfer.operation, idempotency_key, otp)
     # Awaited, not run in a thread: the group committer's writer thread does the work.
     outcome = await system.commands.run_async(transfer_command(caller, body, idempotency_key))
     return transfer_public(outcome.value)
@@ -53,15 +53,6 @@ def transfer_command(caller: AccessClaims, body: TransferCreate,
     return Transfer(caller_id=caller.user_id, sender_wallet_id=caller.wallet_id,
                     recipient=body.recipient, money=Money.positive(body.amount, body.currency),
                     note=body.note, idempotency_key=idempotency_key, fingerprint=fingerprint(body))
-
-
-def _step_up(system: System, caller: AccessClaims, idempotency_key: str | None,
-             otp: str | None) -> None:
-    """Ask for a fresh second factor, unless this is a retry of a request already made."""
-    if idempotency_key and system.app.find(
-            order_id_for(caller.user_id, Transfer.operation, idempotency_key), PaymentOrder):
-        return
-    system.commands.run(ConfirmSecondFactor(user_id=caller.user_id, code=otp))
 
 
 @router.get("/{transfer_id}", response_model=TransferPublic)

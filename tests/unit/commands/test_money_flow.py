@@ -21,14 +21,9 @@ from gopay.aggregates.money import Money
 from gopay.aggregates.payment_order import OrderStatus, PaymentOrder, order_id_for
 from gopay.aggregates.user import User
 from gopay.aggregates.wallet import Wallet
+from gopay.commands import money_flow as flows
 from gopay.commands.bus import Context
-from gopay.commands.money_flow import (
-    MoneyCommand,
-    MoneyFlow,
-    cancel_held,
-    complete_held,
-    money_flow,
-)
+from gopay.commands.money_flow import MoneyCommand, MoneyFlow, money_flow
 from gopay.commands.recipients import wallet_of
 from gopay.commands.staff import SetFrozen
 from gopay.group_commit import UnitOfWork
@@ -52,7 +47,7 @@ def send_to_bank(command: SendToBank, unit: UnitOfWork, context: Context) -> Mon
     return MoneyFlow(TransactionType.PAYOUT, command.money,
                      payer=unit.get(command.wallet_id, Wallet),
                      payee=SystemAccount.PAYOUT_CLEARING, reference="to the bank",
-                     hold_first=True)
+                     deferred=True)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,7 +65,7 @@ def pay_on_delivery(command: PayOnDelivery, unit: UnitOfWork, context: Context) 
     return MoneyFlow(TransactionType.QR_PAYMENT, command.money,
                      payer=unit.get(command.wallet_id, Wallet),
                      payee=wallet_of(unit, command.merchant), reference="order 66",
-                     hold_first=True)
+                     deferred=True)
 
 
 def payout_fee(**rule: Any) -> InMemoryGoPay:
@@ -98,12 +93,12 @@ def send(gopay: InMemoryGoPay, user: User, amount: int, key: str | None = None) 
 
 def complete(gopay: InMemoryGoPay, order: PaymentOrder) -> None:
     """What the PSP's confirmation will do: a batch of its own, later."""
-    gopay.in_batch(lambda unit: complete_held(unit.get(order.id, PaymentOrder), unit))
+    gopay.in_batch(lambda unit: flows.complete(unit.get(order.id, PaymentOrder), unit))
 
 
 def cancel(gopay: InMemoryGoPay, order: PaymentOrder) -> None:
-    gopay.in_batch(lambda unit: cancel_held(unit.get(order.id, PaymentOrder), unit,
-                                            reason="psp_declined", detail="account closed"))
+    gopay.in_batch(lambda unit: flows.cancel(unit.get(order.id, PaymentOrder), unit,
+                                             reason="psp_declined", detail="account closed"))
 
 
 def captures(gopay: InMemoryGoPay, user: User) -> list[tuple[str, int, str]]:

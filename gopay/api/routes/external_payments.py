@@ -1,0 +1,120 @@
+"""Top-ups and payouts: money in from, and out to, the caller's saved payment methods, via the PSP."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from fastapi import APIRouter, Response
+
+from gopay.aggregates.ledger import TransactionType
+from gopay.aggregates.money import Money
+from gopay.aggregates.payment_order import OrderStatus, PaymentOrder
+from gopay.aggregates.psp_task import PspTask
+from gopay.api.deps import Customer, IdempotencyKey, SecondFactor, SystemDep, fingerprint
+from gopay.api.problems import Problem
+from gopay.api.schemas import ExternalPaymentCreate, ExternalPaymentPublic
+from gopay.api.step_up import confirm_step_up
+from gopay.commands.money_flow import MoneyCommand
+from gopay.commands.payouts import RequestPayout
+from gopay.commands.topups import RequestTopUp
+from gopay.security.tokens import AccessClaims
+from gopay.system import System
+
+router = APIRouter(tags=["top-ups and payouts"])
+
+
+def external_payment_public(row: dict[str, Any]) -> ExternalPaymentPublic:
+    wallet_id = row["payee_wallet_id"] if row["type"] == TransactionType.TOPUP else row["payer_wallet_id"]
+    return ExternalPaymentPublic(id=row["id"], type=row["type"], status=row["status"],
+                                 amount=row["amount"], currency=row["currency"],
+                                 wallet_id=wallet_id, psp_reference=row["psp_reference"],
+                                 failure_reason=row["failure_reason"],
+                                 created_at=row["created_at"])
+
+
+def _answer(system: System, order: PaymentOrder, response: Response) -> ExternalPaymentPublic:
+    """The order as it stands now; 202 while the PSP has not settled it."""
+    system.catch_up_reads()
+    row = system.read_side.wallets.order(order.id)
+    if row is None:  # the read side is far behind: answer from the order itself
+        row = {"id": order.id, "type": order.order_type, "status": order.status,
+               "amount": order.amount, "currency": order.currency,
+               "payer_wallet_id": order.payer_wallet_id, "payee_wallet_id": order.payee_wallet_id,
+               "psp_reference": order.psp_reference, "failure_reason": order.failure_reason,
+               "created_at": order.created_on}
+    if row["status"] == OrderStatus.PENDING:
+        response.status_code = 202
+    return external_payment_public(row)
+
+
+def _request(system: System, command: MoneyCommand, response: Response) -> ExternalPaymentPublic:
+    """Save the order and its PSP task, then ask the PSP at once (a failure is retried later)."""
+    order = system.commands.run(command).value
+    if order.status == OrderStatus.PENDING:
+        system.psp_process.attempt(PspTask.id_for_call(order.id), first=True)
+    return _answer(system, order, response)
+
+
+@router.post("/v1/topups", status_code=201, response_model=ExternalPaymentPublic,
+             responses={202: {"description": "Accepted: the PSP has not settled it yet",
+                              "model": ExternalPaymentPublic}})
+def create_top_up(body: ExternalPaymentCreate, caller: Customer, system: SystemDep,
+                  response: Response,
+                  idempotency_key: IdempotencyKey = None) -> ExternalPaymentPublic:
+    """Charge a saved card, bank account or digital wallet and credit the wallet.
+
+    201 with the outcome when the PSP answered; 202 `pending` when it has not yet (GoPay
+    finds out from its webhook or by asking, and never charges twice).
+    """
+    assert caller.wallet_id is not None, "customers have a wallet"
+    return _request(system, RequestTopUp(
+        caller_id=caller.user_id, wallet_id=caller.wallet_id,
+        payment_method_id=body.payment_method_id,
+        money=Money.positive(body.amount, body.currency),
+        idempotency_key=idempotency_key, fingerprint=fingerprint(body)), response)
+
+
+@router.post("/v1/payouts", status_code=201, response_model=ExternalPaymentPublic,
+             responses={202: {"description": "Accepted: the PSP has not paid it yet",
+                              "model": ExternalPaymentPublic}})
+def create_payout(body: ExternalPaymentCreate, caller: Customer, system: SystemDep,
+                  response: Response, idempotency_key: IdempotencyKey = None,
+                  otp: SecondFactor = None) -> ExternalPaymentPublic:
+    """Pay out to a saved bank account or card; the money is held at once.
+
+    The PSP's success takes the held money, its failure gives it back. From the step-up
+    amount up, a user with 2FA on sends a fresh code in `GoPay-OTP`.
+    """
+    assert caller.wallet_id is not None, "customers have a wallet"
+    confirm_step_up(system, caller, body.amount, RequestPayout.operation, idempotency_key, otp)
+    return _request(system, RequestPayout(
+        caller_id=caller.user_id, wallet_id=caller.wallet_id,
+        payment_method_id=body.payment_method_id,
+        money=Money.positive(body.amount, body.currency),
+        idempotency_key=idempotency_key, fingerprint=fingerprint(body)), response)
+
+
+@router.get("/v1/topups/{order_id}", response_model=ExternalPaymentPublic)
+def get_top_up(order_id: str, caller: Customer, system: SystemDep) -> ExternalPaymentPublic:
+    """One of your top-ups; anyone else's does not exist."""
+    return _shown(system, caller, order_id, TransactionType.TOPUP, "payee_wallet_id", "top-up")
+
+
+@router.get("/v1/payouts/{order_id}", response_model=ExternalPaymentPublic)
+def get_payout(order_id: str, caller: Customer, system: SystemDep) -> ExternalPaymentPublic:
+    """One of your payouts; anyone else's does not exist."""
+    return _shown(system, caller, order_id, TransactionType.PAYOUT, "payer_wallet_id", "payout")
+
+
+def _shown(system: System, caller: AccessClaims, order_id: str, kind: TransactionType,
+           owner_column: str, noun: str) -> ExternalPaymentPublic:
+    system.catch_up_reads()
+    try:
+        row = system.read_side.wallets.order(UUID(order_id))
+    except ValueError:
+        row = None
+    if row is None or row["type"] != kind or row[owner_column] != caller.wallet_id:
+        raise Problem(404, f"{noun} not found")
+    return external_payment_public(row)
+

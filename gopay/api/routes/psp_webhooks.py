@@ -1,0 +1,76 @@
+"""The PSP's signed callbacks: kept as tasks at once, applied once each."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+from uuid import UUID
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+
+from gopay.api.deps import SystemDep
+from gopay.api.problems import Problem
+from gopay.commands.psp_outcomes import ReceiveWebhook
+from gopay.processes.psp import KNOWN_WEBHOOKS
+from gopay.psp.webhooks import HEADER, SignatureError, verify
+from gopay.system import System
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(tags=["PSP"])
+
+
+@router.post("/v1/psp/webhooks", response_model=dict[str, bool],
+             openapi_extra={"parameters": [{
+                 "name": HEADER, "in": "header", "required": True, "schema": {"type": "string"},
+                 "description": 't=<unix seconds>,v1=<hex HMAC-SHA256 of "t.body">'}]})
+async def psp_webhook(request: Request, system: SystemDep) -> dict[str, bool]:
+    """A callback from the PSP, checked against its signature over the raw body.
+
+    A bad, stale or missing signature is a 400 and changes nothing. A known event is kept
+    as a task and applied (a duplicate finds the first delivery's task); an event of a type
+    GoPay does not act on is acknowledged and ignored.
+    """
+    body = await request.body()
+    try:
+        verify(system.settings.psp_signing_secret, request.headers.get(HEADER), body)
+    except SignatureError as error:
+        raise Problem(400, str(error), "bad_signature") from None
+    event = _event(body)
+    if event["type"] not in KNOWN_WEBHOOKS:
+        return {"received": True}
+    await run_in_threadpool(_keep_and_apply, system, event)
+    return {"received": True}
+
+
+def _event(body: bytes) -> dict[str, Any]:
+    try:
+        event = json.loads(body)
+    except ValueError:
+        raise Problem(400, "the body is not JSON", "bad_request") from None
+    if not (isinstance(event, dict) and isinstance(event.get("id"), str)
+            and isinstance(event.get("type"), str) and isinstance(event.get("data"), dict)):
+        raise Problem(400, "a webhook is {id, type, created_at, data}", "bad_request")
+    return {**event["data"], "created_at": event.get("created_at"), "type": event["type"],
+            "id": event["id"]}
+
+
+def _keep_and_apply(system: System, event: dict[str, Any]) -> None:
+    task = system.commands.run(ReceiveWebhook(
+        event_id=event["id"], event_type=event["type"],
+        order_id=_uuid(event.get("merchant_reference")), data=event)).value
+    if task is not None:
+        # At once, for a quick settlement; if this fails the task is retried by the job.
+        try:
+            system.psp_process.attempt(task.id)
+        except Exception:
+            log.exception("applying PSP webhook %s failed; it will be retried", event["id"])
+
+
+def _uuid(text: object) -> UUID | None:
+    try:
+        return UUID(str(text))
+    except ValueError:
+        return None

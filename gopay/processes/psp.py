@@ -1,0 +1,232 @@
+"""Work with the PSP: calling it for top-ups and payouts, applying its webhooks.
+
+Each piece of work is a `PspTask` saved with what caused it, so nothing is lost to a crash:
+the request that created it tries it at once, and a scheduled job tries whatever is due (a
+first attempt the request never made, a retry after a failed one). A call that got no answer
+asks the PSP what it did under the order's nonce before calling again, so a repeated attempt
+never charges or pays twice. Every outcome is recorded by a command whose effect happens
+once (`gopay.commands.psp_outcomes`). When a task's retry policy gives up, the task is
+dead-lettered, for staff to list and send round again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from prometheus_client import Counter, Histogram
+from tenacity import stop_after_attempt, stop_after_delay, wait_exponential_jitter, wait_fixed
+
+from gopay.aggregates.errors import DomainError
+from gopay.aggregates.money import Money
+from gopay.aggregates.payment_method import PaymentMethod
+from gopay.aggregates.payment_order import OrderStatus, PaymentOrder
+from gopay.aggregates.psp_task import PspTask, TaskKind
+from gopay.commands import Commands
+from gopay.commands.payment_methods import reveal
+from gopay.commands.psp_outcomes import ChargeBack, CompleteTask, FailAttempt, SettleWithPsp
+from gopay.psp.port import (
+    BankAccount,
+    Card,
+    DigitalWallet,
+    NonceReused,
+    OperationKind,
+    OperationStatus,
+    Psp,
+    PspNoAnswer,
+    PspRefused,
+    PspResult,
+)
+from gopay.retry import RetryPolicy
+
+log = logging.getLogger(__name__)
+
+PSP_CALLS = Counter("gopay_psp_calls_total", "Calls to the PSP, by operation and outcome",
+                    ["operation", "outcome"])
+RETRIES = Counter("gopay_psp_retries_total", "PSP tasks tried again after a failed attempt",
+                  ["operation"])
+DEAD_LETTERS = Counter("gopay_psp_dead_letters_total", "PSP tasks given up on (dead-lettered)",
+                       ["operation"])
+WEBHOOK_LAG = Histogram("gopay_psp_webhook_lag_seconds",
+                        "From the PSP's event to GoPay applying it",
+                        buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
+
+
+# A call that got no answer: soon, then less often, for about twenty minutes.
+CALL_RETRIES = RetryPolicy(wait=wait_exponential_jitter(multiplier=1, max=120),
+                           stop=stop_after_attempt(12))
+# A webhook that could not be applied yet (its order not settled, the store away).
+WEBHOOK_RETRIES = RetryPolicy(wait=wait_exponential_jitter(multiplier=1, max=60),
+                              stop=stop_after_attempt(10))
+# The PSP answered "pending": ask again at this pace, for at most a day.
+PENDING_RECHECKS = RetryPolicy(wait=wait_fixed(10), stop=stop_after_delay(86_400))
+
+
+@dataclass(frozen=True)
+class Policies:
+    """When to try each kind of PSP work again (tenacity's strategies), and when to give up."""
+
+    call: RetryPolicy = CALL_RETRIES
+    webhook: RetryPolicy = WEBHOOK_RETRIES
+    pending: RetryPolicy = PENDING_RECHECKS
+
+
+# Webhook types GoPay acts on; any other validly signed one is acknowledged and ignored.
+SETTLING = {"charge.succeeded": OperationStatus.SUCCEEDED,
+            "charge.failed": OperationStatus.FAILED,
+            "payout.paid": OperationStatus.SUCCEEDED,
+            "payout.failed": OperationStatus.FAILED}
+CHARGEBACK = "charge.disputed"
+KNOWN_WEBHOOKS = (*SETTLING, CHARGEBACK)
+
+
+class PspProcess:
+    """Carries out PSP tasks; see the module docstring."""
+
+    def __init__(self, commands: Commands, psp: Psp, due: Callable[[int], list[UUID]],
+                 policies: Policies = Policies()) -> None:
+        self.commands = commands
+        self.app = commands.context.app
+        self.psp = psp
+        self.due = due
+        self.policies = policies
+
+    def run_due(self, limit: int = 100) -> int:
+        """Try every task that is due now; how many were tried."""
+        tried = 0
+        for task_id in self.due(limit):
+            try:
+                self.attempt(task_id)
+            except Exception:  # one task's bug must not stop the others
+                log.exception("PSP task %s failed unexpectedly", task_id)
+            tried += 1
+        return tried
+
+    def attempt(self, task_id: UUID, *, first: bool = False) -> None:
+        """Try a task once. `first`: the request that created it, which knows it made no call yet."""
+        task = self.app.find(task_id, PspTask)
+        if task is None or task.done or task.dead:
+            return
+        if task.attempts:
+            RETRIES.labels(task.operation).inc()
+        if task.kind == TaskKind.CALL:
+            self._call(task, first=first)
+        else:
+            self._apply_webhook(task)
+
+    # Calls for payment orders
+
+    def _call(self, task: PspTask, *, first: bool) -> None:
+        assert task.order_id is not None, "a call is for an order"
+        order = self.app.get(task.order_id, PaymentOrder)
+        if order.status != OrderStatus.PENDING:
+            self.commands.run(CompleteTask(task_id=task.id, outcome=f"already {order.status}"))
+            return
+        nonce = str(order.id)
+        try:
+            # Unless this is surely the first call, the PSP may have done it already.
+            result = None if first else self.psp.status(nonce)
+            if result is None:
+                result = self._ask_psp(task, order, nonce)
+        except NonceReused:
+            result = self.psp.status(nonce)
+        except PspRefused as refused:
+            PSP_CALLS.labels(task.operation, "refused").inc()
+            self._settle(order.id, task, status=OperationStatus.FAILED, psp_reference="",
+                         failure_reason=refused.code)
+            return
+        except (PspNoAnswer, OSError) as error:
+            PSP_CALLS.labels(task.operation, "no_answer").inc()
+            self._failed(task, f"no answer from the PSP: {error}", self.policies.call)
+            return
+        except DomainError as refusal:  # the method is gone: the order cannot go on
+            self._settle(order.id, task, status=OperationStatus.FAILED, psp_reference="",
+                         failure_reason=refusal.code)
+            return
+        if result is None:
+            self._failed(task, "the PSP has no operation under the nonce", self.policies.call)
+            return
+        PSP_CALLS.labels(task.operation, str(result.status)).inc()
+        self._record(task, result)
+
+    def _ask_psp(self, task: PspTask, order: PaymentOrder, nonce: str) -> PspResult:
+        method_id = UUID(task.payload["payment_method_id"])
+        owner_id = UUID(task.payload["owner_id"])
+        method = self.app.get(method_id, PaymentMethod)
+        secret = reveal(self.commands.context, owner_id, method_id, method.method_type)
+        instrument: Any
+        if method.method_type == "card":
+            instrument = Card(secret)
+        elif method.method_type == "bank_account":
+            instrument = BankAccount(secret)
+        else:
+            instrument = DigitalWallet(str(method.details["provider"]), secret)
+        if task.operation == OperationKind.PAYOUT:
+            return self.psp.payout(nonce, order.amount, order.currency, instrument)
+        return self.psp.charge(nonce, order.amount, order.currency, instrument)
+
+    def _record(self, task: PspTask, result: PspResult) -> None:
+        assert task.order_id is not None, "a call is for an order"
+        recheck = None
+        if result.status == OperationStatus.PENDING:
+            delay = self.policies.pending.next_delay(1)
+            recheck = self._at(delay if delay is not None else 60)
+        self._settle(task.order_id, task, status=result.status, psp_reference=result.psp_reference,
+                     fee=result.fee, failure_reason=result.failure_reason, recheck_at=recheck)
+
+    # Webhooks
+
+    def _apply_webhook(self, task: PspTask) -> None:
+        data = task.payload
+        if task.order_id is None:
+            self._failed(task, f"the webhook names no GoPay order: {data.get('merchant_reference')!r}",
+                         self.policies.webhook)
+            return
+        try:
+            if task.operation in SETTLING:
+                self._settle(task.order_id, task, status=SETTLING[task.operation],
+                             psp_reference=str(data.get("psp_reference", "")),
+                             fee=int(data.get("fee") or 0),
+                             failure_reason=data.get("failure_reason"),
+                             recheck_at=None)
+            else:  # a chargeback
+                self.commands.run(ChargeBack(
+                    caller_id=task.order_id, topup_id=task.order_id,
+                    idempotency_key=str(data.get("psp_reference")), fingerprint=CHARGEBACK,
+                    money=Money(int(data["amount"]), str(data["currency"])),
+                    psp_fee=int(data.get("fee") or 0)))
+                self.commands.run(CompleteTask(task_id=task.id, outcome="charged back"))
+        except (DomainError, KeyError, ValueError) as error:
+            self._failed(task, f"{type(error).__name__}: {error}", self.policies.webhook)
+            return
+        created = data.get("created_at")
+        if isinstance(created, str):
+            WEBHOOK_LAG.observe(max(0.0, (self._now() - datetime.fromisoformat(created)).total_seconds()))
+
+    # Recording
+
+    def _settle(self, order_id: UUID, task: PspTask, *, status: OperationStatus,
+                psp_reference: str, fee: int = 0, failure_reason: str | None = None,
+                recheck_at: str | None = None) -> None:
+        self.commands.run(SettleWithPsp(order_id=order_id, status=status,
+                                        psp_reference=psp_reference, fee=fee,
+                                        failure_reason=failure_reason, task_id=task.id,
+                                        recheck_at=recheck_at))
+
+    def _failed(self, task: PspTask, error: str, policy: RetryPolicy) -> None:
+        delay = policy.next_delay(task.attempts + 1)
+        if delay is None:
+            DEAD_LETTERS.labels(task.operation).inc()
+            log.warning("PSP task %s (%s) dead-lettered: %s", task.id, task.operation, error)
+        self.commands.run(FailAttempt(task_id=task.id, error=error,
+                                      retry_at=None if delay is None else self._at(delay)))
+
+    def _now(self) -> datetime:
+        return self.commands.context.clock()
+
+    def _at(self, seconds: float) -> str:
+        return (self._now() + timedelta(seconds=seconds)).isoformat()
