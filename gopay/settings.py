@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import secrets
 import tempfile
@@ -86,6 +87,9 @@ class Settings(BaseSettings):
     psp_sim_seed: int | None = None
     psp_sim_fees: dict[str, dict[str, int | None]] = {}
     psp_sim_dispute_delay: float = Field(default=3.0, ge=0)
+    # The private key (base64 of 32 bytes, Ed25519) that signs checkpoints of the event log's
+    # chain; kept outside the database, so that rewriting the whole chain there is seen.
+    audit_signing_key: str | None = None
     # A folder where the embedded store archives its write-ahead log, and where
     # `gopay restore` finds it again (point-in-time recovery).
     wal_archive: Path | None = None
@@ -132,6 +136,12 @@ class Settings(BaseSettings):
         """The PSP webhook secret: configured, or generated once and kept under var/."""
         return self.psp_webhook_secret or self._kept(
             "psp_webhook_secret", lambda: "whsec_" + secrets.token_hex(32))
+
+    @cached_property
+    def audit_key(self) -> str:
+        """The checkpoint signing key: configured, or generated once and kept under var/."""
+        return self.audit_signing_key or self._kept(
+            "audit_signing_key", lambda: base64.b64encode(secrets.token_bytes(32)).decode())
 
     def _kept(self, name: str, generate: Callable[[], str]) -> str:
         """A secret kept in a file under var/ that only this user can read, made on first use.

@@ -23,6 +23,7 @@ from gopay.notifications.outbox import Outbox
 from gopay.processes.psp import Policies, PspProcess
 from gopay.projections.read_side import ReadSide
 from gopay.psp.http_adapter import HttpPsp
+from gopay.reconcile.audit import Signer
 from gopay.retry import RetryPolicy
 from gopay.security import data_keys, login_throttle, vault
 from gopay.security.login_throttle import LoginThrottle
@@ -64,6 +65,7 @@ class System:
     read_side: ReadSide
     psp: HttpPsp
     psp_process: PspProcess
+    signer: Signer
 
     @classmethod
     def connect(cls, settings: Settings, database_url: str, *, create_tables: bool = False) -> System:
@@ -81,7 +83,7 @@ class System:
             wait=wait_exponential_jitter(multiplier=1, max=settings.psp_retry_max_delay),
             stop=stop_after_attempt(settings.psp_retry_attempts)))
         return cls(settings, app, commands, read_side, psp,
-                   PspProcess(commands, psp, due, policies))
+                   PspProcess(commands, psp, due, policies), Signer(settings.audit_key))
 
     @property
     def outbox(self) -> Outbox:

@@ -14,6 +14,7 @@ from gopay.api.metrics import MetricsMiddleware
 from gopay.api.problems import MEDIA_TYPE, install_problem_handlers
 from gopay.api.routes import (
     admin,
+    audit,
     auth,
     devices,
     external_payments,
@@ -90,7 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_problem_handlers(app)
     _document_problems(app)
     for module in (auth, me, devices, wallet, transfers, payment_methods, external_payments,
-                   psp_webhooks, admin, health):
+                   psp_webhooks, admin, audit, health):
         app.include_router(module.router)
     return app
 

@@ -174,6 +174,11 @@ class WalletView(PagedView):
                            "GROUP BY currency")
             return {row["currency"]: row["total"] for row in cursor.fetchall()}
 
+    def ledger_accounts(self) -> dict[tuple[UUID, str], int]:
+        """Every ledger account's balance, by (account id, currency)."""
+        return {(row["account_id"], row["currency"]): row["balance"]
+                for row in self.query("SELECT * FROM ledger_accounts")}
+
     def balances(self) -> dict[UUID, int]:
         with self.datastore.transaction(commit=False) as cursor:
             cursor.execute("SELECT wallet_id, balance FROM wallets")

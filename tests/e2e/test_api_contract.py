@@ -26,7 +26,11 @@ from tests.support import Client, GoPayServer, login, register
 # mod-97; a date of birth is a real one; a transfer needs the money, another recipient and the
 # wallet's currency; a list cursor must be one of the caller's own methods.
 BUSINESS_RULES = {"POST /v1/payment-methods", "GET /v1/payment-methods", "POST /v1/me/kyc",
-                  "POST /v1/transfers", "POST /v1/admin/adjustments"}
+                  "POST /v1/transfers", "POST /v1/admin/adjustments", "POST /v1/topups",
+                  "POST /v1/payouts"}
+# The PSP's callbacks are signed over their raw body: a schema-valid one without GoPay's
+# signature is refused with 400, as API.md has it.
+SIGNED = {"POST /v1/psp/webhooks"}
 CONFIG = schemathesis.Config.from_dict({
     "seed": 20250101,
     "suppress-health-check": ["too_slow", "filter_too_much", "data_too_large"],
@@ -78,6 +82,8 @@ def schema_valid_data_accepted(ctx: CheckContext, response: Response, case: Case
     """
     if response.status_code == 422 and (case.operation.label in BUSINESS_RULES
                                         or _has_integral_float(case.body)):
+        return None
+    if response.status_code == 400 and case.operation.label in SIGNED:
         return None
     return positive_data_acceptance(ctx, response, case)
 

@@ -20,7 +20,7 @@ from tests.support import PASSWORD, Client, fund, register
 HTTP_METHODS = {"get", "put", "post", "patch", "delete"}
 # Id-taking paths outside this test: staff-only ones (their roles: tests/e2e/test_roles.py)
 # and the lost phone's status, which it asks for without signing in, by design.
-STAFF_ONLY = "/v1/admin/"
+STAFF_ONLY = ("/v1/admin/", "/v1/audit/")
 PUBLIC = {("GET", "/v1/devices/{device_id}/status")}
 
 
@@ -99,6 +99,44 @@ def transfer(people: People) -> Owned:
     return Owned(sent["id"], str(uuid.uuid4()), (alice, bob), is_unchanged)
 
 
+def _saved(alice: Client, body: dict[str, Any]) -> str:
+    return str(_ok(alice.post("/v1/payment-methods", body), 201)["id"])
+
+
+def top_up(people: People) -> Owned:
+    """Alice's top-up, pending (no PSP answers this server): still only hers to see."""
+    alice = people.alice
+    payload = "4" + f"{uuid.uuid4().int % 10**14:014d}"
+    card = _saved(alice, {"type": "card", "card": {
+        "number": payload + luhn.calc_check_digit(payload), "exp_month": 12,
+        "exp_year": datetime.now(UTC).year + 3, "cvc": "123", "holder_name": "Alice"}})
+    made = alice.post("/v1/topups", {"amount": 500, "currency": "USD", "payment_method_id": card})
+    assert made.status_code in (201, 202), made.text
+    seen = _ok(alice.get(f"/v1/topups/{made.json()['id']}"))
+
+    def is_unchanged() -> None:
+        assert _ok(alice.get(f"/v1/topups/{seen['id']}")) == seen
+
+    return Owned(seen["id"], str(uuid.uuid4()), (alice,), is_unchanged)
+
+
+def payout(people: People) -> Owned:
+    """Alice's payout, its money held while no PSP answers: only hers to see."""
+    alice = people.alice
+    fund(people.admin, alice.user["wallet_id"], 1_000)
+    account = _saved(alice, {"type": "bank_account", "bank_account": {
+        "iban": "DE89370400440532013000", "holder_name": "Alice"}})
+    made = alice.post("/v1/payouts", {"amount": 300, "currency": "USD",
+                                      "payment_method_id": account})
+    assert made.status_code in (201, 202), made.text
+    seen = _ok(alice.get(f"/v1/payouts/{made.json()['id']}"))
+
+    def is_unchanged() -> None:
+        assert _ok(alice.get(f"/v1/payouts/{seen['id']}")) == seen
+
+    return Owned(seen["id"], str(uuid.uuid4()), (alice,), is_unchanged)
+
+
 # Every id-taking endpoint a customer may call: what it is called on, and with what body.
 CASES: dict[tuple[str, str], tuple[Callable[[People], Owned], dict[str, Any] | None]] = {
     ("GET", "/v1/payment-methods/{method_id}"): (payment_method, None),
@@ -107,6 +145,8 @@ CASES: dict[tuple[str, str], tuple[Callable[[People], Owned], dict[str, Any] | N
     # With the caller's own, right password: only whose device it is may refuse them.
     ("POST", "/v1/me/devices/{device_id}/reenroll"): (device, {"password": PASSWORD}),
     ("GET", "/v1/transfers/{transfer_id}"): (transfer, None),
+    ("GET", "/v1/topups/{order_id}"): (top_up, None),
+    ("GET", "/v1/payouts/{order_id}"): (payout, None),
 }
 
 
