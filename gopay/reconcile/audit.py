@@ -98,7 +98,7 @@ def verify(app: GoPay, signer: Signer, read_side: ReadSide | None = None) -> Ver
     elsewhere, or caught up) the read models."""
     recorder = _recorder(app)
     checked, bad, problems = _verify_chain(recorder, signer)
-    balanced, totals = _books_balance(app, up_to=None)
+    balanced, _ = _books_balance(app, up_to=None)
     if not balanced:
         problems.append("the ledger does not sum to zero in every currency")
     matching = True
