@@ -139,7 +139,7 @@ def cancel(order: PaymentOrder, unit: UnitOfWork, *, reason: str, detail: str = 
 
 
 def _own_order(command: MoneyCommand) -> tuple[UUID, ...]:
-    return (command.order_id,) if command.idempotency_key is not None else ()
+    return (command.order_id,)
 
 
 def _move_money(command: M, unit: UnitOfWork, context: Context,
@@ -147,6 +147,10 @@ def _move_money(command: M, unit: UnitOfWork, context: Context,
     key = command.idempotency_key
     existing = repeat_of(unit, command.order_id, PaymentOrder, key,
                          lambda order: order.request_fingerprint == command.fingerprint)
+    if existing is None and key is None:
+        # Without a key the id is this command's own: found, it is this very command, whose
+        # commit landed though its answer was lost (a failover), and now runs again.
+        existing = unit.find(command.order_id, PaymentOrder)
     if existing is not None:
         return existing
     flow = declare(command, unit, context)

@@ -66,6 +66,17 @@ class TestMovingMoney:
         assert (gopay.balance(ada), gopay.balance(grace)) == (3_750, 1_250)
         gopay.check_books()
 
+    def test_a_keyless_transfer_run_again_after_its_commit_landed_moves_once(
+            self, gopay: InMemoryGoPay, ada: User, grace: User) -> None:
+        """A commit whose answer was lost (a failover) makes the committer run the command
+        again: without a key, its own order is found and nothing moves twice."""
+        command = Transfer(caller_id=ada.id, sender_wallet_id=wallet_id(ada),
+                           recipient="grace@example.com", money=Money(700, "USD"))
+        first = gopay.run(command)
+        again = gopay.run(command)
+        assert again.id == first.id
+        assert (gopay.balance(ada), gopay.balance(grace)) == (4_300, 700)
+
     def test_each_wallet_records_its_line_with_the_other_side(self, gopay: InMemoryGoPay,
                                                               ada: User, grace: User) -> None:
         """The lines name the order, the other wallet, the note and the balance after."""
