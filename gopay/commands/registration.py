@@ -64,6 +64,9 @@ def register(command: Register, context: Context) -> Outcome[User]:
     def open_account(unit: UnitOfWork) -> User:
         existing = repeat_of(unit, user_id, User, command.idempotency_key,
                              command.same_profile)
+        if existing is None and command.idempotency_key is None:
+            # This very registration, run again after a commit whose answer was lost.
+            existing = unit.find(user_id, User)
         if existing is not None:
             wallet = unit.find(existing.wallet_id, Wallet) if existing.wallet_id else None
             if wallet is not None and wallet.currency != command.currency:
@@ -83,7 +86,7 @@ def register(command: Register, context: Context) -> Outcome[User]:
                  phone_claim)
         return user
 
-    outcome = context.commit(open_account, probes=(user_id,) if command.user_id else ())
+    outcome = context.commit(open_account, probes=(user_id,))
     user = outcome.value
     repeated = user.password_hash != password_hash
     if repeated and not verify_password(user.password_hash, command.password):
