@@ -87,6 +87,10 @@ class Settings(BaseSettings):
     psp_sim_seed: int | None = None
     psp_sim_fees: dict[str, dict[str, int | None]] = {}
     psp_sim_dispute_delay: float = Field(default=3.0, ge=0)
+    # Where queries may be served from: a standby, or several hosts with
+    # `target_session_attrs=standby`; each query first waits until the standby shows
+    # everything committed before it (read your writes). Unset: the primary.
+    read_database_url: str | None = None
     # The private key (base64 of 32 bytes, Ed25519) that signs checkpoints of the event log's
     # chain; kept outside the database, so that rewriting the whole chain there is seen.
     audit_signing_key: str | None = None

@@ -73,7 +73,8 @@ class System:
                "CREATE_TABLE": "y" if create_tables else "n"}
         app = GoPay(settings.key_ring(), env=env)
         commands = Commands(command_context(app, settings))
-        read_side = ReadSide(app, database_url, create_tables=create_tables)
+        read_side = ReadSide(app, database_url, create_tables=create_tables,
+                             read_url=settings.read_database_url)
         psp = HttpPsp.from_settings(settings)
 
         def due(limit: int) -> list[UUID]:

@@ -7,7 +7,7 @@ import time
 from typing import Any, cast
 
 from eventsourcing.persistence import InfrastructureFactory
-from eventsourcing.postgres import PostgresFactory
+from eventsourcing.postgres import PostgresDatastore, PostgresFactory
 from eventsourcing.projection import Projection
 from eventsourcing.utils import Environment
 
@@ -30,6 +30,12 @@ READ_MODELS: tuple[tuple[type[Projection[Any]], type[PagedView]], ...] = (
 )
 
 
+def _datastore(url: str) -> PostgresDatastore:
+    env = {"CREATE_TABLE": "n", **application_env(url, pool_size=4)}
+    factory = cast(PostgresFactory, InfrastructureFactory[Any].construct(Environment("reads", env)))
+    return factory.datastore
+
+
 def _views(database_url: str, create_tables: bool) -> list[PagedView]:
     """Every view, all on one datastore (one pool), so that a page commits them together."""
     env = {"CREATE_TABLE": "y" if create_tables else "n",
@@ -48,10 +54,15 @@ def _views(database_url: str, create_tables: bool) -> list[PagedView]:
 class ReadSide:
     """Every read model over one GoPay application, and the runner that keeps them current."""
 
-    def __init__(self, app: GoPay, database_url: str, *, create_tables: bool = False) -> None:
+    def __init__(self, app: GoPay, database_url: str, *, create_tables: bool = False,
+                 read_url: str | None = None) -> None:
         self.app = app
         self._advanced = threading.Condition()
         views = _views(database_url, create_tables)
+        # Queries may be served by a standby: they wait until it has replayed their position.
+        self._reader = _datastore(read_url) if read_url else None
+        for view in views:
+            view.reader = self._reader
         self.runner = PagedProjectionRunner(
             app, [projection(view) for (projection, _), view in zip(READ_MODELS, views, strict=True)],
             database_url, on_advance=self._on_advance)
@@ -72,6 +83,8 @@ class ReadSide:
         """Stop the runner and close the views' connections."""
         self.runner.stop()
         self._datastore.close()
+        if self._reader is not None:
+            self._reader.close()
 
     def catch_up(self) -> None:
         """Project everything recorded so far, in this thread."""
@@ -86,8 +99,20 @@ class ReadSide:
         self.catch_up()
 
     def position(self) -> int:
-        """The log position every read model has reached (from memory where this process leads)."""
+        """The log position every read model has reached, as queries see them: from memory
+        where this process leads, or on the standby queries are served from."""
+        if self._reader is not None:
+            return min(view.read_position(self.app.name) for view in self.runner.views)
         return min(self.runner.positions().values())
+
+    def reads_from_standby(self) -> bool:
+        """Whether queries are served by a standby (checked, not assumed)."""
+        if self._reader is None:
+            return False
+        with self._reader.transaction(commit=False) as cursor:
+            cursor.execute("SELECT pg_is_in_recovery() AS standby")
+            row = cursor.fetchone()
+        return bool(row and row["standby"])
 
     def wait_for(self, position: int, timeout: float) -> bool:
         """Block until every read model shows `position` (a command's last event), or time out."""

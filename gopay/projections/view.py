@@ -32,6 +32,8 @@ class PagedView(PostgresTrackingRecorder):
 
     def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:
         super().__init__(datastore, **kwargs)
+        # Where queries go, if not to `datastore` (the primary, which the runner writes to).
+        self.reader: PostgresDatastore | None = None
         self.sql_create_statements.extend(Composed([SQL(s)]) for s in self.schema_statements)
 
     def create_table(self) -> None:
@@ -74,9 +76,21 @@ class PagedView(PostgresTrackingRecorder):
     def position(self, application_name: str) -> int:
         return self.max_tracking_id(application_name) or 0
 
+    def read_position(self, application_name: str) -> int:
+        """How far the view has got, as the database queries are served from sees it."""
+        if self.reader is None:
+            return self.position(application_name)
+        with self.reader.transaction(commit=False) as cursor:
+            cursor.execute(SQL("SELECT max(notification_id) AS position FROM {} "
+                               "WHERE application_name = %s").format(
+                Identifier(self.tracking_table_name)), (application_name,))
+            row = cursor.fetchone()
+        return int(row["position"] or 0) if row else 0
+
     def query(self, statement: LiteralString, params: Any = ()) -> list[dict[str, Any]]:
-        """The rows a read-only statement over this view's tables answers."""
-        with self.datastore.transaction(commit=False) as cursor:
+        """The rows a read-only statement over this view's tables answers (from the reader,
+        a standby, when there is one)."""
+        with (self.reader or self.datastore).transaction(commit=False) as cursor:
             cursor.execute(statement, params)
             return cursor.fetchall()
 

@@ -156,23 +156,17 @@ class WalletView(PagedView):
             if value is not None:
                 query += f" AND {condition}"
                 params.append(value)
-        query += " ORDER BY seq DESC LIMIT %s"
-        params.append(limit)
-        with self.datastore.transaction(commit=False) as cursor:
-            cursor.execute(query, params)
-            return cursor.fetchall()
+        return self.query(query + " ORDER BY seq DESC LIMIT %s",
+                          (*params, limit))
 
     def order(self, order_id: UUID) -> dict[str, Any] | None:
-        with self.datastore.transaction(commit=False) as cursor:
-            cursor.execute("SELECT * FROM payment_orders WHERE id = %s", (order_id,))
-            return cursor.fetchone()
+        rows = self.query("SELECT * FROM payment_orders WHERE id = %s", (order_id,))
+        return rows[0] if rows else None
 
     def ledger_totals(self) -> dict[str, int]:
         """Sum of every ledger account per currency: zero when the books balance."""
-        with self.datastore.transaction(commit=False) as cursor:
-            cursor.execute("SELECT currency, SUM(balance)::bigint AS total FROM ledger_accounts "
-                           "GROUP BY currency")
-            return {row["currency"]: row["total"] for row in cursor.fetchall()}
+        return {row["currency"]: row["total"] for row in self.query(
+            "SELECT currency, SUM(balance)::bigint AS total FROM ledger_accounts GROUP BY currency")}
 
     def ledger_accounts(self) -> dict[tuple[UUID, str], int]:
         """Every ledger account's balance, by (account id, currency)."""
@@ -180,9 +174,8 @@ class WalletView(PagedView):
                 for row in self.query("SELECT * FROM ledger_accounts")}
 
     def balances(self) -> dict[UUID, int]:
-        with self.datastore.transaction(commit=False) as cursor:
-            cursor.execute("SELECT wallet_id, balance FROM wallets")
-            return {row["wallet_id"]: row["balance"] for row in cursor.fetchall()}
+        return {row["wallet_id"]: row["balance"]
+                for row in self.query("SELECT wallet_id, balance FROM wallets")}
 
 
 class WalletProjection(Projection[WalletView]):

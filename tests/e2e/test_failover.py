@@ -309,6 +309,37 @@ class TestFailover:
         assert answers[0].json() == answers[1].json()
 
 
+@pytest.mark.slow
+class TestReadsFromStandbys:
+    def test_an_api_reading_from_standbys_still_shows_the_callers_own_writes(
+            self, deployment: Deployment, tmp_path: Path) -> None:
+        """A second API process serves its queries from the standbys: each of its answers
+        already shows the caller's transfer it answered a moment before."""
+        deployment.cluster.wait_until_replicated(timeout=BACK_WITHIN)
+        hosts = deployment.cluster.url().split("@", 1)[1].split("/", 1)[0]
+        standbys = f"postgresql://postgres@{hosts}/gopay?target_session_attrs=standby"
+        env = {**deployment.env, "GOPAY_READ_DATABASE_URL": standbys,
+               "GOPAY_SERVE_RUNS_PROJECTIONS": "false"}
+        reader = GoPayServer.create(env, tmp_path / "reader.log").start()
+        try:
+            ready = httpx.get(f"{reader.url}/health/ready", timeout=10).json()
+            assert ready["reads_from"] == "standby", ready
+            # Wallets of their own: the failover tests count every transfer of their people.
+            sender, recipient = register(reader.url), register(reader.url)
+            fund(deployment.admin, sender.user["wallet_id"], 100)
+            http = httpx.Client(base_url=reader.url, headers=dict(sender.http.headers), timeout=30)
+            before = http.get("/v1/wallet").json()["balance"]
+            assert before == 100
+            for step in range(1, 11):
+                sent = http.post("/v1/transfers", json={"recipient": recipient.user["wallet_id"],
+                                                         "amount": 1, "currency": "USD"})
+                assert sent.status_code == 201, sent.text
+                assert http.get("/v1/wallet").json()["balance"] == before - step
+                assert http.get(f"/v1/transfers/{sent.json()['id']}").status_code == 200
+        finally:
+            reader.stop()
+
+
 def assert_events_hold_exactly(database_url: str, acknowledged: set[str]) -> None:
     """The event store (on the new primary) holds each acknowledged transfer's success once,
     besides the wallets' fundings, and no other."""

@@ -36,7 +36,9 @@ def ready(system: SystemDep) -> JSONResponse:
     PROJECTION_LAG.set(lag)
     if lag >= MAX_LAG_SECONDS:
         return problem_response(503, f"projections are {lag:.1f} s behind", lag_seconds=lag)
-    return JSONResponse({"status": "ready", "projection_lag_seconds": round(lag, 3)})
+    return JSONResponse({"status": "ready", "projection_lag_seconds": round(lag, 3),
+                         "reads_from": "standby" if system.read_side.reads_from_standby()
+                         else "primary"})
 
 
 @router.get("/metrics", include_in_schema=False)
