@@ -22,7 +22,7 @@ from gopay.aggregates.payment_order import PaymentOrder
 from gopay.aggregates.user import PERSONAL_FIELDS
 from gopay.group_commit import GroupCommitter
 from gopay.notifications.outbox import MemoryMessageStore, MessageStore, PostgresMessageStore
-from gopay.recorder import stored_versions
+from gopay.recorder import EventRecorder, stored_versions
 from gopay.security.data_keys import DataKeys, KeyStore, MemoryKeyStore, PostgresKeyStore
 from gopay.security.keyring import KeyRing
 from gopay.security.login_throttle import FailureCounts, MemoryFailureCounts, PostgresFailureCounts
@@ -78,7 +78,8 @@ class GoPay(Application[UUID]):
         # 1,000 transfers/s, which was most of the p99 latency.
         self.committer = GroupCommitter(
             self, lambda ids: stored_versions(self.recorder, ids),
-            remember=lambda aggregate: not isinstance(aggregate, PaymentOrder))
+            remember=lambda aggregate: not isinstance(aggregate, PaymentOrder),
+            turn=self.recorder.writers_turn if isinstance(self.recorder, EventRecorder) else None)
 
     @classmethod
     def in_memory(cls, key_ring: KeyRing | None = None) -> GoPay:

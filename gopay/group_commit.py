@@ -14,6 +14,14 @@ and runs again on fresh state, a refusal decided on remembered state is checked 
 fresh state first, and so is a decision resting on a remembered aggregate the command read
 but did not change (one query per batch compares those versions with the store).
 
+Several processes (API workers, the worker, other machines) write one after another: a batch
+runs and is saved in the writers' turn, a lock in the database that one process holds at a
+time. Taking the turn, a process first reads what the others stored since it last looked and
+brings the aggregates it remembers up to date with those events, so its batch rarely meets
+a version it did not know; measured, the conflicts of two API processes on the same wallets
+cost them two thirds of one process's throughput. Without a turn (in memory) one process is
+assumed, and the version checks above still guard every save.
+
 A blocking caller leads a batch for everyone queued when nobody else is leading (flat
 combining), so the same code serves one test thread and forty request threads. An
 `asyncio` caller never blocks its event loop: it queues its command, a writer thread leads
@@ -27,14 +35,15 @@ import copy
 import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 from uuid import UUID
 
 from cachetools import LRUCache
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, Notification
 from prometheus_client import Counter, Histogram
 
 from gopay.aggregates.errors import DomainError, NotFound
@@ -48,15 +57,21 @@ BATCH_SIZE = Histogram("gopay_commit_batch_commands", "Commands saved per group 
                        buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
 CONFLICTS = Counter("gopay_commit_conflicts_total",
                     "Group commits that lost a version race to another process")
+CAUGHT_UP = Counter("gopay_commit_caught_up_events_total",
+                    "Events of other writers read on taking the writers' turn")
 
 # Enough to amortise the fsync, small enough to keep one transaction short.
 MAX_BATCH = 256
 # A command that keeps losing races is given up on after this many rounds.
 MAX_ROUNDS = 100
+# Other writers' events read at most per turn; after more, everything remembered is dropped.
+MAX_CATCH_UP = 20_000
 
 
 # The latest stored version of each of these aggregates that exists (one query).
 StoredVersions = Callable[[Sequence[UUID]], dict[UUID, int]]
+# Holds the writers' turn (across processes) while its block runs.
+WritersTurn = Callable[[], AbstractContextManager[object]]
 
 
 class StaleRead(Exception):
@@ -83,6 +98,10 @@ class KnownState:
         with self._lock:
             for aggregate_id in aggregate_ids:
                 self._cache.pop(aggregate_id, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._cache.clear()
 
 
 class UnitOfWork:
@@ -214,12 +233,14 @@ class GroupCommitter:
 
     def __init__(self, app: Application[UUID], stored: StoredVersions, *,
                  remember: Callable[[Aggregate], bool] = lambda _: True,
-                 max_batch: int = MAX_BATCH) -> None:
+                 turn: WritersTurn | None = None, max_batch: int = MAX_BATCH) -> None:
         self._app = app
         self._remember = remember
         self._stored = stored
+        self._turn = turn
         self._max_batch = max_batch
         self.known = KnownState()
+        self._seen: int | None = None  # the log position up to which `known` has followed
         self._queue: list[_Pending[Any]] = []
         self._queue_lock = threading.Lock()
         self._leading = threading.Lock()
@@ -295,9 +316,12 @@ class GroupCommitter:
             return
         unit = UnitOfWork(self._app, self.known)
         try:
-            unit.prefetch_absent([i for pending in batch for i in pending.probes], self._stored)
-            accepted, again = self._run_commands(unit, batch)
-            again += self._save(unit, accepted)
+            with self._turn() if self._turn else nullcontext():
+                head = self._catch_up() if self._turn else None
+                unit.prefetch_absent([i for pending in batch for i in pending.probes],
+                                     self._stored)
+                accepted, again = self._run_commands(unit, batch)
+                again += self._save(unit, accepted, head)
         except Exception as error:  # the store failed: this batch's callers hear it, nobody else's
             log.exception("group commit failed")
             for pending in batch:
@@ -313,6 +337,38 @@ class GroupCommitter:
             with self._queue_lock:
                 self._queue[:0] = again
         self.batches += 1
+
+    def _catch_up(self) -> int:
+        """In the writers' turn: apply what other processes stored since this one last looked
+        to the aggregates it remembers; returns the log's head."""
+        recorder = self._app.recorder
+        if self._seen is None:
+            self._seen = recorder.max_notification_id() or 0
+            return self._seen
+        stored = recorder.select_notifications(self._seen + 1, MAX_CATCH_UP)
+        if len(stored) == MAX_CATCH_UP:  # long away: start afresh
+            self.known.clear()
+            self._seen = recorder.max_notification_id() or 0
+            return self._seen
+        for notification in stored:
+            self._follow(notification)
+            self._seen = notification.id
+        if stored:
+            CAUGHT_UP.inc(len(stored))
+        return self._seen
+
+    def _follow(self, stored: Notification) -> None:
+        """One event another writer stored: the remembered aggregate takes it, or is dropped."""
+        aggregate_id = cast(UUID, stored.originator_id)
+        known = self.known.get(aggregate_id)
+        if known is None or stored.originator_version <= known.version:
+            return  # not remembered, or this process's own event
+        if stored.originator_version != known.version + 1:
+            self.known.forget([aggregate_id])
+            return
+        event = cast(Aggregate.Event, self._app.mapper.to_domain_event(stored))
+        updated = event.mutate(_clone(known))
+        self.known.put([updated] if updated is not None else [])
 
     def _run_commands(self, unit: UnitOfWork, batch: list[_Pending[Any]]
                       ) -> tuple[list[_Pending[Any]], list[_Pending[Any]]]:
@@ -339,7 +395,8 @@ class GroupCommitter:
             accepted.append(pending)
         return accepted, again
 
-    def _save(self, unit: UnitOfWork, accepted: list[_Pending[Any]]) -> list[_Pending[Any]]:
+    def _save(self, unit: UnitOfWork, accepted: list[_Pending[Any]],
+              head: int | None) -> list[_Pending[Any]]:
         """Save what can be saved; return the commands that must run again."""
         again: list[_Pending[Any]] = []
         unsaved: set[UUID] = set()  # aggregates whose working state holds unsaved changes
@@ -375,7 +432,10 @@ class GroupCommitter:
                          r.notification.id for r in recordings}
             # A command that changed nothing (a repeated request) read only what was committed
             # before this batch: the log's head shows it.
-            last = max(positions.values(), default=0) or self._app.recorder.max_notification_id() or 0
+            last = (max(positions.values(), default=0) or head
+                    or self._app.recorder.max_notification_id() or 0)
+            if positions and head is not None and min(positions.values()) == head + 1:
+                self._seen = last  # nobody stored anything between: no need to read it back
             BATCH_SIZE.observe(len(accepted))
             touched = set().union(*(pending.touched for pending in accepted))
             self.known.put(filter(self._remember, unit.aggregates(touched - unsaved)))

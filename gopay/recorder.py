@@ -14,12 +14,15 @@ the block before it and every digest of this one, in notification order. So the 
 in the transaction that stores the events, under the same lock, with no extra round trip;
 `gopay.reconcile.audit` recomputes it to find any event changed, removed, reordered or added
 behind GoPay's back.
+
+Every process that writes takes the writers' turn first (`writers_turn`, an advisory lock):
+see `gopay.group_commit`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from typing import Any
 from uuid import UUID
 
@@ -34,6 +37,7 @@ from eventsourcing.persistence import (
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from eventsourcing.utils import retry
 from psycopg import Connection, Cursor
+from psycopg import Error as PsycopgError
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
@@ -43,6 +47,9 @@ from psycopg.sql import SQL, Identifier
 EVENT_DIGEST = ("sha256(int8send(notification_id) || uuid_send(originator_id) || "
                 "int8send(originator_version) || int4send(octet_length(topic)) || "
                 "convert_to(topic, 'UTF8') || state)")
+
+# The advisory lock of the writers' turn ("gopay-w" in ASCII).
+WRITERS_TURN = 0x676F7061792D77
 
 
 def stored_versions(recorder: ApplicationRecorder, aggregate_ids: Sequence[UUID]) -> dict[UUID, int]:
@@ -157,6 +164,22 @@ class EventRecorder(PostgresApplicationRecorder):
             raise ProgrammingError(f"got {len(ids)} notification ids for {len(stored_events)} events")
         return ids
 
+    @contextmanager
+    def writers_turn(self) -> Iterator[None]:
+        """Hold the writers' turn, across processes, while the block runs and saves a batch."""
+        with ExitStack() as turn:
+            self._take_turn(turn)
+            yield
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)  # as the library does
+    def _take_turn(self, turn: ExitStack) -> None:
+        """Lock on a connection of its own, kept (with the unlock) in `turn` once taken."""
+        with ExitStack() as attempt:  # a stale pooled connection fails here, and the next is tried
+            conn = attempt.enter_context(self.datastore.get_connection())
+            conn.execute("SELECT pg_advisory_lock(%s)", (WRITERS_TURN,))
+            attempt.callback(_release_turn, conn)
+            turn.enter_context(attempt.pop_all())
+
     # The chain, for auditors
 
     @contextmanager
@@ -219,6 +242,11 @@ class EventRecorder(PostgresApplicationRecorder):
         with self.datastore.get_connection() as conn:
             rows = conn.execute(self.stored_versions_statement, (list(aggregate_ids),)).fetchall()
         return {row["originator_id"]: row["version"] for row in rows}
+
+
+def _release_turn(conn: Connection[DictRow]) -> None:
+    with suppress(PsycopgError):  # a connection that broke has released it
+        conn.execute("SELECT pg_advisory_unlock(%s)", (WRITERS_TURN,))
 
 
 def _array(elements: Iterable[str]) -> str:

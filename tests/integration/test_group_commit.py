@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 import pytest
+from prometheus_client import REGISTRY
 
 from gopay.aggregates.errors import DomainError, InsufficientFunds
 from gopay.aggregates.money import Money
@@ -83,10 +84,38 @@ class TestBatching:
         assert balance(app, bob.wallet_id) == 200
 
 
+def conflicts() -> float:
+    return REGISTRY.get_sample_value("gopay_commit_conflicts_total") or 0.0
+
+
 class TestTwoProcesses:
+    def test_in_turn_each_process_follows_the_other_and_meets_no_conflict(
+            self, system: System, second_app: Commands) -> None:
+        """Taking the writers' turn, a process first applies what the other stored to the
+        wallets it remembers: alternating on the same wallets, no save meets a stale version."""
+        alice, bob = open_wallets(system.commands, 2, 10_000)
+        before = conflicts()
+        caught_up = REGISTRY.get_sample_value("gopay_commit_caught_up_events_total") or 0.0
+        for step in range(20):
+            commands = (system.commands, second_app)[step % 2]
+            payer, payee = (alice, bob) if step % 3 else (bob, alice)
+            assert transfer(commands, payer, payee, 10 + step, note=str(step)) == "succeeded"
+        assert conflicts() == before
+        assert (REGISTRY.get_sample_value("gopay_commit_caught_up_events_total") or 0) > caught_up
+        remembered = second_app.context.app.committer.known.get(alice.wallet_id)
+        assert remembered is not None
+        assert balance(system.app, alice.wallet_id) == 10_000 + sum(
+            (10 + step) * (-1 if step % 3 else 1) for step in range(20))
+
+    @pytest.mark.parametrize("in_turn", [True, False], ids=["in-turn", "racing"])
     def test_conflicts_between_processes_lose_and_create_nothing(
-            self, system: System, second_app: Commands, database_url: str) -> None:
-        """Two writers with their own memory of the wallets keep exact books and gap-free streams."""
+            self, system: System, second_app: Commands, database_url: str,
+            in_turn: bool) -> None:
+        """Two writers with their own memory of the wallets keep exact books and gap-free
+        streams, taking turns or not (then their saves race and the losers run again)."""
+        if not in_turn:
+            for app in (system.app, second_app.context.app):
+                app.committer._turn = None
         users = open_wallets(system.commands, 6, 10_000)
         apps = [system.commands, second_app]
         moved: list[tuple] = []
