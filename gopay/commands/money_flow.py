@@ -94,8 +94,14 @@ def money_flow(command_type: type[M]) -> Callable[[Declaration[M]], Declaration[
 
 
 def repeat_refusal(order: PaymentOrder) -> PaymentOrder:
-    """The answer to a money command: its order, or the refusal its key recorded."""
-    if order.status == OrderStatus.FAILED and order.failure_reason in RECORDED_REFUSALS:
+    """The answer to a money command: its order, or the refusal its key recorded.
+
+    Only an order refused when it was asked for (never planned) repeats as a refusal; a
+    deferred order that failed later (the PSP declined a card for `insufficient_funds`, say)
+    is answered as it stands, whatever its reason is called.
+    """
+    if (order.status == OrderStatus.FAILED and not order.planned_postings
+            and order.failure_reason in RECORDED_REFUSALS):
         raise RECORDED_REFUSALS[order.failure_reason](order.failure_detail)
     return order
 

@@ -189,6 +189,23 @@ class TestTopUps:
         assert person.balance() == 1_200
         assert len(gopay.lines_for(first.json()["id"])) == 1
 
+    def test_a_late_decline_for_insufficient_funds_answers_the_order_again(
+            self, gopay: Deployment) -> None:
+        """No answer at first (202); the PSP then says the card had no funds. The same key
+        again answers the failed top-up, not a 422 as if the wallet lacked money."""
+        person, card = gopay.customer("no_funds")
+        gopay.faults(drop_response=1.0)
+        try:
+            first = top_up(person, card, 800, key="late-decline")
+        finally:
+            gopay.faults()
+        assert first.status_code == 202, first.text
+        assert settled(person, "topups", first.json()["id"])["status"] == "failed"
+        again = top_up(person, card, 800, key="late-decline")
+        assert again.status_code == 201, again.text
+        assert (again.json()["id"], again.json()["status"], again.json()["failure_reason"]) == (
+            first.json()["id"], "failed", "insufficient_funds")
+
     def test_a_chargeback_takes_the_money_back_and_books_what_is_missing(
             self, gopay: Deployment) -> None:
         """The disputed card succeeds, then is charged back: the wallet gives back what it has

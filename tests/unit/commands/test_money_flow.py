@@ -158,6 +158,18 @@ class TestHolding:
             send(gopay, ada, 5_000, key="k")
         assert gopay.wallet(ada).held == 18_100
 
+    def test_a_later_failure_is_not_repeated_as_a_refusal(self, gopay: InMemoryGoPay,
+                                                          ada: User) -> None:
+        """An order held, then failed by the PSP for `insufficient_funds` (the payer's card had
+        none): its key answers the failed order, not a 422 as if the wallet had too little."""
+        order = send(gopay, ada, 5_000, key="k")
+        gopay.in_batch(lambda unit: flows.cancel(unit.get(order.id, PaymentOrder), unit,
+                                                 reason="insufficient_funds"))
+        again = send(gopay, ada, 5_000, key="k")
+        assert (again.id, again.status, again.failure_reason) == (
+            order.id, OrderStatus.FAILED, "insufficient_funds")
+        assert gopay.wallet(ada).held == 0
+
     def test_a_repeated_key_holds_once(self, gopay: InMemoryGoPay, ada: User) -> None:
         first = send(gopay, ada, 1_000, key="k")
         again = send(gopay, ada, 1_000, key="k")
