@@ -1,6 +1,7 @@
 """P2P transfers over HTTP against a real GoPay, next to PostgreSQL's own ceiling for the same write.
 
     .venv/bin/python benchmarks/transfers.py --clients 64 --seconds 20 --workers 1
+    .venv/bin/python benchmarks/transfers.py --workers 2 --payees 4   # two API processes, hot payees
 
 Starts a throwaway embedded PostgreSQL and `gopay serve`, registers and funds wallets, then
 `--clients` concurrent clients send transfers between random wallets for `--seconds`. Prints
@@ -90,9 +91,10 @@ def pgbench_ceiling(url: str, clients: int, seconds: int, *, with_lock: bool) ->
 lags: list[float] = []  # projection lag seen during the last drive(), in seconds
 
 
-async def drive(url: str, tokens: list[tuple[str, str]], clients: int, seconds: float
-                ) -> tuple[list[float], Counter[int], int]:
-    """`clients` concurrent senders; returns latencies of 201s, status counts, transfers made.
+async def drive(url: str, tokens: list[tuple[str, str]], clients: int, seconds: float,
+                payees: int) -> tuple[list[float], Counter[int], int]:
+    """`clients` concurrent senders, each paying one of the first `payees` wallets; returns
+    latencies of 201s, status counts, transfers made.
 
     aiohttp, because httpx's async pool tops out near 250 requests/s with 64 connections
     here, which would measure the client instead of GoPay.
@@ -107,7 +109,10 @@ async def drive(url: str, tokens: list[tuple[str, str]], clients: int, seconds: 
 
         async def client() -> None:
             while time.perf_counter() < deadline:
-                (token, _), (_, recipient) = random.sample(tokens, 2)
+                _, recipient = random.choice(tokens[:payees])
+                token, sender = random.choice(tokens)
+                if sender == recipient:
+                    continue
                 started = time.perf_counter()
                 async with http.post(
                         "/v1/transfers",
@@ -134,6 +139,7 @@ async def drive(url: str, tokens: list[tuple[str, str]], clients: int, seconds: 
 
 WRK_SCRIPT = """
 local pairs = {pairs}
+local payees = {payees}
 local run = "{run}"
 local counter = 0
 local thread_id = 0
@@ -151,8 +157,8 @@ end
 function request()
   counter = counter + 1
   local sender = pairs[math.random(#pairs)]
-  local recipient = pairs[math.random(#pairs)]
-  while recipient[2] == sender[2] do recipient = pairs[math.random(#pairs)] end
+  local recipient = pairs[math.random(payees)]
+  while recipient[2] == sender[2] do recipient = pairs[math.random(payees)] end
   local body = string.format('{{"recipient":"%s","amount":%d,"currency":"USD"}}',
                              recipient[2], math.random(1, 100))
   return wrk.format("POST", "/v1/transfers", {{
@@ -174,15 +180,16 @@ end
 """
 
 
-def drive_wrk(url: str, tokens: list[tuple[str, str]], clients: int, seconds: float
-              ) -> tuple[float, float, float, dict[str, int], int]:
-    """`clients` connections from wrk, a C load generator that leaves the CPU to GoPay.
+def drive_wrk(url: str, tokens: list[tuple[str, str]], clients: int, seconds: float,
+              payees: int) -> tuple[float, float, float, dict[str, int], int]:
+    """`clients` connections from wrk, a C load generator that leaves the CPU to GoPay; each
+    pays one of the first `payees` wallets.
 
     Returns transfers/s, p50 and p99 in seconds, answers by kind, and transfers made.
     """
     pairs = "{" + ",".join(f'{{"{token}","{wallet}"}}' for token, wallet in tokens) + "}"
     script = Path(tempfile.mkstemp(suffix=".lua")[1])
-    script.write_text(WRK_SCRIPT.format(pairs=pairs, run=uuid.uuid4().hex[:12]))
+    script.write_text(WRK_SCRIPT.format(pairs=pairs, payees=payees, run=uuid.uuid4().hex[:12]))
     lags.clear()
     stop = threading.Event()
 
@@ -214,6 +221,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--workers", type=int, default=1, help="API processes")
     parser.add_argument("--wallets", type=int, default=200)
+    parser.add_argument("--payees", type=int, default=None,
+                        help="pay only the first N wallets (a few hot merchants); default: all")
     parser.add_argument("--projection-worker", action="store_true",
                         help="run the projections in a `gopay worker` of their own")
     parser.add_argument("--pgbench-seconds", type=int, default=10)
@@ -222,6 +231,7 @@ def main() -> None:
                         help="load generator: wrk (apt-get install wrk) leaves the CPU to "
                              "GoPay; aiohttp tops out near 1,600 requests/s here")
     args = parser.parse_args()
+    payees = min(args.payees or args.wallets, args.wallets)
 
     work = Path(tempfile.mkdtemp(prefix="gopay-bench-"))
     server_pg = EmbeddedPostgres(work / "pg").start()
@@ -241,14 +251,14 @@ def main() -> None:
                       for w in wallets]
             print(f"GoPay: {args.clients} clients, {args.workers} API process(es), "
                   f"projections in {'a worker' if worker else 'the API'}, "
-                  f"{args.wallets} wallets, {args.seconds:.0f} s")
+                  f"{args.wallets} wallets paying {payees}, {args.seconds:.0f} s")
             if args.client == "wrk":
                 rate, p50, p99, answers, made = drive_wrk(api.url, tokens, args.clients,
-                                                          args.seconds)
+                                                          args.seconds, payees)
             else:
                 started = time.perf_counter()
                 latencies, statuses, made = asyncio.run(
-                    drive(api.url, tokens, args.clients, args.seconds))
+                    drive(api.url, tokens, args.clients, args.seconds, payees))
                 rate = made / (time.perf_counter() - started)
                 quantiles = statistics.quantiles(latencies, n=100)
                 p50, p99, answers = quantiles[49], quantiles[98], dict(statuses)

@@ -218,7 +218,9 @@ def _dump_tables(database_url: str, path: Path) -> None:
 def _as_bytes(value: Any) -> bytes:
     if isinstance(value, bytes | memoryview):
         return bytes(value)
-    return (json.dumps(value) if isinstance(value, dict | list) else str(value)).encode()
+    if isinstance(value, list):
+        return b" ".join(map(_as_bytes, value))
+    return (json.dumps(value) if isinstance(value, dict) else str(value)).encode()
 
 
 def _spellings(card_number: str) -> set[bytes]:
