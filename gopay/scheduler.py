@@ -18,6 +18,8 @@ def start_jobs(system: System) -> BackgroundScheduler:
                       max_instances=1, coalesce=True)
     scheduler.add_job(lambda: _leading(system) and system.psp_process.run_due(), "interval",
                       seconds=1, id="psp_tasks", max_instances=1, coalesce=True)
+    scheduler.add_job(lambda: _leading(system) and system.webhooks.run_due(), "interval",
+                      seconds=1, id="merchant_webhooks", max_instances=1, coalesce=True)
     scheduler.start()
     return scheduler
 
