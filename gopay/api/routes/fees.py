@@ -8,17 +8,17 @@ from fastapi import APIRouter, Query
 
 from gopay.aggregates.fees import FeePayer
 from gopay.aggregates.ledger import TransactionType
-from gopay.aggregates.money import Money
+from gopay.aggregates.money import MAX_AMOUNT, Money
 from gopay.api.deps import Caller, SystemDep
 from gopay.api.merchant_schemas import FeeQuote
-from gopay.api.schemas import Amount, Currency
+from gopay.api.schemas import Currency
 
 router = APIRouter(tags=["fees"])
 
 
 @router.get("/v1/fees", response_model=FeeQuote)
 async def quote_fee(caller: Caller, system: SystemDep, type: Annotated[TransactionType, Query()],
-                    amount: Annotated[Amount, Query()],
+                    amount: Annotated[int, Query(gt=0, le=MAX_AMOUNT, description="Minor units")],
                     currency: Annotated[Currency, Query()] = "USD") -> FeeQuote:
     """The fee GoPay's schedule (`GOPAY_FEES`) charges a payment of `type` and `amount`:
     rounded half up to the minor unit, within the rule's minimum and maximum, never more
