@@ -1,10 +1,16 @@
-"""Refunds over HTTP: a merchant gives payments back, in full or in part, never more than was paid."""
+"""Refunds over HTTP: a merchant gives payments back, in full or in part, never more than was paid.
+And the README's merchant integration, run as it is written."""
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +23,8 @@ from tests.support import Client, fund, register
 @pytest.fixture(scope="module")
 def gopay(postgres_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     """GoPay with the PSP simulator beside it: some payers top up by card first."""
-    deployment = Deployment(postgres_server, tmp_path_factory.mktemp("refunds")).start()
+    deployment = Deployment(postgres_server, tmp_path_factory.mktemp("refunds"),
+                            GOPAY_WEBHOOK_ALLOW_PRIVATE="true").start()
     yield deployment
     deployment.stop()
 
@@ -148,3 +155,20 @@ class TestConcurrency:
         shown = shop.get(f"/v1/merchant/payments/{payment['id']}").json()
         assert (shown["refunded"], shown["refundable"]) == (990, 10)
         assert len([line for line in ada.history() if line["type"] == "refund"]) == 33
+
+
+class TestTheReadmeIntegration:
+    def test_the_merchant_demo_runs_as_written(self, gopay: Deployment, tmp_path: Path) -> None:
+        """QR code by API key, signed webhooks verified by the recipe, a refund: all as shown."""
+        readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+        [script] = [block for block in re.findall(r"```python\n(.*?)```", readme, flags=re.DOTALL)
+                    if block.startswith('"""merchant_demo.py')]
+        (tmp_path / "merchant_demo.py").write_text(script)
+        run = subprocess.run([sys.executable, "merchant_demo.py"], cwd=tmp_path, text=True, check=False,
+                             capture_output=True, timeout=180,
+                             env={**os.environ, "GOPAY_URL": gopay.server.url})
+        assert run.returncode == 0, run.stdout + run.stderr
+        lines = run.stdout.splitlines()
+        assert lines[1].startswith("verified payment.succeeded") and lines[1].endswith(" 1250")
+        assert lines[2].startswith("verified refund.succeeded")
+        assert '"refunded": 250' in lines[3].replace("'", '"')
