@@ -22,6 +22,8 @@ def start_jobs(system: System) -> BackgroundScheduler:
     scheduler.add_job(lambda: _leading(system) and audit.checkpoint(system.app, system.signer),
                       "interval", seconds=60, id="audit_checkpoint", max_instances=1,
                       coalesce=True)
+    scheduler.add_job(lambda: _leading(system) and system.webhooks.run_due(), "interval",
+                      seconds=1, id="merchant_webhooks", max_instances=1, coalesce=True)
     scheduler.start()
     return scheduler
 

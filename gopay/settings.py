@@ -97,6 +97,19 @@ class Settings(BaseSettings):
     # A folder where the embedded store archives its write-ahead log, and where
     # `gopay restore` finds it again (point-in-time recovery).
     wal_archive: Path | None = None
+    # Merchants: the key that signs QR payloads and the key webhook endpoints' secrets are
+    # derived from (each generated once under var/ when unset); whether webhook endpoints
+    # may be on loopback or private addresses (for development); each delivery attempt's
+    # timeout, and the retry schedule of a delivery that got no 2xx: the first retry after
+    # about `webhook_first_retry` seconds, doubling up to `webhook_max_retry_delay`, for
+    # `webhook_retry_for` seconds, then the delivery is marked failed.
+    qr_signing_key: str | None = None
+    webhook_signing_key: str | None = None
+    webhook_allow_private: bool = False
+    webhook_timeout: float = Field(default=10.0, gt=0)
+    webhook_first_retry: float = Field(default=30.0, gt=0)
+    webhook_max_retry_delay: float = Field(default=3600.0, gt=0)
+    webhook_retry_for: float = Field(default=86_400.0, ge=0)
 
     @field_validator("kyc_limits")
     @classmethod
@@ -146,6 +159,17 @@ class Settings(BaseSettings):
         """The checkpoint signing key: configured, or generated once and kept under var/."""
         return self.audit_signing_key or self._kept(
             "audit_signing_key", lambda: base64.b64encode(secrets.token_bytes(32)).decode())
+
+    @cached_property
+    def qr_key(self) -> str:
+        """The QR payload signing key: configured, or generated once and kept under var/."""
+        return self.qr_signing_key or self._kept("qr_signing_key", lambda: secrets.token_urlsafe(48))
+
+    @cached_property
+    def webhook_key(self) -> str:
+        """What webhook endpoints' secrets derive from: configured, or generated once under var/."""
+        return self.webhook_signing_key or self._kept("webhook_signing_key",
+                                                      lambda: secrets.token_urlsafe(48))
 
     def _kept(self, name: str, generate: Callable[[], str]) -> str:
         """A secret kept in a file under var/ that only this user can read, made on first use.

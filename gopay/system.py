@@ -20,6 +20,7 @@ from gopay.clock import Clock, utc_now
 from gopay.commands import Commands, Context
 from gopay.notifications import outbox
 from gopay.notifications.outbox import Outbox
+from gopay.processes.merchant_webhooks import WebhookDeliverer, retry_policy
 from gopay.processes.psp import Policies, PspProcess
 from gopay.projections.read_side import ReadSide
 from gopay.psp.http_adapter import HttpPsp
@@ -66,6 +67,7 @@ class System:
     psp: HttpPsp
     psp_process: PspProcess
     signer: Signer
+    webhooks: WebhookDeliverer
 
     @classmethod
     def connect(cls, settings: Settings, database_url: str, *, create_tables: bool = False) -> System:
@@ -83,8 +85,13 @@ class System:
         policies = Policies(call=RetryPolicy(
             wait=wait_exponential_jitter(multiplier=1, max=settings.psp_retry_max_delay),
             stop=stop_after_attempt(settings.psp_retry_attempts)))
+        webhooks = WebhookDeliverer(
+            read_side.webhooks, settings.webhook_key,
+            retry_policy(settings.webhook_first_retry, settings.webhook_max_retry_delay,
+                         settings.webhook_retry_for),
+            timeout=settings.webhook_timeout, allow_private=settings.webhook_allow_private)
         return cls(settings, app, commands, read_side, psp,
-                   PspProcess(commands, psp, due, policies), Signer(settings.audit_key))
+                   PspProcess(commands, psp, due, policies), Signer(settings.audit_key), webhooks)
 
     @property
     def outbox(self) -> Outbox:
@@ -127,6 +134,7 @@ class System:
             return _is_writable(datastore)
 
     def close(self) -> None:
+        self.webhooks.close()
         self.psp.close()
         self.read_side.stop()
         self.app.close()

@@ -18,10 +18,16 @@ from gopay.api.routes import (
     auth,
     devices,
     external_payments,
+    fees,
     health,
     me,
+    merchant_api_keys,
+    merchant_payments,
+    merchant_qr,
+    merchant_webhooks,
     payment_methods,
     psp_webhooks,
+    qr_payments,
     transfers,
     wallet,
 )
@@ -92,6 +98,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _document_problems(app)
     for module in (auth, me, devices, wallet, transfers, payment_methods, external_payments,
                    psp_webhooks, admin, audit, health):
+        app.include_router(module.router)
+    for module in (merchant_qr, qr_payments, merchant_payments, merchant_api_keys,
+                   merchant_webhooks, fees):
         app.include_router(module.router)
     return app
 

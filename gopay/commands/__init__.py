@@ -5,22 +5,27 @@ Importing this package registers every handler with the bus (`gopay.commands.bus
 
 from gopay.commands import (
     adjustment,
+    api_keys,
     devices,
     kyc,
     payment_methods,
     payouts,
     profile,
     psp_outcomes,
+    qr_payments,
     recovery,
+    refunds,
     registration,
     sign_in,
     staff,
     topups,
     transfer,
     two_factor,
+    webhook_endpoints,
 )
 from gopay.commands.bus import Command, Commands, Context, Outcome
 
-__all__ = ["Command", "Commands", "Context", "Outcome", "adjustment", "devices", "kyc",
-           "payment_methods", "payouts", "profile", "psp_outcomes", "recovery", "registration",
-           "sign_in", "staff", "topups", "transfer", "two_factor"]
+__all__ = ["Command", "Commands", "Context", "Outcome", "adjustment", "api_keys", "devices", "kyc",
+           "payment_methods", "payouts", "profile", "psp_outcomes", "qr_payments", "recovery",
+           "refunds", "registration", "sign_in", "staff", "topups", "transfer", "two_factor",
+           "webhook_endpoints"]

@@ -13,12 +13,14 @@ from eventsourcing.utils import Environment
 
 from gopay.application import GoPay, application_env
 from gopay.projections.directory import DirectoryProjection, DirectoryView
+from gopay.projections.merchant import MerchantProjection, MerchantView
 from gopay.projections.payment_methods import PaymentMethodProjection, PaymentMethodView
 from gopay.projections.psp_tasks import PspTaskProjection, PspTaskView
 from gopay.projections.runner import PagedProjectionRunner, lag_seconds
 from gopay.projections.security import SecurityProjection, SecurityView
 from gopay.projections.view import PagedView
 from gopay.projections.wallets import WalletProjection, WalletView
+from gopay.projections.webhook_deliveries import WebhookDeliveryProjection, WebhookDeliveryView
 
 # Every read model GoPay keeps: the projection, and the view it writes.
 READ_MODELS: tuple[tuple[type[Projection[Any]], type[PagedView]], ...] = (
@@ -27,6 +29,8 @@ READ_MODELS: tuple[tuple[type[Projection[Any]], type[PagedView]], ...] = (
     (SecurityProjection, SecurityView),
     (PaymentMethodProjection, PaymentMethodView),
     (PspTaskProjection, PspTaskView),
+    (MerchantProjection, MerchantView),
+    (WebhookDeliveryProjection, WebhookDeliveryView),
 )
 
 
@@ -72,6 +76,8 @@ class ReadSide:
         self.security = cast(SecurityView, by_class[SecurityView])
         self.payment_methods = cast(PaymentMethodView, by_class[PaymentMethodView])
         self.psp_tasks = cast(PspTaskView, by_class[PspTaskView])
+        self.merchant = cast(MerchantView, by_class[MerchantView])
+        self.webhooks = cast(WebhookDeliveryView, by_class[WebhookDeliveryView])
         self._datastore = views[0].datastore
 
     def start(self) -> ReadSide:

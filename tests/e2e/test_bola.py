@@ -26,7 +26,8 @@ PUBLIC = {("GET", "/v1/devices/{device_id}/status")}
 
 @dataclass
 class People:
-    """Alice owns things; Bob gets money from her; Mallory and a merchant have no part in it."""
+    """Alice owns things; Bob gets money from her; Mallory and a merchant (and its server, with
+    the merchant's API key) have no part in it."""
 
     url: str
     admin: Client
@@ -34,6 +35,11 @@ class People:
     bob: Client
     mallory: Client
     merchant: Client
+    merchant_server: Client
+
+    @property
+    def customers(self) -> tuple[Client, ...]:
+        return (self.alice, self.bob, self.mallory, self.merchant)
 
 
 @dataclass
@@ -45,6 +51,9 @@ class Owned:
     unknown_id: str
     parties: tuple[Client, ...]
     is_unchanged: Callable[[], None]
+    # Who may call the endpoint at all (the others are refused by role: tests/e2e/test_roles.py);
+    # None: every customer.
+    callers: tuple[Client, ...] | None = None
 
 
 def _ok(response: httpx.Response, status: int = 200) -> Any:
@@ -135,6 +144,72 @@ def payout(people: People) -> Owned:
         assert _ok(alice.get(f"/v1/payouts/{seen['id']}")) == seen
 
     return Owned(seen["id"], str(uuid.uuid4()), (alice,), is_unchanged)
+def _shop_sale(people: People) -> tuple[Client, Client, dict[str, Any]]:
+    """A merchant of its own (not the people's merchant), and Alice's QR payment to it."""
+    shop = register(people.url, kind="company", business_name="Alice's Grocer", category="merchant")
+    fund(people.admin, people.alice.user["wallet_id"], 5_000)
+    code = _ok(shop.post("/v1/merchant/qr", {"amount": 1_500, "reference": "order 5"}), 201)
+    payment = _ok(people.alice.post("/v1/qr-payments", {"qr_payload": code["qr_payload"]}), 201)
+    return shop, people.alice, payment
+
+
+def qr_payment(people: People) -> Owned:
+    shop, alice, payment = _shop_sale(people)
+    seen = _ok(alice.get(f"/v1/qr-payments/{payment['id']}"))
+
+    def is_unchanged() -> None:
+        assert [_ok(party.get(f"/v1/qr-payments/{payment['id']}")) for party in (alice, shop)] == [
+            seen, seen]
+
+    return Owned(payment["id"], str(uuid.uuid4()), (alice, shop), is_unchanged)
+
+
+def merchant_payment(people: People) -> Owned:
+    """A payment the merchant received: only it (and its server) may read or refund it."""
+    shop, alice, payment = _shop_sale(people)
+    seen = _ok(shop.get(f"/v1/merchant/payments/{payment['id']}"))
+    balances = (alice.balance(), shop.balance())
+
+    def is_unchanged() -> None:
+        assert _ok(shop.get(f"/v1/merchant/payments/{payment['id']}")) == seen
+        assert (alice.balance(), shop.balance()) == balances
+
+    return Owned(payment["id"], str(uuid.uuid4()), (shop,), is_unchanged,
+                 callers=(people.merchant, people.merchant_server))
+
+
+def qr_code(people: People) -> Owned:
+    shop = register(people.url, kind="company", business_name="Alice's Grocer", category="merchant")
+    code = _ok(shop.post("/v1/merchant/qr", {"amount": 900}), 201)
+
+    def is_unchanged() -> None:
+        assert _ok(shop.get(f"/v1/merchant/qr/{code['id']}"))["qr_payload"] == code["qr_payload"]
+
+    return Owned(code["id"], str(uuid.uuid4()), (shop,), is_unchanged, callers=(people.merchant,))
+
+
+def api_key(people: People) -> Owned:
+    shop = register(people.url, kind="company", business_name="Alice's Grocer", category="merchant")
+    key = _ok(shop.post("/v1/merchant/api-keys", {"name": "till"}), 201)
+
+    def is_unchanged() -> None:
+        assert Client(people.url, key["secret"]).get("/v1/merchant/payments").status_code == 200
+        assert _ok(shop.get("/v1/merchant/api-keys"))["data"][0]["revoked_at"] is None
+
+    return Owned(key["id"], str(uuid.uuid4()), (shop,), is_unchanged, callers=(people.merchant,))
+
+
+def webhook_endpoint(people: People) -> Owned:
+    shop = register(people.url, kind="company", business_name="Alice's Grocer", category="merchant")
+    endpoint = _ok(shop.post("/v1/merchant/webhook-endpoints", {
+        "url": "https://93.184.215.14/gopay", "events": ["payment.succeeded"]}), 201)
+
+    def is_unchanged() -> None:
+        listed = _ok(shop.get("/v1/merchant/webhook-endpoints"))["data"]
+        assert [e["id"] for e in listed] == [endpoint["id"]]
+
+    return Owned(endpoint["id"], str(uuid.uuid4()), (shop,), is_unchanged,
+                 callers=(people.merchant,))
 
 
 # Every id-taking endpoint a customer may call: what it is called on, and with what body.
@@ -147,15 +222,24 @@ CASES: dict[tuple[str, str], tuple[Callable[[People], Owned], dict[str, Any] | N
     ("GET", "/v1/transfers/{transfer_id}"): (transfer, None),
     ("GET", "/v1/topups/{order_id}"): (top_up, None),
     ("GET", "/v1/payouts/{order_id}"): (payout, None),
+    ("GET", "/v1/qr-payments/{payment_id}"): (qr_payment, None),
+    ("GET", "/v1/merchant/payments/{payment_id}"): (merchant_payment, None),
+    ("POST", "/v1/payments/{payment_id}/refunds"): (merchant_payment, {"amount": 100}),
+    ("GET", "/v1/merchant/qr/{qr_id}"): (qr_code, None),
+    ("GET", "/v1/merchant/qr/{qr_id}.png"): (qr_code, None),
+    ("DELETE", "/v1/merchant/api-keys/{key_id}"): (api_key, None),
+    ("DELETE", "/v1/merchant/webhook-endpoints/{endpoint_id}"): (webhook_endpoint, None),
 }
 
 
 @pytest.fixture(scope="module")
 def people(server, admin: Client) -> People:  # type: ignore[no-untyped-def]
+    merchant = register(server.url, kind="company", business_name="Corner Shop",
+                        category="merchant")
+    key = _ok(merchant.post("/v1/merchant/api-keys", {"name": "corner shop server"}), 201)
     return People(url=server.url, admin=admin, alice=register(server.url),
-                  bob=register(server.url), mallory=register(server.url),
-                  merchant=register(server.url, kind="company", business_name="Corner Shop",
-                                    category="merchant"))
+                  bob=register(server.url), mallory=register(server.url), merchant=merchant,
+                  merchant_server=Client(server.url, key["secret"]))
 
 
 def call(client: Client, operation: tuple[str, str], object_id: str,
@@ -181,8 +265,8 @@ class TestAnotherUsersId:
         make, body = CASES[operation]
         owned = make(people)
         owned.is_unchanged()
-        strangers = [c for c in (people.alice, people.bob, people.mallory, people.merchant)
-                     if c not in owned.parties]
+        strangers = [c for c in owned.callers or people.customers if c not in owned.parties]
+        assert strangers
         for stranger in strangers:
             answer = call(stranger, operation, owned.id, body)
             assert answer.status_code == 404, answer.text

@@ -9,9 +9,12 @@ import pytest
 
 from tests.support import PASSWORD, Client, login, register, staff
 
-ROLES = ("anonymous", "person", "company", "agent",
+# "company" is a merchant; "merchant_api_key" is its server, calling with an sk_live_ key.
+ROLES = ("anonymous", "person", "company", "agent", "merchant_api_key",
          "admin", "sub_admin", "auditor", "finance", "support")
 CUSTOMERS = {"person", "company", "agent"}
+# Without a session: answered 401 where they are not let through.
+TOKENLESS = {"anonymous", "merchant_api_key"}
 STAFF = {"admin", "sub_admin", "auditor", "finance", "support"}
 SIGNED_IN = CUSTOMERS | STAFF
 
@@ -44,6 +47,22 @@ ALLOWED: dict[str, set[str]] = {
     "POST /v1/auth/2fa/disable": SIGNED_IN,
     "POST /v1/auth/2fa/recovery-codes": SIGNED_IN,
     "POST /v1/auth/logout": SIGNED_IN,
+    "GET /v1/fees": SIGNED_IN,
+    "POST /v1/qr-payments": {"person"},
+    "GET /v1/qr-payments/{id}": CUSTOMERS,  # then 404 unless the payer or the merchant
+    "POST /v1/merchant/qr": {"company", "merchant_api_key"},
+    "GET /v1/merchant/qr/{id}": {"company"},  # then 404 unless its own
+    "GET /v1/merchant/qr/{id}.png": {"company"},
+    "GET /v1/merchant/payments": {"company", "merchant_api_key"},
+    "GET /v1/merchant/payments/{id}": {"company", "merchant_api_key"},
+    "POST /v1/payments/{id}/refunds": {"company", "merchant_api_key"},
+    "POST /v1/merchant/api-keys": {"company"},
+    "GET /v1/merchant/api-keys": {"company"},
+    "DELETE /v1/merchant/api-keys/{id}": {"company"},
+    "POST /v1/merchant/webhook-endpoints": {"company"},  # then 422: a loopback address
+    "GET /v1/merchant/webhook-endpoints": {"company"},
+    "DELETE /v1/merchant/webhook-endpoints/{id}": {"company"},
+    "GET /v1/merchant/webhook-deliveries": {"company"},
 }
 
 
@@ -54,6 +73,9 @@ def callers(server, server_env) -> dict[str, Client]:  # type: ignore[no-untyped
     found["company"] = register(server.url, kind="company", business_name="Shop",
                                 category="merchant")
     found["agent"] = register(server.url, kind="agent")
+    key = found["company"].post("/v1/merchant/api-keys", {"name": "role table"})
+    assert key.status_code == 201, key.text
+    found["merchant_api_key"] = Client(server.url, key.json()["secret"])
     for role in STAFF:
         found[role] = staff(server.url, server_env, role)
     return found
@@ -68,6 +90,10 @@ def target(server) -> Client:  # type: ignore[no-untyped-def]
 def request(endpoint: str, client: Client, target: Client) -> httpx.Response:
     method, path = endpoint.split(" ", 1)
     path = path.replace("{id}", target.user["id"]).replace("{device}", "some-phone")
+    if "webhook-deliveries" in path:
+        path += f"?endpoint_id={target.user['id']}"
+    if path == "/v1/fees":
+        path += "?type=transfer&amount=100"
     bodies: dict[str, Callable[[], object]] = {
         "PATCH /v1/me": lambda: {"login_notifications": True},
         "POST /v1/transfers": lambda: {"recipient": target.user["email"], "amount": 1,
@@ -84,6 +110,12 @@ def request(endpoint: str, client: Client, target: Client) -> httpx.Response:
         "POST /v1/auth/2fa/enable": lambda: {"otp": "000000"},
         "POST /v1/auth/2fa/disable": lambda: {"otp": "000000"},
         "POST /v1/auth/2fa/recovery-codes": lambda: {"otp": "000000"},
+        "POST /v1/qr-payments": lambda: {"qr_payload": "GOPAY1.not.signed"},
+        "POST /v1/merchant/qr": lambda: {"amount": 100},
+        "POST /v1/payments/{id}/refunds": lambda: {"amount": 1},
+        "POST /v1/merchant/api-keys": lambda: {"name": "role table"},
+        "POST /v1/merchant/webhook-endpoints": lambda: {"url": "https://127.0.0.1/hooks",
+                                                        "events": ["payment.succeeded"]},
         "POST /v1/admin/adjustments": lambda: {
             "wallet_id": target.user["wallet_id"], "direction": "credit", "amount": 1,
             "currency": "USD", "reason": "role table check"},
@@ -95,10 +127,11 @@ def request(endpoint: str, client: Client, target: Client) -> httpx.Response:
 @pytest.mark.parametrize("endpoint", sorted(ALLOWED))
 @pytest.mark.parametrize("role", ROLES)
 def test_role_table(endpoint: str, role: str, callers: dict[str, Client], target: Client) -> None:
-    """The endpoint lets exactly its roles through: 401 without a token, 403 for other roles."""
+    """The endpoint lets exactly its roles through: 401 without a token (or with a merchant's
+    API key where a key is not taken), 403 for other roles."""
     if endpoint == "POST /v1/auth/logout":
         # Logging out ends the session the other cases use: sign in afresh for this one.
-        client = callers[role] if role == "anonymous" else _fresh_session(callers[role])
+        client = callers[role] if role in TOKENLESS else _fresh_session(callers[role])
     else:
         client = callers[role]
     response = request(endpoint, client, target)
@@ -109,7 +142,7 @@ def test_role_table(endpoint: str, role: str, callers: dict[str, Client], target
         assert not refused, (role, endpoint, response.text)
         assert response.status_code < 500
     else:
-        expected = 401 if role == "anonymous" else 403
+        expected = 401 if role in TOKENLESS else 403
         assert response.status_code == expected, (role, endpoint, response.text)
         assert response.json()["code"] == ("unauthenticated" if expected == 401 else "forbidden")
 

@@ -28,6 +28,7 @@ import pytest
 from eventsourcing.domain import Aggregate, CanInitAggregate, CanMutateAggregate, event
 
 import gopay.aggregates
+from gopay.aggregates.api_key import ApiKey
 from gopay.aggregates.device import DeviceStatus
 from gopay.aggregates.ledger import Posting, SystemAccount, TransactionType
 from gopay.aggregates.limits import DEFAULT_LIMITS
@@ -35,9 +36,12 @@ from gopay.aggregates.money import Money
 from gopay.aggregates.payment_method import PaymentMethod, SavedMethods
 from gopay.aggregates.payment_order import PaymentOrder
 from gopay.aggregates.psp_task import PspTask, TaskKind
+from gopay.aggregates.qr_code import QrCode
+from gopay.aggregates.refunds import PaymentRefunds
 from gopay.aggregates.session import Session, token_digest
 from gopay.aggregates.user import Device, EmailIndex, PhoneIndex, User
 from gopay.aggregates.wallet import Hold, Wallet
+from gopay.aggregates.webhook_endpoint import WebhookEndpoint
 from gopay.application import GoPay
 
 # The library's own bookkeeping: `_pending_events` is a list on purpose (the unit of work
@@ -293,6 +297,40 @@ def psp_task_story() -> Iterator[Aggregate]:
     yield call
 
 
+def qr_code_story() -> Iterator[Aggregate]:
+    code = QrCode(id=uuid4(), merchant_id=uuid4(), wallet_id=uuid4(), amount=1_250,
+                  currency="USD", reference="order 17", expires_at=NOW, request_fingerprint="f")
+    yield code
+    code.pay(payment_id=uuid4(), payer_wallet_id=uuid4())
+    yield code
+
+
+def payment_refunds_story() -> Iterator[Aggregate]:
+    refunds = PaymentRefunds.open(payment_id=uuid4(), merchant_wallet_id=uuid4(),
+                                  payer_wallet_id=uuid4(), paid=usd(1_000))
+    yield refunds
+    refunds.refund(usd(300), refund_id=uuid4())
+    yield refunds
+
+
+def api_key_story() -> Iterator[Aggregate]:
+    key = ApiKey(id=uuid4(), owner_id=uuid4(), wallet_id=uuid4(), name="shop server",
+                 prefix="sk_live_", last4="abcd", digest="0" * 64, request_fingerprint="f")
+    yield key
+    key.revoke(by=key.owner_id)
+    yield key
+
+
+def webhook_endpoint_story() -> Iterator[Aggregate]:
+    endpoint = WebhookEndpoint(id=uuid4(), owner_id=uuid4(), wallet_id=uuid4(),
+                               url="https://shop.example/hooks",
+                               events=("payment.succeeded", "refund.succeeded"),
+                               request_fingerprint="f")
+    yield endpoint
+    endpoint.remove(by=endpoint.owner_id)
+    yield endpoint
+
+
 STORIES: dict[type[Aggregate], Story] = {
     User: user_story,
     EmailIndex: email_index_story,
@@ -304,6 +342,10 @@ STORIES: dict[type[Aggregate], Story] = {
     PaymentMethod: payment_method_story,
     SavedMethods: saved_methods_story,
     PspTask: psp_task_story,
+    QrCode: qr_code_story,
+    PaymentRefunds: payment_refunds_story,
+    ApiKey: api_key_story,
+    WebhookEndpoint: webhook_endpoint_story,
 }
 
 

@@ -1,0 +1,224 @@
+"""Merchant webhooks as a process on the log: each event a merchant should hear of becomes deliveries.
+
+The projection reads the log like every read model and turns an event into zero or more
+*happenings* (`payment.succeeded` when a merchant's wallet is credited by a QR payment,
+`refund.succeeded` when a refund is counted), each addressed to a wallet. Every endpoint of
+that wallet's owner subscribed to the happening's type gets one delivery row, written in the
+runner's page transaction with the view's tracking position: a crash resumes after the last
+committed page, and no event is turned into deliveries twice.
+
+The delivery rows are a record of work, not a disposable read model: rebuilding the view (or
+a new `version`) empties and replays only the endpoints. Replaying finds every delivery it
+would make already there (keyed by event and endpoint), so nothing is ever sent again as a
+new delivery. The sending itself is `gopay.processes.merchant_webhooks`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID, uuid5
+
+from eventsourcing.dispatch import singledispatchmethod
+from eventsourcing.persistence import Tracking
+from eventsourcing.projection import Projection
+from psycopg import Cursor
+from psycopg.rows import DictRow
+
+from gopay.aggregates.ledger import LEDGER_NAMESPACE, TransactionType
+from gopay.aggregates.refunds import PaymentRefunds
+from gopay.aggregates.wallet import Wallet
+from gopay.aggregates.webhook_endpoint import WebhookEndpoint
+from gopay.projections.view import PagedView
+
+
+@dataclass(frozen=True)
+class Happening:
+    """One event of the log, as the API tells it to whoever follows the wallet it concerns."""
+
+    event_id: str  # the same in every delivery and every attempt of it
+    type: str
+    wallet_id: UUID
+    created_at: datetime
+    data: Mapping[str, Any]
+
+    def body(self) -> str:
+        """The exact text every attempt sends (and signs)."""
+        return json.dumps({"id": self.event_id, "type": self.type,
+                           "created_at": _rfc3339(self.created_at), "data": dict(self.data)},
+                          separators=(",", ":"))
+
+
+def event_id(domain_event: Any) -> str:
+    """A stable id for a stored event: the same on every replay of the log."""
+    name = f"{domain_event.originator_id}/{domain_event.originator_version}"
+    return f"evt_{uuid5(LEDGER_NAMESPACE, name).hex}"
+
+
+class WebhookDeliveryView(PagedView):
+    """Merchants' endpoints, and every delivery to them with each attempt."""
+
+    tables = ("webhook_endpoints",)  # the deliveries and attempts are kept: see the module docstring
+    schema_statements = (
+        """CREATE TABLE IF NOT EXISTS webhook_endpoints (
+            id uuid PRIMARY KEY, owner_id uuid NOT NULL, wallet_id uuid NOT NULL,
+            url text NOT NULL, events text[] NOT NULL, created_position bigint NOT NULL,
+            removed_position bigint, created_at timestamptz NOT NULL)""",
+        """CREATE INDEX IF NOT EXISTS webhook_endpoints_wallet_idx ON webhook_endpoints (wallet_id)""",
+        """CREATE INDEX IF NOT EXISTS webhook_endpoints_owner_idx
+            ON webhook_endpoints (owner_id, created_at)""",
+        """CREATE TABLE IF NOT EXISTS webhook_deliveries (
+            event_id text NOT NULL, endpoint_id uuid NOT NULL,
+            id uuid NOT NULL UNIQUE DEFAULT gen_random_uuid(), event_type text NOT NULL,
+            body text NOT NULL, status text NOT NULL DEFAULT 'pending',
+            attempts integer NOT NULL DEFAULT 0, next_attempt_at timestamptz NOT NULL,
+            created_at timestamptz NOT NULL, last_attempt_at timestamptz,
+            last_status_code integer, last_error text,
+            PRIMARY KEY (event_id, endpoint_id))""",
+        """CREATE INDEX IF NOT EXISTS webhook_deliveries_due_idx ON webhook_deliveries
+            (next_attempt_at) WHERE status = 'pending'""",
+        """CREATE INDEX IF NOT EXISTS webhook_deliveries_endpoint_idx ON webhook_deliveries
+            (endpoint_id, created_at DESC, id DESC)""",
+        """CREATE TABLE IF NOT EXISTS webhook_attempts (
+            delivery_id uuid NOT NULL, number integer NOT NULL,
+            attempted_at timestamptz NOT NULL, status_code integer, error text,
+            duration_ms integer NOT NULL, PRIMARY KEY (delivery_id, number))""",
+    )
+
+    def start_page(self) -> None:
+        self._endpoints: list[tuple[Any, ...]] = []
+        self._removed: list[tuple[Any, ...]] = []
+        self._happenings: list[dict[str, Any]] = []
+
+    def endpoint_created(self, row: tuple[Any, ...]) -> None:
+        self._endpoints.append(row)
+
+    def endpoint_removed(self, endpoint_id: UUID, position: int) -> None:
+        self._removed.append((position, endpoint_id))
+
+    def happened(self, happening: Happening, position: int) -> None:
+        self._happenings.append({
+            "event_id": happening.event_id, "type": happening.type, "body": happening.body(),
+            "wallet_id": happening.wallet_id, "at": happening.created_at, "position": position})
+
+    def write_page(self, cursor: Cursor[DictRow]) -> None:
+        if self._endpoints:
+            cursor.executemany(
+                "INSERT INTO webhook_endpoints (id, owner_id, wallet_id, url, events, "
+                "created_position, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                self._endpoints)
+        if self._removed:
+            cursor.executemany("UPDATE webhook_endpoints SET removed_position = %s WHERE id = %s",
+                               self._removed)
+            cursor.executemany("UPDATE webhook_deliveries SET status = 'cancelled' "
+                               "WHERE endpoint_id = %s AND status = 'pending'",
+                               [(endpoint_id,) for _, endpoint_id in self._removed])
+        if self._happenings:
+            # Each happening goes to the endpoints subscribed to it when it happened (by log
+            # position), so replaying the log later addresses it exactly as the first time.
+            cursor.executemany(
+                "INSERT INTO webhook_deliveries (event_id, endpoint_id, event_type, body, "
+                "next_attempt_at, created_at) "
+                "SELECT %(event_id)s, e.id, %(type)s, %(body)s, %(at)s, %(at)s "
+                "FROM webhook_endpoints e WHERE e.wallet_id = %(wallet_id)s "
+                "AND %(type)s = ANY(e.events) AND e.created_position < %(position)s "
+                "AND (e.removed_position IS NULL OR e.removed_position > %(position)s) "
+                "ON CONFLICT DO NOTHING", self._happenings)
+
+    # Queries
+
+    def endpoints(self, owner_id: UUID) -> list[dict[str, Any]]:
+        """A merchant's endpoints that were not removed, oldest first."""
+        return self.query("SELECT * FROM webhook_endpoints WHERE owner_id = %s "
+                          "AND removed_position IS NULL ORDER BY created_at, id", (owner_id,))
+
+    def endpoint(self, endpoint_id: UUID) -> dict[str, Any] | None:
+        rows = self.query("SELECT * FROM webhook_endpoints WHERE id = %s", (endpoint_id,))
+        return rows[0] if rows else None
+
+    def deliveries(self, endpoint_id: UUID, *, limit: int, after: UUID | None = None
+                   ) -> list[dict[str, Any]]:
+        """An endpoint's deliveries, newest first, each with its attempts oldest first."""
+        return self.query(
+            "SELECT d.*, COALESCE((SELECT json_agg(a ORDER BY a.number) FROM webhook_attempts a "
+            "WHERE a.delivery_id = d.id), '[]') AS attempt_log FROM webhook_deliveries d "
+            "WHERE d.endpoint_id = %(endpoint)s AND (%(after)s::uuid IS NULL OR (d.created_at, d.id) < "
+            "(SELECT created_at, id FROM webhook_deliveries WHERE id = %(after)s)) "
+            "ORDER BY d.created_at DESC, d.id DESC LIMIT %(limit)s",
+            {"endpoint": endpoint_id, "after": after, "limit": limit})
+
+    # The delivery job's work (`gopay.processes.merchant_webhooks`)
+
+    def claim_due(self, now: datetime, until: datetime, limit: int) -> list[dict[str, Any]]:
+        """Pending deliveries due by `now`, each claimed until `until`: no other process (or
+        later run) takes one before then, and one whose sender died is taken up after."""
+        with self.datastore.transaction(commit=True) as cursor:
+            cursor.execute(
+                "UPDATE webhook_deliveries d SET next_attempt_at = %(until)s "
+                "FROM webhook_endpoints e WHERE e.id = d.endpoint_id AND d.id IN ("
+                "  SELECT id FROM webhook_deliveries WHERE status = 'pending' "
+                "  AND next_attempt_at <= %(now)s ORDER BY next_attempt_at "
+                "  LIMIT %(limit)s FOR UPDATE SKIP LOCKED) "
+                "RETURNING d.id, d.event_id, d.endpoint_id, d.body, d.attempts, d.created_at, e.url",
+                {"now": now, "until": until, "limit": limit})
+            return cursor.fetchall()
+
+    def record_attempt(self, delivery_id: UUID, *, number: int, at: datetime,
+                       status_code: int | None, error: str | None, duration_ms: int,
+                       status: str, next_attempt_at: datetime) -> None:
+        """One attempt and where it leaves the delivery, in one transaction."""
+        with self.datastore.transaction(commit=True) as cursor:
+            cursor.execute(
+                "INSERT INTO webhook_attempts (delivery_id, number, attempted_at, status_code, "
+                "error, duration_ms) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                (delivery_id, number, at, status_code, error, duration_ms))
+            cursor.execute(
+                "UPDATE webhook_deliveries SET attempts = %s, status = %s, next_attempt_at = %s, "
+                "last_attempt_at = %s, last_status_code = %s, last_error = %s "
+                "WHERE id = %s AND status = 'pending'",
+                (number, status, next_attempt_at, at, status_code, error, delivery_id))
+
+
+class WebhookDeliveryProjection(Projection[WebhookDeliveryView]):
+    """Turns merchants' endpoints and the events they subscribe to into deliveries."""
+
+    name = "webhook_delivery_projection"
+
+    @singledispatchmethod
+    def process_event(self, domain_event: Any, tracking: Tracking) -> None:
+        """Events nobody is told about."""
+
+    @process_event.register
+    def _(self, e: WebhookEndpoint.Created, tracking: Tracking) -> None:
+        self.view.endpoint_created((e.originator_id, e.owner_id, e.wallet_id, e.url,
+                                    list(e.events), tracking.notification_id, e.timestamp))
+
+    @process_event.register
+    def _(self, e: WebhookEndpoint.Removed, tracking: Tracking) -> None:
+        self.view.endpoint_removed(e.originator_id, tracking.notification_id)
+
+    @process_event.register
+    def _(self, e: Wallet.Credited, tracking: Tracking) -> None:
+        if e.entry_type == TransactionType.QR_PAYMENT:
+            self.view.happened(Happening(event_id(e), "payment.succeeded", e.originator_id,
+                                         e.timestamp, {
+                "object": "payment", "id": str(e.entry_id), "status": "succeeded",
+                "amount": e.amount, "currency": e.currency, "reference": e.reference,
+                "merchant_wallet_id": str(e.originator_id), "payer_wallet_id": e.counterparty,
+                "created_at": _rfc3339(e.timestamp)}), tracking.notification_id)
+
+    @process_event.register
+    def _(self, e: PaymentRefunds.Refunded, tracking: Tracking) -> None:
+        self.view.happened(Happening(event_id(e), "refund.succeeded", e.merchant_wallet_id,
+                                     e.timestamp, {
+            "object": "refund", "id": str(e.refund_id), "status": "succeeded",
+            "payment_id": str(e.payment_id), "amount": e.amount, "currency": e.currency,
+            "refunded_total": e.refunded_total, "merchant_wallet_id": str(e.merchant_wallet_id),
+            "created_at": _rfc3339(e.timestamp)}), tracking.notification_id)
+
+
+def _rfc3339(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
