@@ -20,6 +20,7 @@ from gopay.clock import Clock, utc_now
 from gopay.commands import Commands, Context
 from gopay.notifications import outbox
 from gopay.notifications.outbox import Outbox
+from gopay.operators.http_adapter import HttpOperators
 from gopay.processes.psp import Policies, PspProcess
 from gopay.projections.read_side import ReadSide
 from gopay.psp.http_adapter import HttpPsp
@@ -64,6 +65,7 @@ class System:
     read_side: ReadSide
     psp: HttpPsp
     psp_process: PspProcess
+    operators: HttpOperators
 
     @classmethod
     def connect(cls, settings: Settings, database_url: str, *, create_tables: bool = False) -> System:
@@ -80,8 +82,9 @@ class System:
         policies = Policies(call=RetryPolicy(
             wait=wait_exponential_jitter(multiplier=1, max=settings.psp_retry_max_delay),
             stop=stop_after_attempt(settings.psp_retry_attempts)))
+        operators = HttpOperators.from_settings(settings)
         return cls(settings, app, commands, read_side, psp,
-                   PspProcess(commands, psp, due, policies))
+                   PspProcess(commands, psp, due, policies, operators), operators)
 
     @property
     def outbox(self) -> Outbox:
@@ -125,6 +128,7 @@ class System:
 
     def close(self) -> None:
         self.psp.close()
+        self.operators.close()
         self.read_side.stop()
         self.app.close()
 

@@ -15,12 +15,16 @@ from gopay.api.problems import MEDIA_TYPE, install_problem_handlers
 from gopay.api.routes import (
     admin,
     auth,
+    bill_payments,
+    billers,
     devices,
     external_payments,
     health,
     me,
+    operators,
     payment_methods,
     psp_webhooks,
+    recharges,
     transfers,
     wallet,
 )
@@ -90,7 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_problem_handlers(app)
     _document_problems(app)
     for module in (auth, me, devices, wallet, transfers, payment_methods, external_payments,
-                   psp_webhooks, admin, health):
+                   psp_webhooks, admin, health, billers, bill_payments, operators, recharges):
         app.include_router(module.router)
     return app
 

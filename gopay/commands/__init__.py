@@ -5,12 +5,17 @@ Importing this package registers every handler with the bus (`gopay.commands.bus
 
 from gopay.commands import (
     adjustment,
+    bill_payments,
+    biller_settlements,
+    billers,
     devices,
     kyc,
+    mobile_operators,
     payment_methods,
     payouts,
     profile,
     psp_outcomes,
+    recharges,
     recovery,
     registration,
     sign_in,
@@ -21,6 +26,7 @@ from gopay.commands import (
 )
 from gopay.commands.bus import Command, Commands, Context, Outcome
 
-__all__ = ["Command", "Commands", "Context", "Outcome", "adjustment", "devices", "kyc",
-           "payment_methods", "payouts", "profile", "psp_outcomes", "recovery", "registration",
-           "sign_in", "staff", "topups", "transfer", "two_factor"]
+__all__ = ["Command", "Commands", "Context", "Outcome", "adjustment", "bill_payments",
+           "biller_settlements", "billers", "devices", "kyc", "mobile_operators",
+           "payment_methods", "payouts", "profile", "psp_outcomes", "recharges", "recovery",
+           "registration", "sign_in", "staff", "topups", "transfer", "two_factor"]

@@ -14,6 +14,7 @@ from eventsourcing.utils import Environment
 from gopay.application import GoPay, application_env
 from gopay.projections.directory import DirectoryProjection, DirectoryView
 from gopay.projections.payment_methods import PaymentMethodProjection, PaymentMethodView
+from gopay.projections.providers import ProviderProjection, ProviderView
 from gopay.projections.psp_tasks import PspTaskProjection, PspTaskView
 from gopay.projections.runner import PagedProjectionRunner, lag_seconds
 from gopay.projections.security import SecurityProjection, SecurityView
@@ -27,6 +28,7 @@ READ_MODELS: tuple[tuple[type[Projection[Any]], type[PagedView]], ...] = (
     (SecurityProjection, SecurityView),
     (PaymentMethodProjection, PaymentMethodView),
     (PspTaskProjection, PspTaskView),
+    (ProviderProjection, ProviderView),
 )
 
 
@@ -61,6 +63,7 @@ class ReadSide:
         self.security = cast(SecurityView, by_class[SecurityView])
         self.payment_methods = cast(PaymentMethodView, by_class[PaymentMethodView])
         self.psp_tasks = cast(PspTaskView, by_class[PspTaskView])
+        self.providers = cast(ProviderView, by_class[ProviderView])
         self._datastore = views[0].datastore
 
     def start(self) -> ReadSide:

@@ -28,9 +28,11 @@ import pytest
 from eventsourcing.domain import Aggregate, CanInitAggregate, CanMutateAggregate, event
 
 import gopay.aggregates
+from gopay.aggregates.biller import Biller
 from gopay.aggregates.device import DeviceStatus
 from gopay.aggregates.ledger import Posting, SystemAccount, TransactionType
 from gopay.aggregates.limits import DEFAULT_LIMITS
+from gopay.aggregates.mobile_operator import MobileOperator
 from gopay.aggregates.money import Money
 from gopay.aggregates.payment_method import PaymentMethod, SavedMethods
 from gopay.aggregates.payment_order import PaymentOrder
@@ -293,6 +295,19 @@ def psp_task_story() -> Iterator[Aggregate]:
     yield call
 
 
+def biller_story() -> Iterator[Aggregate]:
+    biller = Biller(id=uuid4(), name="City Power", category="electricity", currency="USD",
+                    wallet_id=uuid4(), created_by=uuid4(), request_fingerprint="f")
+    yield biller
+    biller.set_bank_account(uuid4(), "DE ...3000", by=uuid4())
+    yield biller
+
+
+def mobile_operator_story() -> Iterator[Aggregate]:
+    yield MobileOperator(id=uuid4(), name="Telco", country="US", currency="USD",
+                         wallet_id=uuid4(), created_by=uuid4(), request_fingerprint="f")
+
+
 STORIES: dict[type[Aggregate], Story] = {
     User: user_story,
     EmailIndex: email_index_story,
@@ -304,6 +319,8 @@ STORIES: dict[type[Aggregate], Story] = {
     PaymentMethod: payment_method_story,
     SavedMethods: saved_methods_story,
     PspTask: psp_task_story,
+    Biller: biller_story,
+    MobileOperator: mobile_operator_story,
 }
 
 
