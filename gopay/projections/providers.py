@@ -12,7 +12,6 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 
 from gopay.aggregates.biller import Biller
-from gopay.aggregates.errors import ValidationFailed
 from gopay.aggregates.mobile_operator import MobileOperator
 from gopay.projections.view import PagedView
 
@@ -102,15 +101,14 @@ class ProviderView(PagedView):
         return rows[0] if rows else None
 
     def _position_of(self, table: str, after: UUID | None) -> int:
-        """Where a page that follows the row `after` starts (past every row without one)."""
+        """Where a page that follows the row `after` starts: past every row without one, before
+        every row when `after` names none (an empty page, as other lists answer it)."""
         if after is None:
             return END
         statement = {"billers": "SELECT position FROM billers WHERE id = %s",
                      "mobile_operators": "SELECT position FROM mobile_operators WHERE id = %s"}
         found = self.query(statement[table], (after,))
-        if not found:
-            raise ValidationFailed("cursor is not valid")
-        return int(found[0]["position"])
+        return int(found[0]["position"]) if found else 0
 
 
 def _escaped(text: str) -> str:

@@ -44,6 +44,19 @@ ALLOWED: dict[str, set[str]] = {
     "POST /v1/auth/2fa/disable": SIGNED_IN,
     "POST /v1/auth/2fa/recovery-codes": SIGNED_IN,
     "POST /v1/auth/logout": SIGNED_IN,
+    "GET /v1/billers": SIGNED_IN,
+    "POST /v1/bill-payments": CUSTOMERS,  # then 404: no such biller
+    "GET /v1/bill-payments/{id}": CUSTOMERS,  # then 404 unless their own
+    "POST /v1/admin/billers": {"admin"},
+    "GET /v1/admin/billers/{id}": {"admin", "finance", "auditor"},  # then 404: no such biller
+    "PUT /v1/admin/billers/{id}/bank-account": {"admin"},
+    "GET /v1/admin/billers/{id}/transactions": {"admin", "finance", "auditor"},
+    "POST /v1/admin/billers/{id}/settlements": {"admin", "finance"},
+    "GET /v1/admin/billers/{id}/settlements/{id}": {"admin", "finance", "auditor"},
+    "GET /v1/operators": SIGNED_IN,
+    "POST /v1/admin/operators": {"admin"},
+    "POST /v1/recharges": CUSTOMERS,  # then 404: no such operator
+    "GET /v1/recharges/{id}": CUSTOMERS,  # then 404 unless their own
 }
 
 
@@ -84,6 +97,16 @@ def request(endpoint: str, client: Client, target: Client) -> httpx.Response:
         "POST /v1/auth/2fa/enable": lambda: {"otp": "000000"},
         "POST /v1/auth/2fa/disable": lambda: {"otp": "000000"},
         "POST /v1/auth/2fa/recovery-codes": lambda: {"otp": "000000"},
+        "POST /v1/bill-payments": lambda: {"biller_id": target.user["id"],
+                                           "customer_reference": "ACC-1", "amount": 1,
+                                           "currency": "USD"},
+        "POST /v1/admin/billers": lambda: {"name": "Role Check Power", "category": "electricity"},
+        "PUT /v1/admin/billers/{id}/bank-account": lambda: {"iban": "DE89370400440532013000",
+                                                             "holder_name": "Power"},
+        "POST /v1/admin/operators": lambda: {"name": "Role Check Telco", "country": "US"},
+        "POST /v1/recharges": lambda: {"phone_number": "+12025550143",
+                                       "operator_id": target.user["id"], "amount": 1,
+                                       "currency": "USD"},
         "POST /v1/admin/adjustments": lambda: {
             "wallet_id": target.user["wallet_id"], "direction": "credit", "amount": 1,
             "currency": "USD", "reason": "role table check"},
