@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from tests.e2e.test_topups_and_payouts import CLOSED_IBAN, IBAN, Deployment, eventually, settled
+from tests.e2e.test_two_factor import code, with_two_factor
 from tests.support import Client, fund, register
 
 UNSERVED = "+15550000000"
@@ -20,12 +21,14 @@ UNSERVED = "+15550000000"
 LIMITS = json.dumps({"unverified": {"per_payment": 20_000, "per_day": 10**12,
                                     "max_balance": 10**12}})
 FEES = json.dumps({"bill_payment": {"fixed": 25}, "recharge": {"fixed": 10}})
+STEP_UP = 5_000
 
 
 @pytest.fixture(scope="module")
 def gopay(postgres_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     deployment = Deployment(postgres_server, tmp_path_factory.mktemp("bills"),
-                            GOPAY_KYC_LIMITS=LIMITS, GOPAY_FEES=FEES).start()
+                            GOPAY_KYC_LIMITS=LIMITS, GOPAY_FEES=FEES,
+                            GOPAY_STEP_UP_AMOUNT=str(STEP_UP)).start()
     yield deployment
     deployment.stop()
 
@@ -67,10 +70,11 @@ def new_biller(gopay: Deployment, iban: str | None = IBAN, **fields: Any) -> dic
 
 
 def pay_bill(person: Client, biller: dict[str, Any], amount: int, reference: str = "ACC-1001",
-             key: str | None = None, **fields: Any) -> httpx.Response:
+             key: str | None = None, headers: dict[str, str] | None = None,
+             **fields: Any) -> httpx.Response:
     return person.post("/v1/bill-payments", {"biller_id": biller["id"],
                                              "customer_reference": reference, "amount": amount,
-                                             "currency": "USD", **fields}, key=key)
+                                             "currency": "USD", **fields}, key=key, headers=headers)
 
 
 def payable(gopay: Deployment, biller: dict[str, Any]) -> dict[str, Any]:
@@ -336,3 +340,20 @@ class TestRecharges:
         events = httpx.get(f"{gopay.simulator.url}/sim/events",
                            params={"nonce": order_id}).json()["data"]
         assert [event["type"] for event in events] == ["recharge.succeeded"]
+
+
+class TestStepUp:
+    def test_large_bills_and_recharges_need_a_fresh_second_factor(self, gopay: Deployment) -> None:
+        """With 2FA on, from the step-up amount up: 401 otp_required and nothing moves without
+        a fresh code; with one the bill is paid; below the amount no code is asked."""
+        biller, operator = new_biller(gopay), new_operator(gopay)
+        person, secret, _ = with_two_factor(gopay.server.url)
+        fund(gopay.admin, person.user["wallet_id"], 20_000)
+        refused(pay_bill(person, biller, STEP_UP, key="big-bill"), 401, "otp_required")
+        refused(recharge(person, operator, STEP_UP), 401, "otp_required")
+        assert wallet(person) == (20_000, 0)
+        paid = pay_bill(person, biller, STEP_UP, key="big-bill",
+                        headers={"GoPay-OTP": code(secret, 1)})
+        assert ok(paid, 201)["status"] == "succeeded"
+        assert ok(recharge(person, operator, STEP_UP - 1), 201)["status"] == "succeeded"
+        assert wallet(person) == (20_000 - STEP_UP - 25 - (STEP_UP - 1) - 10, 0)
