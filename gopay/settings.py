@@ -78,6 +78,11 @@ class Settings(BaseSettings):
     psp_retry_max_delay: float = Field(default=120.0, gt=0)
     psp_retry_attempts: int = Field(default=12, ge=1)
     psp_call_grace: float = Field(default=15.0, ge=0)
+    # The mobile operators' gateway that recharges go through (unset: the PSP's URL, whose
+    # bundled simulator plays the operators too) and the API key GoPay presents to it (unset:
+    # the PSP's). Its calls are timed and retried as the PSP's are.
+    operator_url: str | None = None
+    operator_api_key: str | None = None
     # The simulator (`gopay psp-sim`): its SQLite file (default var/psp-sim.sqlite3), the
     # faults it starts with (JSON, as `POST /sim/faults` takes them), the seed of its dice,
     # its fees (JSON, see gopay/psp/simulator/fees.py) and the seconds before a disputed test
@@ -142,6 +147,14 @@ class Settings(BaseSettings):
     @property
     def psp_base_url(self) -> str:
         return (self.psp_url or BUNDLED_PSP_URL).rstrip("/")
+
+    @property
+    def operator_base_url(self) -> str:
+        return (self.operator_url or self.psp_base_url).rstrip("/")
+
+    @property
+    def operator_key(self) -> str:
+        return self.operator_api_key or self.psp_key
 
     @cached_property
     def psp_key(self) -> str:

@@ -20,6 +20,7 @@ from gopay.clock import Clock, utc_now
 from gopay.commands import Commands, Context
 from gopay.notifications import outbox
 from gopay.notifications.outbox import Outbox
+from gopay.operators.http_adapter import HttpOperators
 from gopay.processes.merchant_webhooks import WebhookDeliverer, retry_policy
 from gopay.processes.psp import Policies, PspProcess
 from gopay.projections.read_side import ReadSide
@@ -68,6 +69,7 @@ class System:
     psp_process: PspProcess
     signer: Signer
     webhooks: WebhookDeliverer
+    operators: HttpOperators
 
     @classmethod
     def connect(cls, settings: Settings, database_url: str, *, create_tables: bool = False) -> System:
@@ -90,8 +92,10 @@ class System:
             retry_policy(settings.webhook_first_retry, settings.webhook_max_retry_delay,
                          settings.webhook_retry_for),
             timeout=settings.webhook_timeout, allow_private=settings.webhook_allow_private)
+        operators = HttpOperators.from_settings(settings)
         return cls(settings, app, commands, read_side, psp,
-                   PspProcess(commands, psp, due, policies), Signer(settings.audit_key), webhooks)
+                   PspProcess(commands, psp, due, policies, operators), Signer(settings.audit_key),
+                   webhooks, operators)
 
     @property
     def outbox(self) -> Outbox:
@@ -136,6 +140,7 @@ class System:
     def close(self) -> None:
         self.webhooks.close()
         self.psp.close()
+        self.operators.close()
         self.read_side.stop()
         self.app.close()
 

@@ -16,6 +16,8 @@ from gopay.api.routes import (
     admin,
     audit,
     auth,
+    bill_payments,
+    billers,
     devices,
     external_payments,
     fees,
@@ -25,9 +27,11 @@ from gopay.api.routes import (
     merchant_payments,
     merchant_qr,
     merchant_webhooks,
+    operators,
     payment_methods,
     psp_webhooks,
     qr_payments,
+    recharges,
     transfers,
     wallet,
 )
@@ -97,7 +101,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_problem_handlers(app)
     _document_problems(app)
     for module in (auth, me, devices, wallet, transfers, payment_methods, external_payments,
-                   psp_webhooks, admin, audit, health):
+                   psp_webhooks, admin, audit, health, billers, bill_payments, operators,
+                   recharges):
         app.include_router(module.router)
     for module in (merchant_qr, qr_payments, merchant_payments, merchant_api_keys,
                    merchant_webhooks, fees):

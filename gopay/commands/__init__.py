@@ -6,13 +6,18 @@ Importing this package registers every handler with the bus (`gopay.commands.bus
 from gopay.commands import (
     adjustment,
     api_keys,
+    bill_payments,
+    biller_settlements,
+    billers,
     devices,
     kyc,
+    mobile_operators,
     payment_methods,
     payouts,
     profile,
     psp_outcomes,
     qr_payments,
+    recharges,
     recovery,
     refunds,
     registration,
@@ -25,7 +30,8 @@ from gopay.commands import (
 )
 from gopay.commands.bus import Command, Commands, Context, Outcome
 
-__all__ = ["Command", "Commands", "Context", "Outcome", "adjustment", "api_keys", "devices", "kyc",
-           "payment_methods", "payouts", "profile", "psp_outcomes", "qr_payments", "recovery",
-           "refunds", "registration", "sign_in", "staff", "topups", "transfer", "two_factor",
-           "webhook_endpoints"]
+__all__ = ["Command", "Commands", "Context", "Outcome", "adjustment", "api_keys",
+           "bill_payments", "biller_settlements", "billers", "devices", "kyc", "mobile_operators",
+           "payment_methods", "payouts", "profile", "psp_outcomes", "qr_payments", "recharges",
+           "recovery", "refunds", "registration", "sign_in", "staff", "topups", "transfer",
+           "two_factor", "webhook_endpoints"]

@@ -66,6 +66,9 @@ class MoneyFlow:
     payee: Party
     reference: str = ""
     limits: bool = True  # the tiers' limits apply (people paying), not for corrections
+    # The payee's tier caps what its wallet may hold: not for an account GoPay keeps for a
+    # biller or an operator, which gathers many customers' payments until it is settled.
+    payee_limits: bool = True
     # The money moves when the order completes (`complete`): a top-up once the PSP has
     # charged, a payout once it has paid. A paying wallet's money is held until then.
     deferred: bool = False
@@ -197,7 +200,8 @@ def _post(flow: MoneyFlow, order: PaymentOrder, context: Context) -> None:
     if isinstance(payee, Wallet):
         payee.credit(flow.money, entry_id=order.id, entry_type=flow.order_type,
                      counterparty=_name(payer), reference=flow.reference,
-                     limits=context.limits[payee.tier] if flow.limits else None)
+                     limits=context.limits[payee.tier] if flow.limits and flow.payee_limits
+                     else None)
         if fee and fee.paid_by == FeePayer.PAYEE:
             payee.pay_fee(fee.money, entry_id=order.id, reference=flow.reference)
     postings = _entry(flow, fee)
@@ -220,7 +224,7 @@ def _defer(flow: MoneyFlow, order: PaymentOrder, context: Context) -> None:
                         on=context.today(),
                         limits=context.limits[flow.payer.tier] if flow.limits else None,
                         fee=fee.money if fee and fee.paid_by == FeePayer.PAYER else None)
-    if isinstance(flow.payee, Wallet) and flow.limits:
+    if isinstance(flow.payee, Wallet) and flow.limits and flow.payee_limits:
         limit = context.limits[flow.payee.tier].max_balance
         if flow.payee.balance + flow.money.amount > limit:
             raise LimitExceeded(f"the receiving wallet cannot hold that much (its limit is {limit})")

@@ -25,10 +25,15 @@ from gopay.commands.money_flow import MoneyCommand, MoneyFlow, cancel, complete,
 from gopay.group_commit import UnitOfWork
 from gopay.psp.port import OperationStatus
 
+# The orders a call to the PSP (or to the operators' gateway, for a recharge) completes.
+SETTLED_BY_CALLS = (TransactionType.TOPUP, TransactionType.PAYOUT, TransactionType.SETTLEMENT,
+                    TransactionType.RECHARGE)
+
 
 @dataclass(frozen=True, kw_only=True)
 class SettleWithPsp(Command[PaymentOrder]):
-    """Record what the PSP did for a top-up or payout; the task that learnt it is done."""
+    """Record what the PSP did for a top-up, payout, settlement or recharge; the task that
+    learnt it is done."""
 
     order_id: UUID
     status: OperationStatus
@@ -115,8 +120,9 @@ def psp_call(context: Context, order_id: UUID, operation: str, method: PaymentMe
 def settle_with_psp(command: SettleWithPsp, unit: UnitOfWork, context: Context) -> PaymentOrder:
     order = unit.get(command.order_id, PaymentOrder)
     task = unit.find(command.task_id, PspTask) if command.task_id else None
-    if order.order_type not in (TransactionType.TOPUP, TransactionType.PAYOUT):
-        raise ValidationFailed("only top-ups and payouts are settled with the PSP")
+    if order.order_type not in SETTLED_BY_CALLS:
+        raise ValidationFailed("only top-ups, payouts, settlements and recharges are settled "
+                               "with the PSP (or the operators' gateway)")
     if order.status != OrderStatus.PENDING:  # settled already: this is the same news again
         _finish(unit, order, task, f"already {order.status}")
         return order

@@ -1,5 +1,9 @@
 """Work with the PSP: calling it for top-ups and payouts, applying its webhooks.
 
+Recharges are the same kind of work with another counterpart: a call to the mobile
+operators' gateway (`gopay.operators.port`) under the order's nonce, retried, asked after and
+dead-lettered the same way, and settled by the same command.
+
 Each piece of work is a `PspTask` saved with what caused it, so nothing is lost to a crash:
 the request that created it tries it at once, and a scheduled job tries whatever is due (a
 first attempt the request never made, a retry after a failed one). A call that got no answer
@@ -29,6 +33,7 @@ from gopay.aggregates.psp_task import PspTask, TaskKind
 from gopay.commands import Commands
 from gopay.commands.payment_methods import reveal
 from gopay.commands.psp_outcomes import ChargeBack, CompleteTask, FailAttempt, SettleWithPsp
+from gopay.operators.port import Operators
 from gopay.psp.port import (
     BankAccount,
     Card,
@@ -79,7 +84,9 @@ class Policies:
 SETTLING = {"charge.succeeded": OperationStatus.SUCCEEDED,
             "charge.failed": OperationStatus.FAILED,
             "payout.paid": OperationStatus.SUCCEEDED,
-            "payout.failed": OperationStatus.FAILED}
+            "payout.failed": OperationStatus.FAILED,
+            "recharge.succeeded": OperationStatus.SUCCEEDED,
+            "recharge.failed": OperationStatus.FAILED}
 CHARGEBACK = "charge.disputed"
 KNOWN_WEBHOOKS = (*SETTLING, CHARGEBACK)
 
@@ -88,12 +95,13 @@ class PspProcess:
     """Carries out PSP tasks; see the module docstring."""
 
     def __init__(self, commands: Commands, psp: Psp, due: Callable[[int], list[UUID]],
-                 policies: Policies = Policies()) -> None:
+                 policies: Policies = Policies(), operators: Operators | None = None) -> None:
         self.commands = commands
         self.app = commands.context.app
         self.psp = psp
         self.due = due
         self.policies = policies
+        self.operators = operators
 
     def run_due(self, limit: int = 100) -> int:
         """Try every task that is due now; how many were tried."""
@@ -129,11 +137,11 @@ class PspProcess:
         nonce = str(order.id)
         try:
             # Unless this is surely the first call, the PSP may have done it already.
-            result = None if first else self.psp.status(nonce)
+            result = None if first else self._status(task, nonce)
             if result is None:
                 result = self._ask_psp(task, order, nonce)
         except NonceReused:
-            result = self.psp.status(nonce)
+            result = self._status(task, nonce)
         except PspRefused as refused:
             PSP_CALLS.labels(task.operation, "refused").inc()
             self._settle(order.id, task, status=OperationStatus.FAILED, psp_reference="",
@@ -153,7 +161,21 @@ class PspProcess:
         PSP_CALLS.labels(task.operation, str(result.status)).inc()
         self._record(task, result)
 
+    def _status(self, task: PspTask, nonce: str) -> PspResult | None:
+        if task.operation == OperationKind.RECHARGE:
+            return self._operators().status(nonce)
+        return self.psp.status(nonce)
+
+    def _operators(self) -> Operators:
+        if self.operators is None:
+            raise PspNoAnswer("no mobile operators' gateway is configured")
+        return self.operators
+
     def _ask_psp(self, task: PspTask, order: PaymentOrder, nonce: str) -> PspResult:
+        if task.operation == OperationKind.RECHARGE:
+            return self._operators().recharge(nonce, str(task.payload["phone_number"]),
+                                              str(task.payload["operator"]), order.amount,
+                                              order.currency)
         method_id = UUID(task.payload["payment_method_id"])
         owner_id = UUID(task.payload["owner_id"])
         method = self.app.get(method_id, PaymentMethod)

@@ -15,6 +15,7 @@ from gopay.application import GoPay, application_env
 from gopay.projections.directory import DirectoryProjection, DirectoryView
 from gopay.projections.merchant import MerchantProjection, MerchantView
 from gopay.projections.payment_methods import PaymentMethodProjection, PaymentMethodView
+from gopay.projections.providers import ProviderProjection, ProviderView
 from gopay.projections.psp_tasks import PspTaskProjection, PspTaskView
 from gopay.projections.runner import PagedProjectionRunner, lag_seconds
 from gopay.projections.security import SecurityProjection, SecurityView
@@ -31,6 +32,7 @@ READ_MODELS: tuple[tuple[type[Projection[Any]], type[PagedView]], ...] = (
     (PspTaskProjection, PspTaskView),
     (MerchantProjection, MerchantView),
     (WebhookDeliveryProjection, WebhookDeliveryView),
+    (ProviderProjection, ProviderView),
 )
 
 
@@ -78,6 +80,7 @@ class ReadSide:
         self.psp_tasks = cast(PspTaskView, by_class[PspTaskView])
         self.merchant = cast(MerchantView, by_class[MerchantView])
         self.webhooks = cast(WebhookDeliveryView, by_class[WebhookDeliveryView])
+        self.providers = cast(ProviderView, by_class[ProviderView])
         self._datastore = views[0].datastore
 
     def start(self) -> ReadSide:

@@ -8,7 +8,7 @@ answer into one of three things: a `PspResult`, `PspRefused` (a 4xx: nothing was
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
+from typing import Any, ClassVar, Self
 from urllib.parse import quote
 
 import httpx
@@ -32,8 +32,11 @@ from gopay.settings import Settings
 CONNECT_TIMEOUT = 3.0
 
 
-class HttpPsp:
-    """A `Psp` that talks to a PSP (the simulator or its twin) over HTTP; safe to share between threads."""
+class NonceService:
+    """A service whose operations are keyed by GoPay's nonces, over HTTP with an API key; safe
+    to share between threads. The PSP and the mobile operators' gateway are two of them."""
+
+    name: ClassVar[str] = "the service"  # how errors name it
 
     def __init__(self, base_url: str, api_key: str, timeout: float = 10.0,
                  transport: httpx.BaseTransport | None = None) -> None:
@@ -42,18 +45,55 @@ class HttpPsp:
             timeout=httpx.Timeout(timeout, connect=min(timeout, CONNECT_TIMEOUT)),
             headers={"Authorization": f"Bearer {api_key}"})
 
-    @classmethod
-    def from_settings(cls, settings: Settings) -> HttpPsp:
-        return cls(settings.psp_base_url, settings.psp_key, settings.psp_timeout)
-
     def close(self) -> None:
         self.http.close()
 
-    def __enter__(self) -> HttpPsp:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *_: object) -> None:
         self.close()
+
+    def _found(self, path: str) -> PspResult | None:
+        """The operation at `path`, or None when the service has none under its nonce."""
+        try:
+            return self._operation("GET", path)
+        except PspRefused as refusal:
+            if refusal.http_status == 404 and refusal.code == "unknown_nonce":
+                return None
+            raise
+
+    def _operation(self, method: str, path: str, json: Any = None) -> PspResult:
+        response = self._send(method, path, json)
+        try:
+            return _result(response.json())
+        except (ValueError, KeyError, TypeError) as error:
+            # A 2xx GoPay cannot read: the work may be done, so the outcome is unknown.
+            raise PspNoAnswer(f"unreadable answer from {self.name} to {method} {path}: {error}") from error
+
+    def _send(self, method: str, path: str, json: Any = None) -> httpx.Response:
+        try:
+            response = self.http.request(method, path, json=json)
+        except httpx.HTTPError as error:  # timeouts, refused or cut connections, protocol errors
+            raise PspNoAnswer(f"no answer from {self.name} to {method} {path}: "
+                              f"{type(error).__name__}: {error}") from error
+        if response.is_server_error:
+            raise PspNoAnswer(f"{self.name} answered {response.status_code} to {method} {path}")
+        if response.is_client_error:
+            raise _refusal(response)
+        if not response.is_success:
+            raise PspNoAnswer(f"{self.name} answered {response.status_code} to {method} {path}")
+        return response
+
+
+class HttpPsp(NonceService):
+    """A `Psp` that talks to a PSP (the simulator or its twin) over HTTP; safe to share between threads."""
+
+    name = "the PSP"
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> HttpPsp:
+        return cls(settings.psp_base_url, settings.psp_key, settings.psp_timeout)
 
     def charge(self, nonce: str, amount: int, currency: str, source: Source) -> PspResult:
         return self._operation("POST", "/v1/charges", json={
@@ -69,38 +109,11 @@ class HttpPsp:
             "nonce": nonce, "charge": charge_reference, "amount": amount})
 
     def status(self, nonce: str) -> PspResult | None:
-        try:
-            return self._operation("GET", f"/v1/operations/{quote(nonce, safe='')}")
-        except PspRefused as refusal:
-            if refusal.http_status == 404 and refusal.code == "unknown_nonce":
-                return None
-            raise
+        return self._found(f"/v1/operations/{quote(nonce, safe='')}")
 
     def settlement_file(self, day: date) -> str:
         response = self._send("GET", f"/sim/settlements/{day.isoformat()}.csv")
         return response.text
-
-    def _operation(self, method: str, path: str, json: Any = None) -> PspResult:
-        response = self._send(method, path, json)
-        try:
-            return _result(response.json())
-        except (ValueError, KeyError, TypeError) as error:
-            # A 2xx GoPay cannot read: the work may be done, so the outcome is unknown.
-            raise PspNoAnswer(f"unreadable answer from the PSP to {method} {path}: {error}") from error
-
-    def _send(self, method: str, path: str, json: Any = None) -> httpx.Response:
-        try:
-            response = self.http.request(method, path, json=json)
-        except httpx.HTTPError as error:  # timeouts, refused or cut connections, protocol errors
-            raise PspNoAnswer(f"no answer from the PSP to {method} {path}: "
-                              f"{type(error).__name__}: {error}") from error
-        if response.is_server_error:
-            raise PspNoAnswer(f"the PSP answered {response.status_code} to {method} {path}")
-        if response.is_client_error:
-            raise _refusal(response)
-        if not response.is_success:
-            raise PspNoAnswer(f"the PSP answered {response.status_code} to {method} {path}")
-        return response
 
 
 def _instrument(instrument: Source) -> dict[str, str]:

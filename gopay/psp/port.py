@@ -18,6 +18,8 @@ class OperationKind(StrEnum):
     CHARGE = "charge"
     PAYOUT = "payout"
     REFUND = "refund"
+    # Airtime bought from a mobile operator (`gopay.operators.port`), under a nonce as well.
+    RECHARGE = "recharge"
 
 
 class OperationStatus(StrEnum):

@@ -25,10 +25,10 @@ from tests.support import Client, GoPayServer, login, register
 # request with 422 as API.md has it: card numbers pass Luhn and are not expired, IBANs pass
 # mod-97; a date of birth is a real one; a transfer needs the money, another recipient and the
 # wallet's currency; a list cursor must be one of the caller's own methods; a QR payload must be
-# one GoPay signed.
+# one GoPay signed; a biller's IBAN passes mod-97.
 BUSINESS_RULES = {"POST /v1/payment-methods", "GET /v1/payment-methods", "POST /v1/me/kyc",
                   "POST /v1/transfers", "POST /v1/admin/adjustments", "POST /v1/topups",
-                  "POST /v1/payouts", "POST /v1/qr-payments"}
+                  "POST /v1/payouts", "POST /v1/qr-payments", "POST /v1/admin/billers"}
 # The PSP's callbacks are signed over their raw body: a schema-valid one without GoPay's
 # signature is refused with 400, as API.md has it.
 SIGNED = {"POST /v1/psp/webhooks"}

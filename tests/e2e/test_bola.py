@@ -13,9 +13,9 @@ from typing import Any
 
 import httpx
 import pytest
-from stdnum import luhn
+from stdnum import iban, luhn
 
-from tests.support import PASSWORD, Client, fund, register
+from tests.support import PASSWORD, Client, free_port, fund, register
 
 HTTP_METHODS = {"get", "put", "post", "patch", "delete"}
 # Id-taking paths outside this test: staff-only ones (their roles: tests/e2e/test_roles.py)
@@ -108,42 +108,72 @@ def transfer(people: People) -> Owned:
     return Owned(sent["id"], str(uuid.uuid4()), (alice, bob), is_unchanged)
 
 
-def _saved(alice: Client, body: dict[str, Any]) -> str:
-    return str(_ok(alice.post("/v1/payment-methods", body), 201)["id"])
+def _external_payment(people: People, kind: str, method: dict[str, Any]) -> Owned:
+    """Alice's top-up or payout, pending: this GoPay's PSP never answers (see `server_env`)."""
+    alice = people.alice
+    saved = _ok(alice.post("/v1/payment-methods", method), 201)
+    if kind == "payouts":
+        fund(people.admin, alice.user["wallet_id"], 1_000)
+    order = _ok(alice.post(f"/v1/{kind}", {"amount": 500, "currency": "USD",
+                                           "payment_method_id": saved["id"]}), 202)
+    wallet = _ok(alice.get("/v1/wallet"))
+
+    def is_unchanged() -> None:
+        assert _ok(alice.get(f"/v1/{kind}/{order['id']}")) == order
+        assert _ok(alice.get("/v1/wallet")) == wallet
+
+    return Owned(order["id"], str(uuid.uuid4()), (alice,), is_unchanged)
 
 
 def top_up(people: People) -> Owned:
-    """Alice's top-up, pending (no PSP answers this server): still only hers to see."""
-    alice = people.alice
     payload = "4" + f"{uuid.uuid4().int % 10**14:014d}"
-    card = _saved(alice, {"type": "card", "card": {
+    return _external_payment(people, "topups", {"type": "card", "card": {
         "number": payload + luhn.calc_check_digit(payload), "exp_month": 12,
         "exp_year": datetime.now(UTC).year + 3, "cvc": "123", "holder_name": "Alice"}})
-    made = alice.post("/v1/topups", {"amount": 500, "currency": "USD", "payment_method_id": card})
-    assert made.status_code in (201, 202), made.text
-    seen = _ok(alice.get(f"/v1/topups/{made.json()['id']}"))
-
-    def is_unchanged() -> None:
-        assert _ok(alice.get(f"/v1/topups/{seen['id']}")) == seen
-
-    return Owned(seen["id"], str(uuid.uuid4()), (alice,), is_unchanged)
 
 
 def payout(people: People) -> Owned:
-    """Alice's payout, its money held while no PSP answers: only hers to see."""
+    account = f"{uuid.uuid4().int % 10**10:010d}"
+    return _external_payment(people, "payouts", {"type": "bank_account", "bank_account": {
+        "iban": "DE" + iban.calc_check_digits("DEXX37040044" + account) + "37040044" + account,
+        "holder_name": "Alice"}})
+
+
+def bill_payment(people: People) -> Owned:
     alice = people.alice
     fund(people.admin, alice.user["wallet_id"], 1_000)
-    account = _saved(alice, {"type": "bank_account", "bank_account": {
-        "iban": "DE89370400440532013000", "holder_name": "Alice"}})
-    made = alice.post("/v1/payouts", {"amount": 300, "currency": "USD",
-                                      "payment_method_id": account})
-    assert made.status_code in (201, 202), made.text
-    seen = _ok(alice.get(f"/v1/payouts/{made.json()['id']}"))
+    biller = _ok(people.admin.post("/v1/admin/billers", {"name": "BOLA Power",
+                                                          "category": "electricity"}), 201)
+    paid = _ok(alice.post("/v1/bill-payments", {"biller_id": biller["id"],
+                                                "customer_reference": "ACC-7", "amount": 321,
+                                                "currency": "USD"}), 201)
+    balance = alice.balance()
 
     def is_unchanged() -> None:
-        assert _ok(alice.get(f"/v1/payouts/{seen['id']}")) == seen
+        assert _ok(alice.get(f"/v1/bill-payments/{paid['id']}")) == paid
+        assert alice.balance() == balance
 
-    return Owned(seen["id"], str(uuid.uuid4()), (alice,), is_unchanged)
+    return Owned(paid["id"], str(uuid.uuid4()), (alice,), is_unchanged)
+
+
+def recharge(people: People) -> Owned:
+    """Alice's recharge, pending: this GoPay's operators' gateway never answers (see `server_env`)."""
+    alice = people.alice
+    fund(people.admin, alice.user["wallet_id"], 1_000)
+    operator = _ok(people.admin.post("/v1/admin/operators", {"name": "BOLA Telco",
+                                                              "country": "US"}), 201)
+    bought = _ok(alice.post("/v1/recharges", {"phone_number": "+12025550143",
+                                              "operator_id": operator["id"], "amount": 222,
+                                              "currency": "USD"}), 202)
+    wallet = _ok(alice.get("/v1/wallet"))
+
+    def is_unchanged() -> None:
+        assert _ok(alice.get(f"/v1/recharges/{bought['id']}")) == bought
+        assert _ok(alice.get("/v1/wallet")) == wallet
+
+    return Owned(bought["id"], str(uuid.uuid4()), (alice,), is_unchanged)
+
+
 def _shop_sale(people: People) -> tuple[Client, Client, dict[str, Any]]:
     """A merchant of its own (not the people's merchant), and Alice's QR payment to it."""
     shop = register(people.url, kind="company", business_name="Alice's Grocer", category="merchant")
@@ -229,7 +259,16 @@ CASES: dict[tuple[str, str], tuple[Callable[[People], Owned], dict[str, Any] | N
     ("GET", "/v1/merchant/qr/{qr_id}.png"): (qr_code, None),
     ("DELETE", "/v1/merchant/api-keys/{key_id}"): (api_key, None),
     ("DELETE", "/v1/merchant/webhook-endpoints/{endpoint_id}"): (webhook_endpoint, None),
+    ("GET", "/v1/bill-payments/{payment_id}"): (bill_payment, None),
+    ("GET", "/v1/recharges/{recharge_id}"): (recharge, None),
 }
+
+
+@pytest.fixture(scope="module")
+def server_env(server_env: dict[str, str]) -> dict[str, str]:
+    """The e2e server's environment, with a PSP (and operators' gateway) address where nothing
+    listens: no request of this test reaches a server it did not start."""
+    return {**server_env, "GOPAY_PSP_URL": f"http://127.0.0.1:{free_port()}"}
 
 
 @pytest.fixture(scope="module")

@@ -63,6 +63,19 @@ ALLOWED: dict[str, set[str]] = {
     "GET /v1/merchant/webhook-endpoints": {"company"},
     "DELETE /v1/merchant/webhook-endpoints/{id}": {"company"},
     "GET /v1/merchant/webhook-deliveries": {"company"},
+    "GET /v1/billers": SIGNED_IN,
+    "POST /v1/bill-payments": CUSTOMERS,  # then 404: no such biller
+    "GET /v1/bill-payments/{id}": CUSTOMERS,  # then 404 unless their own
+    "POST /v1/admin/billers": {"admin"},
+    "GET /v1/admin/billers/{id}": {"admin", "finance", "auditor"},  # then 404: no such biller
+    "PUT /v1/admin/billers/{id}/bank-account": {"admin"},
+    "GET /v1/admin/billers/{id}/transactions": {"admin", "finance", "auditor"},
+    "POST /v1/admin/billers/{id}/settlements": {"admin", "finance"},
+    "GET /v1/admin/billers/{id}/settlements/{id}": {"admin", "finance", "auditor"},
+    "GET /v1/operators": SIGNED_IN,
+    "POST /v1/admin/operators": {"admin"},
+    "POST /v1/recharges": CUSTOMERS,  # then 404: no such operator
+    "GET /v1/recharges/{id}": CUSTOMERS,  # then 404 unless their own
 }
 
 
@@ -116,6 +129,16 @@ def request(endpoint: str, client: Client, target: Client) -> httpx.Response:
         "POST /v1/merchant/api-keys": lambda: {"name": "role table"},
         "POST /v1/merchant/webhook-endpoints": lambda: {"url": "https://127.0.0.1/hooks",
                                                         "events": ["payment.succeeded"]},
+        "POST /v1/bill-payments": lambda: {"biller_id": target.user["id"],
+                                           "customer_reference": "ACC-1", "amount": 1,
+                                           "currency": "USD"},
+        "POST /v1/admin/billers": lambda: {"name": "Role Check Power", "category": "electricity"},
+        "PUT /v1/admin/billers/{id}/bank-account": lambda: {"iban": "DE89370400440532013000",
+                                                             "holder_name": "Power"},
+        "POST /v1/admin/operators": lambda: {"name": "Role Check Telco", "country": "US"},
+        "POST /v1/recharges": lambda: {"phone_number": "+12025550143",
+                                       "operator_id": target.user["id"], "amount": 1,
+                                       "currency": "USD"},
         "POST /v1/admin/adjustments": lambda: {
             "wallet_id": target.user["wallet_id"], "direction": "credit", "amount": 1,
             "currency": "USD", "reason": "role table check"},

@@ -29,9 +29,11 @@ from eventsourcing.domain import Aggregate, CanInitAggregate, CanMutateAggregate
 
 import gopay.aggregates
 from gopay.aggregates.api_key import ApiKey
+from gopay.aggregates.biller import Biller
 from gopay.aggregates.device import DeviceStatus
 from gopay.aggregates.ledger import Posting, SystemAccount, TransactionType
 from gopay.aggregates.limits import DEFAULT_LIMITS
+from gopay.aggregates.mobile_operator import MobileOperator
 from gopay.aggregates.money import Money
 from gopay.aggregates.payment_method import PaymentMethod, SavedMethods
 from gopay.aggregates.payment_order import PaymentOrder
@@ -331,6 +333,19 @@ def webhook_endpoint_story() -> Iterator[Aggregate]:
     yield endpoint
 
 
+def biller_story() -> Iterator[Aggregate]:
+    biller = Biller(id=uuid4(), name="City Power", category="electricity", currency="USD",
+                    wallet_id=uuid4(), created_by=uuid4(), request_fingerprint="f")
+    yield biller
+    biller.set_bank_account(uuid4(), "DE ...3000", by=uuid4())
+    yield biller
+
+
+def mobile_operator_story() -> Iterator[Aggregate]:
+    yield MobileOperator(id=uuid4(), name="Telco", country="US", currency="USD",
+                         wallet_id=uuid4(), created_by=uuid4(), request_fingerprint="f")
+
+
 STORIES: dict[type[Aggregate], Story] = {
     User: user_story,
     EmailIndex: email_index_story,
@@ -346,6 +361,8 @@ STORIES: dict[type[Aggregate], Story] = {
     PaymentRefunds: payment_refunds_story,
     ApiKey: api_key_story,
     WebhookEndpoint: webhook_endpoint_story,
+    Biller: biller_story,
+    MobileOperator: mobile_operator_story,
 }
 
 

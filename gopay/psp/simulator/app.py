@@ -1,4 +1,5 @@
-"""The simulator's HTTP service: the PSP's API under /v1, its control and files under /sim."""
+"""The simulator's HTTP service: the PSP's API (and the operators' gateway's) under /v1, its
+control and files under /sim."""
 
 from __future__ import annotations
 
@@ -19,8 +20,20 @@ from gopay.api.problems import Problem, install_problem_handlers, problem_respon
 from gopay.psp.simulator.config import SimulatorConfig
 from gopay.psp.simulator.delivery import WebhookSender
 from gopay.psp.simulator.faults import AnswerFault, Dice, Faults
-from gopay.psp.simulator.provider import Outcome, Refusal, SimulatedPsp, operation_json
-from gopay.psp.simulator.schemas import ChargeCreate, Nonce, PayoutCreate, RefundCreate
+from gopay.psp.simulator.provider import (
+    PSP_KINDS,
+    Outcome,
+    Refusal,
+    SimulatedPsp,
+    operation_json,
+)
+from gopay.psp.simulator.schemas import (
+    ChargeCreate,
+    Nonce,
+    PayoutCreate,
+    RechargeCreate,
+    RefundCreate,
+)
 from gopay.psp.simulator.store import Store
 
 # Where the server's connection waits in the request scope, for a dropped answer to cut it.
@@ -82,10 +95,12 @@ def create_app(config: SimulatorConfig) -> ASGIApp:  # noqa: PLR0915 - one route
             return JSONResponse(operation_json(outcome.operation), headers={"Idempotent-Replayed": "true"})
         return JSONResponse(operation_json(outcome.operation), status_code=201)
 
-    def find(nonce: str) -> Outcome:
+    def find(nonce: str, kinds: frozenset[str]) -> Outcome:
+        """The operation under a nonce, if it is of these kinds: the PSP's own endpoints show
+        its charges, payouts and refunds, the operators' gateway its recharges."""
         operation = psp.status(nonce)
-        if operation is None:
-            raise Refusal(404, "unknown_nonce", "the PSP has no operation under this nonce")
+        if operation is None or operation.kind not in kinds:
+            raise Refusal(404, "unknown_nonce", "there is no operation of this kind under this nonce")
         return Outcome(operation, replayed=True)
 
     app = FastAPI(title="GoPay PSP simulator", lifespan=lifespan)
@@ -107,7 +122,16 @@ def create_app(config: SimulatorConfig) -> ASGIApp:  # noqa: PLR0915 - one route
 
     @app.get("/v1/operations/{nonce}", dependencies=v1)
     async def get_operation(nonce: Nonce) -> Response:
-        return await answer(lambda: find(nonce))
+        return await answer(lambda: find(nonce, PSP_KINDS))
+
+    @app.post("/v1/recharges", status_code=201, dependencies=v1)
+    async def create_recharge(body: RechargeCreate) -> Response:
+        return await answer(lambda: psp.recharge(body.nonce, body.phone_number, body.operator,
+                                                 body.amount, body.currency))
+
+    @app.get("/v1/recharges/{nonce}", dependencies=v1)
+    async def get_recharge(nonce: Nonce) -> Response:
+        return await answer(lambda: find(nonce, frozenset({"recharge"})))
 
     @app.get("/sim/faults")
     async def get_faults() -> dict[str, Any]:

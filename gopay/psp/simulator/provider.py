@@ -1,8 +1,12 @@
 """What the simulated PSP does with a charge, payout or refund: test cards and accounts, fees, chargebacks.
 
+It also plays the mobile operators' gateway: a recharge tops up a phone number with airtime.
+
 Every operation is answered at once with its final status and booked in one transaction
 with its settlement line and its webhook. The same nonce again answers the first
-operation; the same nonce with another request is refused.
+operation; the same nonce with another request is refused. Recharges are announced by
+webhook like the rest but have no settlement line: the settlement file is the PSP's, of
+charges, payouts, refunds and chargebacks, and an operator settles with GoPay apart.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import csv
 import hashlib
 import io
 import json
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -33,6 +38,9 @@ DISPUTED_CARD = "4000000000000259"
 CLOSED_ACCOUNT = "GB33BUKB20201555555555"
 # Payouts to this card fail as its charges do.
 DECLINED_CARD = "4000000000000002"
+# A recharge to this number fails: no operator serves it.
+UNSERVED_NUMBER = "+15550000000"
+PHONE_NUMBER = re.compile(r"\+[1-9][0-9]{6,14}")
 # What the payer's bank says when it takes a charge back.
 DISPUTE_REASON = "fraudulent"
 MAX_AMOUNT = 10**15
@@ -41,8 +49,13 @@ SETTLEMENT_HEADER = ["psp_reference", "merchant_reference", "type", "amount", "c
                      "status", "settled_at"]
 EVENT_TYPES = {("charge", "succeeded"): "charge.succeeded", ("charge", "failed"): "charge.failed",
                ("payout", "succeeded"): "payout.paid", ("payout", "failed"): "payout.failed",
-               ("refund", "succeeded"): "refund.succeeded", ("refund", "failed"): "refund.failed"}
-REFERENCE_PREFIXES = {"charge": "ch", "payout": "po", "refund": "re", "dispute": "dp", "event": "evt"}
+               ("refund", "succeeded"): "refund.succeeded", ("refund", "failed"): "refund.failed",
+               ("recharge", "succeeded"): "recharge.succeeded",
+               ("recharge", "failed"): "recharge.failed"}
+REFERENCE_PREFIXES = {"charge": "ch", "payout": "po", "refund": "re", "dispute": "dp", "event": "evt",
+                      "recharge": "rc"}
+# What the PSP's own endpoints show under a nonce; recharges are the operators' gateway's.
+PSP_KINDS = frozenset({"charge", "payout", "refund"})
 
 
 class Refusal(Exception):
@@ -121,6 +134,20 @@ class SimulatedPsp:
                           json.loads(charge.instrument), None, fee_rule="refund",
                           charge_reference=charge_reference)
 
+    def recharge(self, nonce: str, phone_number: str, operator: str, amount: int,
+                 currency: str) -> Outcome:
+        """Top a phone number up with airtime: succeeds, unless no operator serves the number."""
+        _check_money(amount, currency)
+        if not PHONE_NUMBER.fullmatch(phone_number):
+            raise Refusal(422, "invalid_phone_number", "phone_number is an E.164 number, +CC...")
+        request_hash = _request_hash("recharge", amount, currency, f"{operator}:{phone_number}")
+        if found := self._replay(nonce, request_hash):
+            return found
+        failure = "number_not_served" if phone_number == UNSERVED_NUMBER else None
+        return self._book("recharge", nonce, request_hash, amount, currency,
+                          {"type": "phone", "operator": operator, "last4": phone_number[-4:]},
+                          failure, fee_rule=None)
+
     def status(self, nonce: str) -> Operation | None:
         return self.store.operation(nonce)
 
@@ -165,19 +192,20 @@ class SimulatedPsp:
         return Outcome(found, replayed=True)
 
     def _book(self, kind: str, nonce: str, request_hash: str, amount: int, currency: str,
-              instrument: dict[str, str], failure: str | None, *, fee_rule: str,
+              instrument: dict[str, str], failure: str | None, *, fee_rule: str | None,
               charge_reference: str | None = None, dispute_due_at: float | None = None) -> Outcome:
         now = self.clock()
         created_at = timestamp(now)
         status = "failed" if failure else "succeeded"
-        fee = 0 if failure else self.fees[fee_rule].fee(amount)
+        fee = 0 if failure or fee_rule is None else self.fees[fee_rule].fee(amount)
         operation = Operation(
             nonce=nonce, kind=kind, psp_reference=_reference(kind), request_hash=request_hash,
             amount=amount, currency=currency, fee=fee, status=status, failure_reason=failure,
             instrument=json.dumps(instrument), charge_reference=charge_reference,
             created_at=created_at, dispute_due_at=dispute_due_at)
         line = SettlementLine(operation.psp_reference, nonce, kind, amount, currency, fee,
-                              "settled" if status == "succeeded" else "failed", created_at)
+                              "settled" if status == "succeeded" else "failed",
+                              created_at) if kind in PSP_KINDS else None
         event = _event(EVENT_TYPES[kind, status], nonce, created_at, {
             "object": kind, "psp_reference": operation.psp_reference, "merchant_reference": nonce,
             "charge_reference": charge_reference, "amount": amount, "currency": currency,

@@ -63,3 +63,13 @@ class RefundCreate(Strict):
     nonce: Nonce
     charge: Annotated[str, Field(min_length=1, max_length=64, description="the charge's psp_reference")]
     amount: Amount
+
+
+class RechargeCreate(Strict):
+    """Airtime for a phone number, from the operators' gateway the simulator also plays."""
+
+    nonce: Nonce
+    phone_number: Annotated[str, Field(min_length=1, max_length=32, description="E.164")]
+    operator: Annotated[str, Field(min_length=1, max_length=200)]
+    amount: Amount
+    currency: Currency

@@ -78,7 +78,7 @@ CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (due_at)
 
 @dataclass(frozen=True)
 class Operation:
-    """A charge, payout or refund the PSP did (or refused to do, with a failure reason)."""
+    """A charge, payout, refund or recharge done (or refused, with a failure reason)."""
 
     nonce: str
     kind: str
@@ -174,14 +174,15 @@ class Store:
             (charge_reference,)).fetchone()
         return int(row[0])
 
-    def record(self, operation: Operation, line: SettlementLine, event: Event,
+    def record(self, operation: Operation, line: SettlementLine | None, event: Event,
                deliveries: list[float], now: float) -> None:
-        """One operation, its settlement line and its webhook, in one transaction."""
+        """One operation, its settlement line (if it has one) and its webhook, in one transaction."""
         with self.transaction() as db:
             db.execute(f"INSERT INTO operations ({', '.join(OPERATION_COLUMNS)}) "
                        f"VALUES ({', '.join('?' * len(OPERATION_COLUMNS))})",
                        [getattr(operation, name) for name in OPERATION_COLUMNS])
-            self._settle(db, line)
+            if line is not None:
+                self._settle(db, line)
             self._announce(db, event, deliveries, now)
 
     def disputes_due(self, now: float) -> list[Operation]:

@@ -1,0 +1,1 @@
+"""Mobile operators, as GoPay reaches them: the port and its HTTP adapter."""
