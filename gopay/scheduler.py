@@ -6,6 +6,7 @@ import logging
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from gopay.processes.expiry import expire_due
 from gopay.system import System
 
 log = logging.getLogger(__name__)
@@ -18,6 +19,8 @@ def start_jobs(system: System) -> BackgroundScheduler:
                       max_instances=1, coalesce=True)
     scheduler.add_job(lambda: _leading(system) and system.psp_process.run_due(), "interval",
                       seconds=1, id="psp_tasks", max_instances=1, coalesce=True)
+    scheduler.add_job(lambda: _leading(system) and expire_due(system.commands, system.read_side),
+                      "interval", seconds=1, id="expiry", max_instances=1, coalesce=True)
     scheduler.start()
     return scheduler
 

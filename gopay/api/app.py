@@ -14,12 +14,15 @@ from gopay.api.metrics import MetricsMiddleware
 from gopay.api.problems import MEDIA_TYPE, install_problem_handlers
 from gopay.api.routes import (
     admin,
+    agents,
     auth,
+    cash_outs,
     devices,
     external_payments,
     health,
     me,
     payment_methods,
+    payment_requests,
     psp_webhooks,
     transfers,
     wallet,
@@ -91,6 +94,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _document_problems(app)
     for module in (auth, me, devices, wallet, transfers, payment_methods, external_payments,
                    psp_webhooks, admin, health):
+        app.include_router(module.router)
+    for module in (agents, cash_outs, payment_requests):
         app.include_router(module.router)
     return app
 

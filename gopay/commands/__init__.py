@@ -5,9 +5,12 @@ Importing this package registers every handler with the bus (`gopay.commands.bus
 
 from gopay.commands import (
     adjustment,
+    cash_ins,
+    cash_outs,
     devices,
     kyc,
     payment_methods,
+    payment_requests,
     payouts,
     profile,
     psp_outcomes,
@@ -21,6 +24,7 @@ from gopay.commands import (
 )
 from gopay.commands.bus import Command, Commands, Context, Outcome
 
-__all__ = ["Command", "Commands", "Context", "Outcome", "adjustment", "devices", "kyc",
-           "payment_methods", "payouts", "profile", "psp_outcomes", "recovery", "registration",
-           "sign_in", "staff", "topups", "transfer", "two_factor"]
+__all__ = ["Command", "Commands", "Context", "Outcome", "adjustment", "cash_ins", "cash_outs",
+           "devices", "kyc", "payment_methods", "payment_requests", "payouts", "profile",
+           "psp_outcomes", "recovery", "registration", "sign_in", "staff", "topups", "transfer",
+           "two_factor"]

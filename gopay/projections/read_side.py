@@ -12,8 +12,10 @@ from eventsourcing.projection import Projection
 from eventsourcing.utils import Environment
 
 from gopay.application import GoPay, application_env
+from gopay.projections.cash_outs import CashOutProjection, CashOutView
 from gopay.projections.directory import DirectoryProjection, DirectoryView
 from gopay.projections.payment_methods import PaymentMethodProjection, PaymentMethodView
+from gopay.projections.payment_requests import PaymentRequestProjection, PaymentRequestView
 from gopay.projections.psp_tasks import PspTaskProjection, PspTaskView
 from gopay.projections.runner import PagedProjectionRunner, lag_seconds
 from gopay.projections.security import SecurityProjection, SecurityView
@@ -27,6 +29,8 @@ READ_MODELS: tuple[tuple[type[Projection[Any]], type[PagedView]], ...] = (
     (SecurityProjection, SecurityView),
     (PaymentMethodProjection, PaymentMethodView),
     (PspTaskProjection, PspTaskView),
+    (CashOutProjection, CashOutView),
+    (PaymentRequestProjection, PaymentRequestView),
 )
 
 
@@ -61,6 +65,8 @@ class ReadSide:
         self.security = cast(SecurityView, by_class[SecurityView])
         self.payment_methods = cast(PaymentMethodView, by_class[PaymentMethodView])
         self.psp_tasks = cast(PspTaskView, by_class[PspTaskView])
+        self.cash_outs = cast(CashOutView, by_class[CashOutView])
+        self.payment_requests = cast(PaymentRequestView, by_class[PaymentRequestView])
         self._datastore = views[0].datastore
 
     def start(self) -> ReadSide:
