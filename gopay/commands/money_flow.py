@@ -19,7 +19,7 @@ from functools import cached_property
 from typing import ClassVar, TypeVar
 from uuid import UUID, uuid4
 
-from gopay.aggregates.errors import AccountFrozen, DomainError, InsufficientFunds
+from gopay.aggregates.errors import AccountFrozen, CurrencyMismatch, DomainError, InsufficientFunds
 from gopay.aggregates.fees import Fee, FeePayer
 from gopay.aggregates.ledger import Posting, SystemAccount, TransactionType
 from gopay.aggregates.limits import LimitExceeded
@@ -222,6 +222,10 @@ def _defer(flow: MoneyFlow, order: PaymentOrder, context: Context) -> None:
                         on=context.today(),
                         limits=context.limits[flow.payer.tier] if flow.limits else None,
                         fee=fee.money if fee and fee.paid_by == FeePayer.PAYER else None)
+    if isinstance(flow.payee, Wallet) and flow.payee.currency != flow.money.currency:
+        # Refused now, not when the order completes and the money cannot arrive.
+        raise CurrencyMismatch(f"the receiving wallet holds {flow.payee.currency}, "
+                               f"not {flow.money.currency}")
     if isinstance(flow.payee, Wallet) and flow.limits:
         limit = context.limits[flow.payee.tier].max_balance
         if flow.payee.balance + flow.money.amount > limit:
