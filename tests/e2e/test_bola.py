@@ -15,7 +15,8 @@ import httpx
 import pytest
 from stdnum import luhn
 
-from tests.support import PASSWORD, Client, fund, register
+from tests.conftest import new_database
+from tests.support import PASSWORD, Client, free_port, fund, gopay_env, register
 
 HTTP_METHODS = {"get", "put", "post", "patch", "delete"}
 # Id-taking paths outside this test: staff-only ones (their roles: tests/e2e/test_roles.py)
@@ -26,7 +27,8 @@ PUBLIC = {("GET", "/v1/devices/{device_id}/status")}
 
 @dataclass
 class People:
-    """Alice owns things; Bob gets money from her; Mallory and a merchant have no part in it."""
+    """Alice owns things; Bob gets money from her; she cashes out at an agent; Mallory, a
+    merchant and a rival agent have no part in it."""
 
     url: str
     admin: Client
@@ -34,6 +36,12 @@ class People:
     bob: Client
     mallory: Client
     merchant: Client
+    agent: Client
+    rival_agent: Client
+
+    @property
+    def everyone(self) -> tuple[Client, ...]:
+        return (self.alice, self.bob, self.mallory, self.merchant, self.agent, self.rival_agent)
 
 
 @dataclass
@@ -45,6 +53,9 @@ class Owned:
     unknown_id: str
     parties: tuple[Client, ...]
     is_unchanged: Callable[[], None]
+    # Who tries it, when not everyone else (an agent's endpoint: the other customers' role
+    # already refuses them, as tests/e2e/test_roles.py checks).
+    strangers: tuple[Client, ...] | None = None
 
 
 def _ok(response: httpx.Response, status: int = 200) -> Any:
@@ -54,10 +65,7 @@ def _ok(response: httpx.Response, status: int = 200) -> Any:
 
 def payment_method(people: People) -> Owned:
     alice = people.alice
-    payload = "4" + f"{uuid.uuid4().int % 10**14:014d}"  # a card of its own for each case
-    method = _ok(alice.post("/v1/payment-methods", {"type": "card", "card": {
-        "number": payload + luhn.calc_check_digit(payload), "exp_month": 12,
-        "exp_year": datetime.now(UTC).year + 3, "cvc": "123", "holder_name": "Alice"}}), 201)
+    method = _ok(alice.get(f"/v1/payment-methods/{_card(alice)}"))
 
     def is_unchanged() -> None:
         assert method["id"] in [m["id"] for m in _ok(alice.get("/v1/payment-methods"))["data"]]
@@ -99,6 +107,94 @@ def transfer(people: People) -> Owned:
     return Owned(sent["id"], str(uuid.uuid4()), (alice, bob), is_unchanged)
 
 
+def cash_out(people: People) -> Owned:
+    """Alice's cash-out at the agent, waiting for its code."""
+    made, is_unchanged = _cash_out(people)
+    return Owned(made["id"], str(uuid.uuid4()), (people.alice, people.agent), is_unchanged)
+
+
+def cash_out_code(people: People) -> Owned:
+    """The code of Alice's cash-out, which only the agent she chose may enter."""
+    made, is_unchanged = _cash_out(people)
+    return Owned(made["code"], "0000000000", (people.agent,), is_unchanged,
+                 strangers=(people.rival_agent,))
+
+
+def _cash_out(people: People) -> tuple[dict[str, Any], Callable[[], None]]:
+    alice, agent = people.alice, people.agent
+    fund(people.admin, alice.user["wallet_id"], 1_000)
+    made = _ok(alice.post("/v1/cash-outs", {"agent_id": agent.user["id"], "amount": 1_000,
+                                            "currency": "USD"}), 201)
+    seen = _ok(alice.get(f"/v1/cash-outs/{made['id']}"))
+    state = (_wallet(alice), _wallet(agent))
+
+    def is_unchanged() -> None:
+        assert [_ok(party.get(f"/v1/cash-outs/{made['id']}")) for party in (alice, agent)] == [
+            seen, seen]
+        assert seen["status"] == "pending" and seen["attempts_left"] == 3
+        assert (_wallet(alice), _wallet(agent)) == state
+
+    return made, is_unchanged
+
+
+def payment_request(people: People) -> Owned:
+    """Alice asks Bob for money."""
+    alice, bob = people.alice, people.bob
+    fund(people.admin, bob.user["wallet_id"], 1_000)
+    asked = _ok(alice.post("/v1/payment-requests", {"payer": bob.user["email"], "amount": 500,
+                                                    "currency": "USD"}), 201)
+    seen = {party.user["id"]: _ok(party.get(f"/v1/payment-requests/{asked['id']}"))
+            for party in (alice, bob)}
+    balances = (alice.balance(), bob.balance())
+
+    def is_unchanged() -> None:
+        assert {party.user["id"]: _ok(party.get(f"/v1/payment-requests/{asked['id']}"))
+                for party in (alice, bob)} == seen
+        assert seen[alice.user["id"]]["status"] == "open"
+        assert (alice.balance(), bob.balance()) == balances
+
+    return Owned(asked["id"], str(uuid.uuid4()), (alice, bob), is_unchanged)
+
+
+def top_up(people: People) -> Owned:
+    """Alice's top-up from her card, pending: this server's PSP never answers."""
+    return _external_payment(people, "/v1/topups", _card(people.alice))
+
+
+def payout(people: People) -> Owned:
+    """Alice's payout to her bank account, pending with its money held."""
+    fund(people.admin, people.alice.user["wallet_id"], 1_000)
+    account = _ok(people.alice.post("/v1/payment-methods", {"type": "bank_account", "bank_account": {
+        "iban": "DE89370400440532013000", "holder_name": "Alice"}}), 201)
+    return _external_payment(people, "/v1/payouts", account["id"])
+
+
+def _external_payment(people: People, path: str, method_id: str) -> Owned:
+    alice = people.alice
+    made = _ok(alice.post(path, {"amount": 1_000, "currency": "USD",
+                                 "payment_method_id": method_id}), 202)
+    seen = _ok(alice.get(f"{path}/{made['id']}"))
+    wallet = _wallet(alice)
+
+    def is_unchanged() -> None:
+        assert _ok(alice.get(f"{path}/{made['id']}")) == seen
+        assert _wallet(alice) == wallet
+
+    return Owned(made["id"], str(uuid.uuid4()), (alice,), is_unchanged)
+
+
+def _card(client: Client) -> str:
+    """A card of its own for each case."""
+    payload = "4" + f"{uuid.uuid4().int % 10**14:014d}"
+    return _ok(client.post("/v1/payment-methods", {"type": "card", "card": {
+        "number": payload + luhn.calc_check_digit(payload), "exp_month": 12,
+        "exp_year": datetime.now(UTC).year + 3, "cvc": "123", "holder_name": "Alice"}}), 201)["id"]
+
+
+def _wallet(client: Client) -> dict[str, Any]:
+    return _ok(client.get("/v1/wallet"))
+
+
 # Every id-taking endpoint a customer may call: what it is called on, and with what body.
 CASES: dict[tuple[str, str], tuple[Callable[[People], Owned], dict[str, Any] | None]] = {
     ("GET", "/v1/payment-methods/{method_id}"): (payment_method, None),
@@ -107,7 +203,23 @@ CASES: dict[tuple[str, str], tuple[Callable[[People], Owned], dict[str, Any] | N
     # With the caller's own, right password: only whose device it is may refuse them.
     ("POST", "/v1/me/devices/{device_id}/reenroll"): (device, {"password": PASSWORD}),
     ("GET", "/v1/transfers/{transfer_id}"): (transfer, None),
+    ("GET", "/v1/topups/{order_id}"): (top_up, None),
+    ("GET", "/v1/payouts/{order_id}"): (payout, None),
+    ("GET", "/v1/cash-outs/{cash_out_id}"): (cash_out, None),
+    ("POST", "/v1/cash-outs/{cash_out_id}/cancel"): (cash_out, None),
+    ("POST", "/v1/agent/cash-outs/{code}/confirm"): (cash_out_code, None),
+    ("GET", "/v1/payment-requests/{request_id}"): (payment_request, None),
+    ("POST", "/v1/payment-requests/{request_id}/pay"): (payment_request, None),
+    ("POST", "/v1/payment-requests/{request_id}/decline"): (payment_request, None),
+    ("POST", "/v1/payment-requests/{request_id}/cancel"): (payment_request, None),
 }
+
+
+@pytest.fixture(scope="module")
+def server_env(postgres_server, tmp_path_factory) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """A PSP that never answers (nothing listens at its address): top-ups and payouts stay pending."""
+    return gopay_env(new_database(postgres_server), tmp_path_factory.mktemp("var"),
+                     GOPAY_PSP_URL=f"http://127.0.0.1:{free_port()}", GOPAY_PSP_TIMEOUT="1")
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +227,9 @@ def people(server, admin: Client) -> People:  # type: ignore[no-untyped-def]
     return People(url=server.url, admin=admin, alice=register(server.url),
                   bob=register(server.url), mallory=register(server.url),
                   merchant=register(server.url, kind="company", business_name="Corner Shop",
-                                    category="merchant"))
+                                    category="merchant"),
+                  agent=register(server.url, kind="agent"),
+                  rival_agent=register(server.url, kind="agent"))
 
 
 def call(client: Client, operation: tuple[str, str], object_id: str,
@@ -141,8 +255,7 @@ class TestAnotherUsersId:
         make, body = CASES[operation]
         owned = make(people)
         owned.is_unchanged()
-        strangers = [c for c in (people.alice, people.bob, people.mallory, people.merchant)
-                     if c not in owned.parties]
+        strangers = owned.strangers or [c for c in people.everyone if c not in owned.parties]
         for stranger in strangers:
             answer = call(stranger, operation, owned.id, body)
             assert answer.status_code == 404, answer.text

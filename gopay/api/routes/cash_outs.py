@@ -69,8 +69,9 @@ def get_cash_out(cash_out_id: str, caller: Customer, system: SystemDep) -> CashO
 
 
 @router.post("/{cash_out_id}/cancel", response_model=CashOutPublic)
-def cancel_cash_out(cash_out_id: str, caller: Person, system: SystemDep) -> CashOutPublic:
-    """Call off a pending cash-out: its code stops working and the money is released."""
+def cancel_cash_out(cash_out_id: str, caller: Customer, system: SystemDep) -> CashOutPublic:
+    """Call off a pending cash-out: its code stops working and the money is released. Only its
+    customer may; to anyone else it does not exist."""
     assert caller.wallet_id is not None, "customers have a wallet"
     try:
         command = CancelCashOut(customer_wallet_id=caller.wallet_id, order_id=UUID(cash_out_id))
