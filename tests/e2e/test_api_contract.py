@@ -24,9 +24,11 @@ from tests.support import Client, GoPayServer, login, register
 # Operations where GoPay checks more than a JSON Schema can say, and refuses a schema-valid
 # request with 422 as API.md has it: card numbers pass Luhn and are not expired, IBANs pass
 # mod-97; a date of birth is a real one; a transfer needs the money, another recipient and the
-# wallet's currency; a list cursor must be one of the caller's own methods.
+# wallet's currency, and so does a payment request (open no longer than the longest allowed);
+# a list cursor must be one of the caller's own methods or requests.
 BUSINESS_RULES = {"POST /v1/payment-methods", "GET /v1/payment-methods", "POST /v1/me/kyc",
-                  "POST /v1/transfers", "POST /v1/admin/adjustments"}
+                  "POST /v1/transfers", "POST /v1/admin/adjustments",
+                  "POST /v1/payment-requests", "GET /v1/payment-requests"}
 CONFIG = schemathesis.Config.from_dict({
     "seed": 20250101,
     "suppress-health-check": ["too_slow", "filter_too_much", "data_too_large"],
