@@ -6,6 +6,7 @@ import logging
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from gopay.processes.expiry import expire_due
 from gopay.reconcile import audit
 from gopay.system import System
 
@@ -24,6 +25,8 @@ def start_jobs(system: System) -> BackgroundScheduler:
                       coalesce=True)
     scheduler.add_job(lambda: _leading(system) and system.webhooks.run_due(), "interval",
                       seconds=1, id="merchant_webhooks", max_instances=1, coalesce=True)
+    scheduler.add_job(lambda: _leading(system) and expire_due(system.commands, system.read_side),
+                      "interval", seconds=1, id="expiry", max_instances=1, coalesce=True)
     scheduler.start()
     return scheduler
 

@@ -115,6 +115,12 @@ class Settings(BaseSettings):
     webhook_first_retry: float = Field(default=30.0, gt=0)
     webhook_max_retry_delay: float = Field(default=3600.0, gt=0)
     webhook_retry_for: float = Field(default=86_400.0, ge=0)
+    # Cash-outs at an agent: how long the customer's one-time code works (seconds), and how
+    # many wrong codes it survives before the cash-out is cancelled and the money released.
+    cash_out_code_seconds: int = Field(default=900, ge=1)
+    cash_out_code_attempts: int = Field(default=3, ge=1)
+    # How long a payment request stays open (seconds), by default and at most.
+    payment_request_seconds: int = Field(default=7 * 86_400, ge=1)
 
     @field_validator("kyc_limits")
     @classmethod

@@ -18,14 +18,13 @@ class FeePayer(StrEnum):
 
 
 @dataclass(frozen=True)
-class FeeRule:
+class Rate:
     """A fixed part plus basis points of the amount, within a minimum and a maximum (minor units)."""
 
     fixed: int = 0
     bps: int = 0
     minimum: int = 0
     maximum: int | None = None
-    paid_by: FeePayer = FeePayer.PAYER
 
     def __post_init__(self) -> None:
         if min(self.fixed, self.bps, self.minimum) < 0 or (self.maximum or 0) < 0:
@@ -39,6 +38,15 @@ class FeeRule:
         if self.maximum is not None:
             fee = min(fee, self.maximum)
         return min(fee, amount)
+
+
+@dataclass(frozen=True)
+class FeeRule(Rate):
+    """What one kind of payment costs and who pays it; and, for an agent's flows (cash-in,
+    cash-out), the commission GoPay pays the agent out of its fees account."""
+
+    paid_by: FeePayer = FeePayer.PAYER
+    commission: Rate | None = None
 
 
 @dataclass(frozen=True)
@@ -59,3 +67,9 @@ class FeeSchedule:
         rule = self.rules.get(order_type)
         amount = rule.fee_for(money.amount) if rule else 0
         return Fee(Money(amount, money.currency), rule.paid_by) if rule and amount else None
+
+    def commission_for(self, order_type: TransactionType, money: Money) -> Money | None:
+        """What an agent earns for carrying out a payment of this kind; None when nothing."""
+        rule = self.rules.get(order_type)
+        amount = rule.commission.fee_for(money.amount) if rule and rule.commission else 0
+        return Money(amount, money.currency) if amount else None

@@ -28,6 +28,7 @@ class TransactionType(StrEnum):
     CASH_OUT = "cash_out"
     REFUND = "refund"
     FEE = "fee"  # a line only: the fee an order charged, never an order of its own
+    COMMISSION = "commission"  # a line only: what an agent earned on a cash-in or cash-out
     SETTLEMENT = "settlement"
     ADJUSTMENT = "adjustment"
 

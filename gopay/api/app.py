@@ -14,10 +14,12 @@ from gopay.api.metrics import MetricsMiddleware
 from gopay.api.problems import MEDIA_TYPE, install_problem_handlers
 from gopay.api.routes import (
     admin,
+    agents,
     audit,
     auth,
     bill_payments,
     billers,
+    cash_outs,
     devices,
     external_payments,
     fees,
@@ -29,6 +31,7 @@ from gopay.api.routes import (
     merchant_webhooks,
     operators,
     payment_methods,
+    payment_requests,
     psp_webhooks,
     qr_payments,
     recharges,
@@ -105,7 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                    recharges):
         app.include_router(module.router)
     for module in (merchant_qr, qr_payments, merchant_payments, merchant_api_keys,
-                   merchant_webhooks, fees):
+                   merchant_webhooks, fees, agents, cash_outs, payment_requests):
         app.include_router(module.router)
     return app
 

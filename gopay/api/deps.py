@@ -106,3 +106,18 @@ def id_cursor(cursor: str | None) -> str | None:
         return str(UUID(cursor))
     except ValueError:
         raise Problem(422, "cursor is not valid", "validation_error") from None
+
+
+def customer_of(*kinds: str) -> Callable[[AccessClaims], Awaitable[AccessClaims]]:
+    """A dependency that lets only customers of these kinds (person, company, agent) through."""
+
+    async def check(caller: Customer) -> AccessClaims:
+        if caller.kind not in kinds:
+            raise Problem(403, f"only {' or '.join(kinds)} accounts can do this")
+        return caller
+
+    return check
+
+
+Person = Annotated[AccessClaims, Depends(customer_of("person"))]
+Agent = Annotated[AccessClaims, Depends(customer_of("agent"))]

@@ -9,10 +9,13 @@ from gopay.commands import (
     bill_payments,
     biller_settlements,
     billers,
+    cash_ins,
+    cash_outs,
     devices,
     kyc,
     mobile_operators,
     payment_methods,
+    payment_requests,
     payouts,
     profile,
     psp_outcomes,
@@ -31,7 +34,7 @@ from gopay.commands import (
 from gopay.commands.bus import Command, Commands, Context, Outcome
 
 __all__ = ["Command", "Commands", "Context", "Outcome", "adjustment", "api_keys",
-           "bill_payments", "biller_settlements", "billers", "devices", "kyc", "mobile_operators",
-           "payment_methods", "payouts", "profile", "psp_outcomes", "qr_payments", "recharges",
-           "recovery", "refunds", "registration", "sign_in", "staff", "topups", "transfer",
-           "two_factor", "webhook_endpoints"]
+           "bill_payments", "biller_settlements", "billers", "cash_ins", "cash_outs", "devices",
+           "kyc", "mobile_operators", "payment_methods", "payment_requests", "payouts", "profile",
+           "psp_outcomes", "qr_payments", "recharges", "recovery", "refunds", "registration",
+           "sign_in", "staff", "topups", "transfer", "two_factor", "webhook_endpoints"]

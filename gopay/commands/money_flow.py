@@ -19,7 +19,7 @@ from functools import cached_property
 from typing import ClassVar, TypeVar
 from uuid import UUID, uuid4
 
-from gopay.aggregates.errors import AccountFrozen, DomainError, InsufficientFunds
+from gopay.aggregates.errors import AccountFrozen, CurrencyMismatch, DomainError, InsufficientFunds
 from gopay.aggregates.fees import Fee, FeePayer
 from gopay.aggregates.ledger import Posting, SystemAccount, TransactionType
 from gopay.aggregates.limits import LimitExceeded
@@ -79,6 +79,9 @@ class MoneyFlow:
     # the rest is owed to this account.
     shortfall: SystemAccount | None = None
     charges_fee: bool = True  # GoPay's fee schedule applies (not to a chargeback, say)
+    # The agent (payer or payee) who earns the schedule's commission for carrying the payment
+    # out: paid from GoPay's fees account in the same entry, when the money moves.
+    commission_to: Wallet | None = None
 
 
 M = TypeVar("M", bound=MoneyCommand)
@@ -111,8 +114,10 @@ def repeat_refusal(order: PaymentOrder) -> PaymentOrder:
 
 def complete(order: PaymentOrder, unit: UnitOfWork, *, psp_fee: Money | None = None) -> None:
     """Move the money of a deferred order now: the payer's hold is captured, the payee
-    credited, and the planned entry booked with what the PSP kept."""
-    planned, currency = order.planned_postings, order.currency
+    credited, the agent paid its planned commission, and the planned entry booked with what
+    the PSP kept."""
+    currency = order.currency
+    planned, commission = _split_commission(order.planned_postings, currency)
     fees = SystemAccount.FEES.account_id(currency)
     fee = sum(p.amount for p in planned if p.account_id == fees)
     payer_fee = 0
@@ -136,8 +141,12 @@ def complete(order: PaymentOrder, unit: UnitOfWork, *, psp_fee: Money | None = N
         if fee - payer_fee:
             payee.pay_fee(Money(fee - payer_fee, currency), entry_id=order.id,
                           reference=order.note)
+    if commission is not None:
+        agent_id, earned = commission
+        assert agent_id in (order.payer_wallet_id, order.payee_wallet_id), "an agent of the order"
+        _pay_commission(unit.get(agent_id, Wallet), Money(earned, currency), order.id, order.note)
     costs = _psp_cost(_clearing_of(planned, currency), psp_fee)
-    order.succeed(*_merged([*planned, *costs]))
+    order.succeed(*_merged([*order.planned_postings, *costs]))
 
 
 def cancel(order: PaymentOrder, unit: UnitOfWork, *, reason: str, detail: str = "") -> None:
@@ -185,6 +194,7 @@ def _move_money(command: M, unit: UnitOfWork, context: Context,
 def _post(flow: MoneyFlow, order: PaymentOrder, context: Context) -> None:
     """Move the money now: one journal entry, and the wallets' lines with their fees."""
     fee = context.fees.fee_for(flow.order_type, flow.money) if flow.charges_fee else None
+    commission = _commission(flow, context)
     payer, payee = flow.payer, flow.payee
     taken = flow.money
     if isinstance(payer, Wallet) and flow.shortfall is not None:
@@ -204,7 +214,9 @@ def _post(flow: MoneyFlow, order: PaymentOrder, context: Context) -> None:
                      else None)
         if fee and fee.paid_by == FeePayer.PAYEE:
             payee.pay_fee(fee.money, entry_id=order.id, reference=flow.reference)
-    postings = _entry(flow, fee)
+    if commission is not None and flow.commission_to is not None:
+        _pay_commission(flow.commission_to, commission, order.id, flow.reference)
+    postings = _entry(flow, fee, commission)
     if flow.shortfall is not None and taken != flow.money:
         owed = flow.money.amount - taken.amount
         postings += [Posting(_account_id(payer, order.currency), owed, order.currency),
@@ -224,15 +236,35 @@ def _defer(flow: MoneyFlow, order: PaymentOrder, context: Context) -> None:
                         on=context.today(),
                         limits=context.limits[flow.payer.tier] if flow.limits else None,
                         fee=fee.money if fee and fee.paid_by == FeePayer.PAYER else None)
+    if isinstance(flow.payee, Wallet) and flow.payee.currency != flow.money.currency:
+        # Refused now, not when the order completes and the money cannot arrive.
+        raise CurrencyMismatch(f"the receiving wallet holds {flow.payee.currency}, "
+                               f"not {flow.money.currency}")
     if isinstance(flow.payee, Wallet) and flow.limits and flow.payee_limits:
         limit = context.limits[flow.payee.tier].max_balance
         if flow.payee.balance + flow.money.amount > limit:
             raise LimitExceeded(f"the receiving wallet cannot hold that much (its limit is {limit})")
-    order.plan(*_entry(flow, fee))
+    order.plan(*_entry(flow, fee, _commission(flow, context)))
 
 
-def _entry(flow: MoneyFlow, fee: Fee | None) -> list[Posting]:
-    """The journal entry of a flow: payer out, payee in, and the fee to GoPay's fees account."""
+def _commission(flow: MoneyFlow, context: Context) -> Money | None:
+    """What the flow's agent earns, if it names one and the schedule pays one."""
+    if flow.commission_to is None:
+        return None
+    assert flow.commission_to in (flow.payer, flow.payee), "the agent is a party to the payment"
+    return context.fees.commission_for(flow.order_type, flow.money)
+
+
+def _pay_commission(agent: Wallet, commission: Money, entry_id: UUID, reference: str) -> None:
+    """The agent's commission line: earned, so no limit sends it back."""
+    agent.credit(commission, entry_id=entry_id, entry_type=TransactionType.COMMISSION,
+                 counterparty=SystemAccount.FEES.value, reference=reference)
+
+
+def _entry(flow: MoneyFlow, fee: Fee | None, commission: Money | None = None) -> list[Posting]:
+    """The journal entry of a flow: payer out, payee in, the fee to GoPay's fees account,
+    and last the commission from the fees account to the agent (two legs of their own, so
+    that a plan keeps it apart: `_split_commission`)."""
     amount, currency = flow.money.amount, flow.money.currency
     payer_pays = payee_keeps = amount
     postings = []
@@ -245,7 +277,21 @@ def _entry(flow: MoneyFlow, fee: Fee | None) -> list[Posting]:
     postings.insert(0, Posting(_account_id(flow.payer, currency), -payer_pays, currency))
     if payee_keeps:
         postings.insert(1, Posting(_account_id(flow.payee, currency), payee_keeps, currency))
+    if commission is not None and flow.commission_to is not None:
+        postings += [Posting(SystemAccount.FEES.account_id(currency), -commission.amount, currency),
+                     Posting(flow.commission_to.id, commission.amount, currency)]
     return postings
+
+
+def _split_commission(planned: tuple[Posting, ...], currency: str
+                      ) -> tuple[tuple[Posting, ...], tuple[UUID, int] | None]:
+    """A plan's legs without its commission, and the commission: the agent's wallet and what
+    it earns. A plan pays out of the fees account only for a commission (`_entry`)."""
+    fees = SystemAccount.FEES.account_id(currency)
+    for n, posting in enumerate(planned[:-1]):
+        if posting.account_id == fees and posting.amount < 0:
+            return planned[:n] + planned[n + 2:], (planned[n + 1].account_id, -posting.amount)
+    return planned, None
 
 
 def _psp_cost(clearing: UUID | None, psp_fee: Money | None) -> list[Posting]:

@@ -27,3 +27,11 @@ def wallet_of(unit: UnitOfWork, recipient: str) -> Wallet:
     if user is None or user.wallet_id is None:
         raise NotFound("no GoPay wallet matches this recipient")
     return unit.get(user.wallet_id, Wallet)
+
+
+def agent_wallet(unit: UnitOfWork, agent_id: UUID) -> Wallet:
+    """The float of the agent whose account id this is; no other kind of account is an agent."""
+    user = unit.find(agent_id, User)
+    if user is None or user.kind != "agent" or user.wallet_id is None:
+        raise NotFound("no agent has this id")
+    return unit.get(user.wallet_id, Wallet)

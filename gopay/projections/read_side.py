@@ -12,9 +12,11 @@ from eventsourcing.projection import Projection
 from eventsourcing.utils import Environment
 
 from gopay.application import GoPay, application_env
+from gopay.projections.cash_outs import CashOutProjection, CashOutView
 from gopay.projections.directory import DirectoryProjection, DirectoryView
 from gopay.projections.merchant import MerchantProjection, MerchantView
 from gopay.projections.payment_methods import PaymentMethodProjection, PaymentMethodView
+from gopay.projections.payment_requests import PaymentRequestProjection, PaymentRequestView
 from gopay.projections.providers import ProviderProjection, ProviderView
 from gopay.projections.psp_tasks import PspTaskProjection, PspTaskView
 from gopay.projections.runner import PagedProjectionRunner, lag_seconds
@@ -33,6 +35,8 @@ READ_MODELS: tuple[tuple[type[Projection[Any]], type[PagedView]], ...] = (
     (MerchantProjection, MerchantView),
     (WebhookDeliveryProjection, WebhookDeliveryView),
     (ProviderProjection, ProviderView),
+    (CashOutProjection, CashOutView),
+    (PaymentRequestProjection, PaymentRequestView),
 )
 
 
@@ -81,6 +85,8 @@ class ReadSide:
         self.merchant = cast(MerchantView, by_class[MerchantView])
         self.webhooks = cast(WebhookDeliveryView, by_class[WebhookDeliveryView])
         self.providers = cast(ProviderView, by_class[ProviderView])
+        self.cash_outs = cast(CashOutView, by_class[CashOutView])
+        self.payment_requests = cast(PaymentRequestView, by_class[PaymentRequestView])
         self._datastore = views[0].datastore
 
     def start(self) -> ReadSide:

@@ -26,8 +26,8 @@ PUBLIC = {("GET", "/v1/devices/{device_id}/status")}
 
 @dataclass
 class People:
-    """Alice owns things; Bob gets money from her; Mallory and a merchant (and its server, with
-    the merchant's API key) have no part in it."""
+    """Alice owns things; Bob gets money from her; she cashes out at an agent; Mallory, a
+    merchant (and its server, with the merchant's API key) and a rival agent have no part in it."""
 
     url: str
     admin: Client
@@ -36,10 +36,12 @@ class People:
     mallory: Client
     merchant: Client
     merchant_server: Client
+    agent: Client
+    rival_agent: Client
 
     @property
     def customers(self) -> tuple[Client, ...]:
-        return (self.alice, self.bob, self.mallory, self.merchant)
+        return (self.alice, self.bob, self.mallory, self.merchant, self.agent, self.rival_agent)
 
 
 @dataclass
@@ -63,10 +65,7 @@ def _ok(response: httpx.Response, status: int = 200) -> Any:
 
 def payment_method(people: People) -> Owned:
     alice = people.alice
-    payload = "4" + f"{uuid.uuid4().int % 10**14:014d}"  # a card of its own for each case
-    method = _ok(alice.post("/v1/payment-methods", {"type": "card", "card": {
-        "number": payload + luhn.calc_check_digit(payload), "exp_month": 12,
-        "exp_year": datetime.now(UTC).year + 3, "cvc": "123", "holder_name": "Alice"}}), 201)
+    method = _ok(alice.get(f"/v1/payment-methods/{_card(alice)}"))
 
     def is_unchanged() -> None:
         assert method["id"] in [m["id"] for m in _ok(alice.get("/v1/payment-methods"))["data"]]
@@ -242,6 +241,67 @@ def webhook_endpoint(people: People) -> Owned:
                  callers=(people.merchant,))
 
 
+def cash_out(people: People) -> Owned:
+    """Alice's cash-out at the agent, waiting for its code."""
+    made, is_unchanged = _cash_out(people)
+    return Owned(made["id"], str(uuid.uuid4()), (people.alice, people.agent), is_unchanged)
+
+
+def cash_out_code(people: People) -> Owned:
+    """The code of Alice's cash-out, which only the agent she chose may enter."""
+    made, is_unchanged = _cash_out(people)
+    return Owned(made["code"], "0000000000", (people.agent,), is_unchanged,
+                 callers=(people.agent, people.rival_agent))
+
+
+def _cash_out(people: People) -> tuple[dict[str, Any], Callable[[], None]]:
+    alice, agent = people.alice, people.agent
+    fund(people.admin, alice.user["wallet_id"], 1_000)
+    made = _ok(alice.post("/v1/cash-outs", {"agent_id": agent.user["id"], "amount": 1_000,
+                                            "currency": "USD"}), 201)
+    seen = _ok(alice.get(f"/v1/cash-outs/{made['id']}"))
+    state = (_wallet(alice), _wallet(agent))
+
+    def is_unchanged() -> None:
+        assert [_ok(party.get(f"/v1/cash-outs/{made['id']}")) for party in (alice, agent)] == [
+            seen, seen]
+        assert seen["status"] == "pending" and seen["attempts_left"] == 3
+        assert (_wallet(alice), _wallet(agent)) == state
+
+    return made, is_unchanged
+
+
+def payment_request(people: People) -> Owned:
+    """Alice asks Bob for money."""
+    alice, bob = people.alice, people.bob
+    fund(people.admin, bob.user["wallet_id"], 1_000)
+    asked = _ok(alice.post("/v1/payment-requests", {"payer": bob.user["email"], "amount": 500,
+                                                    "currency": "USD"}), 201)
+    seen = {party.user["id"]: _ok(party.get(f"/v1/payment-requests/{asked['id']}"))
+            for party in (alice, bob)}
+    balances = (alice.balance(), bob.balance())
+
+    def is_unchanged() -> None:
+        assert {party.user["id"]: _ok(party.get(f"/v1/payment-requests/{asked['id']}"))
+                for party in (alice, bob)} == seen
+        assert seen[alice.user["id"]]["status"] == "open"
+        assert (alice.balance(), bob.balance()) == balances
+
+    return Owned(asked["id"], str(uuid.uuid4()), (alice, bob), is_unchanged)
+
+
+def _card(client: Client) -> str:
+    """A card of its own for each case."""
+    payload = "4" + f"{uuid.uuid4().int % 10**14:014d}"
+    return _ok(client.post("/v1/payment-methods", {"type": "card", "card": {
+        "number": payload + luhn.calc_check_digit(payload), "exp_month": 12,
+        "exp_year": datetime.now(UTC).year + 3, "cvc": "123", "holder_name": "Alice"}}), 201)["id"]
+
+
+def _wallet(client: Client) -> dict[str, Any]:
+    return _ok(client.get("/v1/wallet"))
+
+
 # Every id-taking endpoint a customer may call: what it is called on, and with what body.
 CASES: dict[tuple[str, str], tuple[Callable[[People], Owned], dict[str, Any] | None]] = {
     ("GET", "/v1/payment-methods/{method_id}"): (payment_method, None),
@@ -261,6 +321,13 @@ CASES: dict[tuple[str, str], tuple[Callable[[People], Owned], dict[str, Any] | N
     ("DELETE", "/v1/merchant/webhook-endpoints/{endpoint_id}"): (webhook_endpoint, None),
     ("GET", "/v1/bill-payments/{payment_id}"): (bill_payment, None),
     ("GET", "/v1/recharges/{recharge_id}"): (recharge, None),
+    ("GET", "/v1/cash-outs/{cash_out_id}"): (cash_out, None),
+    ("POST", "/v1/cash-outs/{cash_out_id}/cancel"): (cash_out, None),
+    ("POST", "/v1/agent/cash-outs/{code}/confirm"): (cash_out_code, None),
+    ("GET", "/v1/payment-requests/{request_id}"): (payment_request, None),
+    ("POST", "/v1/payment-requests/{request_id}/pay"): (payment_request, None),
+    ("POST", "/v1/payment-requests/{request_id}/decline"): (payment_request, None),
+    ("POST", "/v1/payment-requests/{request_id}/cancel"): (payment_request, None),
 }
 
 
@@ -278,7 +345,9 @@ def people(server, admin: Client) -> People:  # type: ignore[no-untyped-def]
     key = _ok(merchant.post("/v1/merchant/api-keys", {"name": "corner shop server"}), 201)
     return People(url=server.url, admin=admin, alice=register(server.url),
                   bob=register(server.url), mallory=register(server.url), merchant=merchant,
-                  merchant_server=Client(server.url, key["secret"]))
+                  merchant_server=Client(server.url, key["secret"]),
+                  agent=register(server.url, kind="agent"),
+                  rival_agent=register(server.url, kind="agent"))
 
 
 def call(client: Client, operation: tuple[str, str], object_id: str,

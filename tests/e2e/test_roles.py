@@ -76,6 +76,17 @@ ALLOWED: dict[str, set[str]] = {
     "POST /v1/admin/operators": {"admin"},
     "POST /v1/recharges": CUSTOMERS,  # then 404: no such operator
     "GET /v1/recharges/{id}": CUSTOMERS,  # then 404 unless their own
+    "POST /v1/agent/cash-ins": {"agent"},  # then 422: the agent has no float
+    "POST /v1/agent/cash-outs/{code}/confirm": {"agent"},  # then 404: no cash-out has the code
+    "POST /v1/cash-outs": {"person"},  # then 404: the target is no agent
+    "GET /v1/cash-outs/{id}": CUSTOMERS,  # then 404 unless a party to it
+    "POST /v1/cash-outs/{id}/cancel": CUSTOMERS,  # then 404 unless the customer's own
+    "POST /v1/payment-requests": CUSTOMERS,
+    "GET /v1/payment-requests": CUSTOMERS,
+    "GET /v1/payment-requests/{id}": CUSTOMERS,  # then 404 unless a party to it
+    "POST /v1/payment-requests/{id}/pay": CUSTOMERS,  # then 404 unless asked to pay it
+    "POST /v1/payment-requests/{id}/decline": CUSTOMERS,
+    "POST /v1/payment-requests/{id}/cancel": CUSTOMERS,  # then 404 unless its requester
 }
 
 
@@ -102,7 +113,8 @@ def target(server) -> Client:  # type: ignore[no-untyped-def]
 
 def request(endpoint: str, client: Client, target: Client) -> httpx.Response:
     method, path = endpoint.split(" ", 1)
-    path = path.replace("{id}", target.user["id"]).replace("{device}", "some-phone")
+    path = (path.replace("{id}", target.user["id"]).replace("{device}", "some-phone")
+            .replace("{code}", "0000000000"))
     if "webhook-deliveries" in path:
         path += f"?endpoint_id={target.user['id']}"
     if path == "/v1/fees":
@@ -139,6 +151,12 @@ def request(endpoint: str, client: Client, target: Client) -> httpx.Response:
         "POST /v1/recharges": lambda: {"phone_number": "+12025550143",
                                        "operator_id": target.user["id"], "amount": 1,
                                        "currency": "USD"},
+        "POST /v1/agent/cash-ins": lambda: {"customer": target.user["email"], "amount": 1,
+                                            "currency": "USD"},
+        "POST /v1/cash-outs": lambda: {"agent_id": target.user["id"], "amount": 1,
+                                       "currency": "USD"},
+        "POST /v1/payment-requests": lambda: {"payer": target.user["email"], "amount": 1,
+                                              "currency": "USD"},
         "POST /v1/admin/adjustments": lambda: {
             "wallet_id": target.user["wallet_id"], "direction": "credit", "amount": 1,
             "currency": "USD", "reason": "role table check"},
@@ -172,7 +190,8 @@ def test_role_table(endpoint: str, role: str, callers: dict[str, Client], target
 
 def test_only_the_admin_moved_money(callers: dict[str, Client], target: Client) -> None:
     """After the whole table the target holds exactly the admin's one minor unit (the
-    customers' transfers found empty wallets); no other role moved anything."""
+    customers' transfers and the agent's cash-in found empty wallets, and payment requests
+    move nothing until paid); no other role moved anything."""
     [entry] = target.history()
     assert (entry["type"], entry["amount"], entry["balance_after"]) == ("adjustment", 1, 1)
 

@@ -30,6 +30,7 @@ from eventsourcing.domain import Aggregate, CanInitAggregate, CanMutateAggregate
 import gopay.aggregates
 from gopay.aggregates.api_key import ApiKey
 from gopay.aggregates.biller import Biller
+from gopay.aggregates.cash_out import CashOut, CashOutSlot, CashOutStatus, CodeEntry
 from gopay.aggregates.device import DeviceStatus
 from gopay.aggregates.ledger import Posting, SystemAccount, TransactionType
 from gopay.aggregates.limits import DEFAULT_LIMITS
@@ -37,6 +38,7 @@ from gopay.aggregates.mobile_operator import MobileOperator
 from gopay.aggregates.money import Money
 from gopay.aggregates.payment_method import PaymentMethod, SavedMethods
 from gopay.aggregates.payment_order import PaymentOrder
+from gopay.aggregates.payment_request import PaymentRequest
 from gopay.aggregates.psp_task import PspTask, TaskKind
 from gopay.aggregates.qr_code import QrCode
 from gopay.aggregates.refunds import PaymentRefunds
@@ -346,6 +348,58 @@ def mobile_operator_story() -> Iterator[Aggregate]:
                          wallet_id=uuid4(), created_by=uuid4(), request_fingerprint="f")
 
 
+def cash_out_story() -> Iterator[Aggregate]:
+    def cash_out() -> CashOut:
+        order_id = uuid4()
+        return CashOut(id=CashOut.id_for(order_id), order_id=order_id, customer_id=uuid4(),
+                       customer_wallet_id=uuid4(), agent_id=uuid4(), agent_wallet_id=uuid4(),
+                       amount=5_000, currency="USD", slot=42, code_digest="digest",
+                       expires_at=NOW, attempts_allowed=3)
+
+    paid = cash_out()
+    yield paid
+    paid.enter_wrong_code()
+    yield paid
+    paid.confirm(by=uuid4())
+    yield paid
+    expired = cash_out()
+    expired.end(CashOutStatus.EXPIRED, reason="expired")
+    yield expired
+
+
+def cash_out_slot_story() -> Iterator[Aggregate]:
+    slot = CashOutSlot(id=CashOutSlot.id_for(uuid4(), 42), order_id=uuid4())
+    yield slot
+    slot.take(uuid4())
+    yield slot
+
+
+def code_entry_story() -> Iterator[Aggregate]:
+    yield CodeEntry(id=uuid4(), fingerprint="fp", order_id=uuid4(), refusal="wrong_code",
+                    detail="wrong code: 2 tries left", attempts_left=2)
+
+
+def payment_request_story() -> Iterator[Aggregate]:
+    now = datetime(2026, 3, 13, 9, 26, 40, tzinfo=UTC)
+
+    def request() -> PaymentRequest:
+        return PaymentRequest(id=uuid4(), requester_id=uuid4(), requester_wallet_id=uuid4(),
+                              payer_id=uuid4(), payer_wallet_id=uuid4(), amount=1_000,
+                              currency="USD", note="dinner", expires_at="2026-03-20T09:26:40+00:00",
+                              request_fingerprint="f")
+
+    for answer in ("pay", "decline", "cancel", "expire"):
+        answered = request()
+        yield answered
+        if answer == "pay":
+            answered.pay(order_id=uuid4(), now=now)
+        elif answer == "expire":
+            answered.expire(now=now + timedelta(days=8))
+        else:
+            getattr(answered, answer)(now=now)
+        yield answered
+
+
 STORIES: dict[type[Aggregate], Story] = {
     User: user_story,
     EmailIndex: email_index_story,
@@ -363,6 +417,10 @@ STORIES: dict[type[Aggregate], Story] = {
     WebhookEndpoint: webhook_endpoint_story,
     Biller: biller_story,
     MobileOperator: mobile_operator_story,
+    CashOut: cash_out_story,
+    CashOutSlot: cash_out_slot_story,
+    CodeEntry: code_entry_story,
+    PaymentRequest: payment_request_story,
 }
 
 

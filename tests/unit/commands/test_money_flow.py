@@ -13,7 +13,7 @@ from uuid import UUID
 
 import pytest
 
-from gopay.aggregates.errors import AccountFrozen, InsufficientFunds, InvalidState
+from gopay.aggregates.errors import AccountFrozen, CurrencyMismatch, InsufficientFunds, InvalidState
 from gopay.aggregates.fees import FeePayer, FeeRule
 from gopay.aggregates.ledger import Posting, SystemAccount, TransactionType
 from gopay.aggregates.limits import LimitExceeded
@@ -246,6 +246,15 @@ class TestHoldingForAWallet:
         assert gopay.wallet(ada).held == 0
         books = gopay.check_books()
         assert books.accounts[FEES] == 30
+
+    def test_a_wallet_of_another_currency_is_refused_before_anything_is_held(
+            self, gopay: InMemoryGoPay, ada: User) -> None:
+        """Found when asked, not when the order completes and the money could not arrive."""
+        gopay.register("boutique@example.com", currency="EUR")
+        with pytest.raises(CurrencyMismatch, match="holds EUR"):
+            gopay.run(PayOnDelivery(caller_id=ada.id, wallet_id=wallet_id(ada),
+                                    merchant="boutique@example.com", money=Money(1_000, "USD")))
+        assert gopay.wallet(ada).held == 0
 
 
 class TestCancelling:
