@@ -7,6 +7,7 @@ import logging
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from gopay.reconcile import audit
+from gopay.reconcile.integrity import IntegrityCheck
 from gopay.system import System
 
 log = logging.getLogger(__name__)
@@ -22,6 +23,10 @@ def start_jobs(system: System) -> BackgroundScheduler:
     scheduler.add_job(lambda: _leading(system) and audit.checkpoint(system.app, system.signer),
                       "interval", seconds=60, id="audit_checkpoint", max_instances=1,
                       coalesce=True)
+    integrity_check = IntegrityCheck(system)
+    scheduler.add_job(lambda: _leading(system) and integrity_check(), "interval",
+                      minutes=system.settings.integrity_check_minutes, id="integrity_check",
+                      max_instances=1, coalesce=True)
     scheduler.start()
     return scheduler
 
