@@ -148,6 +148,10 @@ def worker() -> None:
         system = System.connect(settings, database_url)
         system.read_side.start()
         jobs = start_jobs(system)
+        if settings.worker_metrics_port:  # the jobs' metrics (integrity drift) for Prometheus
+            from prometheus_client import start_http_server
+
+            start_http_server(settings.worker_metrics_port, addr=settings.worker_metrics_host)
         settle_memory()
         stopping = threading.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):
