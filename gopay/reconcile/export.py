@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import psycopg
+from cryptography.exceptions import InvalidTag
 from psycopg import Connection
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composed, Identifier
@@ -33,6 +34,7 @@ from gopay.projections.read_side import ReadSide
 from gopay.reconcile import audit
 from gopay.recorder import HISTORY_COPY, EventRecorder
 from gopay.security import data_keys
+from gopay.security.keyring import KeyRingError
 
 FORMAT = "gopay-history/1"
 MANIFEST = "manifest.json"
@@ -103,6 +105,7 @@ def import_history(app: GoPay, signer: audit.Signer, read_side: ReadSide, path: 
                       progress if part == "events" else quiet)
             recorder.continue_positions(conn)
             _prove(recorder, conn, signer, manifest)
+            _keys_open(app, conn)
     read_side.rebuild(lambda advance=0, *, total=None: progress(advance))
     return manifest
 
@@ -169,6 +172,18 @@ def _prove(recorder: EventRecorder, conn: Connection[DictRow], signer: audit.Sig
     if loaded != manifest.get("chain_head"):
         raise HistoryRefused(f"the chain's head is {loaded}, the manifest names "
                              f"{manifest.get('chain_head')}")
+
+
+def _keys_open(app: GoPay, conn: Connection[DictRow]) -> None:
+    """This GoPay's master keys must open the data keys loaded: without them, the personal
+    data sealed in the events could never be read again."""
+    ring = app.data_keys.key_ring
+    for row in conn.execute(data_keys.ONE_PER_MASTER_KEY).fetchall():
+        try:
+            ring.unwrap(row["master_key_id"], bytes(row["wrapped"]), row["subject_id"].bytes)
+        except (KeyRingError, InvalidTag):
+            raise HistoryRefused(f"the data keys are wrapped by master key {row['master_key_id']}, "
+                                 "which GOPAY_ENCRYPTION_KEYS does not hold") from None
 
 
 @contextmanager

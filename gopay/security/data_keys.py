@@ -42,7 +42,9 @@ HISTORY_LOAD = ("INSERT INTO data_keys (subject_id, master_key_id, wrapped, crea
                 "SELECT r.subject_id, r.master_key_id, decode(r.wrapped, 'base64'), r.created_at "
                 "FROM {lines} AS l, jsonb_to_record(l.line::jsonb) AS r(subject_id uuid, "
                 "master_key_id text, wrapped text, created_at timestamptz)")
-MASTER_KEYS_IN_USE = "SELECT DISTINCT master_key_id FROM data_keys ORDER BY 1"
+# One data key wrapped by each master key in use: whether a key ring can open them all.
+ONE_PER_MASTER_KEY = ("SELECT DISTINCT ON (master_key_id) subject_id, master_key_id, wrapped "
+                      "FROM data_keys ORDER BY master_key_id, subject_id")
 ANY_KEY = "SELECT EXISTS (SELECT FROM data_keys) AS stored"
 
 Wrapped = tuple[str, bytes]  # (master key id, the data key wrapped under it)

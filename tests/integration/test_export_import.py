@@ -160,3 +160,23 @@ def test_a_changed_file_is_refused_and_nothing_is_stored(
     for table in ("gopay_events", "gopay_events_chain", "gopay_events_checkpoints", "data_keys",
                   "wallets"):
         assert rows(url(empty), table, "1") == [], table
+
+
+def test_a_gopay_without_the_master_keys_is_refused(history: System, postgres_server,  # type: ignore[no-untyped-def]
+                                                    settings: Settings, tmp_path: Path) -> None:
+    """Importing where the data keys cannot be opened would lose every sealed personal field."""
+    from gopay.security.keyring import KeyRing
+
+    path = tmp_path / "history.tar"
+    export_history(history.app, path, signer=history.signer)
+    other_url = new_database(postgres_server)
+    other_settings = settings.model_copy(update={"database_url": other_url,
+                                                 "encryption_keys": KeyRing.new_entry()})
+    prepare_database(other_settings, other_url)
+    other = System.connect(other_settings, other_url)
+    try:
+        with pytest.raises(HistoryRefused, match="GOPAY_ENCRYPTION_KEYS"):
+            import_history(other.app, other.signer, other.read_side, path)
+        assert rows(other_url, "gopay_events", "1") == []
+    finally:
+        other.close()
