@@ -8,6 +8,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from gopay.processes.expiry import expire_due
 from gopay.reconcile import audit
+from gopay.reconcile.integrity import IntegrityCheck
 from gopay.system import System
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,10 @@ def start_jobs(system: System) -> BackgroundScheduler:
                       seconds=1, id="merchant_webhooks", max_instances=1, coalesce=True)
     scheduler.add_job(lambda: _leading(system) and expire_due(system.commands, system.read_side),
                       "interval", seconds=1, id="expiry", max_instances=1, coalesce=True)
+    integrity_check = IntegrityCheck(system)
+    scheduler.add_job(lambda: _leading(system) and integrity_check(), "interval",
+                      minutes=system.settings.integrity_check_minutes, id="integrity_check",
+                      max_instances=1, coalesce=True)
     scheduler.start()
     return scheduler
 
