@@ -13,6 +13,7 @@ from gopay.api.fast_lane import TransferFastLane
 from gopay.api.metrics import MetricsMiddleware
 from gopay.api.problems import MEDIA_TYPE, install_problem_handlers
 from gopay.api.routes import (
+    adjustment_proposals,
     admin,
     audit,
     auth,
@@ -22,6 +23,7 @@ from gopay.api.routes import (
     me,
     payment_methods,
     psp_webhooks,
+    reconciliation,
     transfers,
     wallet,
 )
@@ -91,7 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_problem_handlers(app)
     _document_problems(app)
     for module in (auth, me, devices, wallet, transfers, payment_methods, external_payments,
-                   psp_webhooks, admin, audit, health):
+                   psp_webhooks, admin, audit, reconciliation, adjustment_proposals, health):
         app.include_router(module.router)
     return app
 

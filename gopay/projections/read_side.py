@@ -12,9 +12,15 @@ from eventsourcing.projection import Projection
 from eventsourcing.utils import Environment
 
 from gopay.application import GoPay, application_env
+from gopay.projections.adjustment_proposals import (
+    AdjustmentProposalProjection,
+    AdjustmentProposalView,
+)
 from gopay.projections.directory import DirectoryProjection, DirectoryView
 from gopay.projections.payment_methods import PaymentMethodProjection, PaymentMethodView
+from gopay.projections.psp_orders import PspOrderProjection, PspOrderView
 from gopay.projections.psp_tasks import PspTaskProjection, PspTaskView
+from gopay.projections.reconciliation import ReconciliationProjection, ReconciliationView
 from gopay.projections.runner import PagedProjectionRunner, lag_seconds
 from gopay.projections.security import SecurityProjection, SecurityView
 from gopay.projections.view import PagedView
@@ -27,6 +33,9 @@ READ_MODELS: tuple[tuple[type[Projection[Any]], type[PagedView]], ...] = (
     (SecurityProjection, SecurityView),
     (PaymentMethodProjection, PaymentMethodView),
     (PspTaskProjection, PspTaskView),
+    (PspOrderProjection, PspOrderView),
+    (ReconciliationProjection, ReconciliationView),
+    (AdjustmentProposalProjection, AdjustmentProposalView),
 )
 
 
@@ -61,6 +70,9 @@ class ReadSide:
         self.security = cast(SecurityView, by_class[SecurityView])
         self.payment_methods = cast(PaymentMethodView, by_class[PaymentMethodView])
         self.psp_tasks = cast(PspTaskView, by_class[PspTaskView])
+        self.psp_orders = cast(PspOrderView, by_class[PspOrderView])
+        self.reconciliation = cast(ReconciliationView, by_class[ReconciliationView])
+        self.adjustment_proposals = cast(AdjustmentProposalView, by_class[AdjustmentProposalView])
         self._datastore = views[0].datastore
 
     def start(self) -> ReadSide:
