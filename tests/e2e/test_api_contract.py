@@ -24,10 +24,11 @@ from tests.support import Client, GoPayServer, login, register
 # Operations where GoPay checks more than a JSON Schema can say, and refuses a schema-valid
 # request with 422 as API.md has it: card numbers pass Luhn and are not expired, IBANs pass
 # mod-97; a date of birth is a real one; a transfer needs the money, another recipient and the
-# wallet's currency; a list cursor must be one of the caller's own methods.
+# wallet's currency; a list cursor must be one of the caller's own methods; an adjustment's
+# account must exist, hold its currency and pair with the entry's other side.
 BUSINESS_RULES = {"POST /v1/payment-methods", "GET /v1/payment-methods", "POST /v1/me/kyc",
                   "POST /v1/transfers", "POST /v1/admin/adjustments", "POST /v1/topups",
-                  "POST /v1/payouts"}
+                  "POST /v1/payouts", "POST /v1/admin/adjustment-proposals"}
 # The PSP's callbacks are signed over their raw body: a schema-valid one without GoPay's
 # signature is refused with 400, as API.md has it.
 SIGNED = {"POST /v1/psp/webhooks"}
