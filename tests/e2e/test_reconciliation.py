@@ -18,8 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.test_topups_and_payouts import Deployment, eventually, pay_out, top_up
 from gopay.aggregates.ledger import SystemAccount
+from tests.e2e.test_topups_and_payouts import Deployment, eventually, pay_out, top_up
 from tests.support import Client, run_gopay, staff
 
 CARD = {"exp_month": 12, "exp_year": 2031, "cvc": "123", "holder_name": "Ada Lovelace"}

@@ -16,7 +16,7 @@ from gopay.reconcile import report
 
 def finding(**fields: Any) -> dict[str, Any]:
     return {"kind": "missing_in_ledger", "line": 7, "psp_reference": "ch_1",
-            "merchant_reference": "=HYPERLINK(\"http://evil\")", "expected": None,
+            "merchant_reference": '=HYPERLINK("http://evil")', "expected": None,
             "actual": {"amount": 1_050, "currency": "USD"}, "cause": "<script>alert(1)</script>",
             "order_ids": [], "difference": {"account": "psp_clearing", "amount": -1_050,
                                             "currency": "USD"},
