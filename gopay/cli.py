@@ -385,7 +385,7 @@ def reconcile(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, 
     size = file.stat().st_size
     bar = Progress(TextColumn("{task.description:9}"), BarColumn(), DownloadColumn(),
                    TimeRemainingColumn(), transient=True, disable=not sys.stderr.isatty())
-    tasks = {phase: bar.add_task(phase, total=size) for phase in ("checking", "matching")}
+    tasks = {phase: bar.add_task(phase, total=size) for phase in ("reading", "matching")}
     with database(settings) as database_url:
         prepare_database(settings, database_url)
         system = System.connect(settings, database_url)

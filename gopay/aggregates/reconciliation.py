@@ -5,7 +5,8 @@ The run's id derives from the file's SHA-256 (and the days it was asked to cover
 same file twice is the same run. The findings are recorded in chunks (`ItemsFound`), so a
 file with many differences never has to be held whole; the run itself keeps only counts.
 A run whose process died half-way is started again under a new attempt, which discards
-the findings of the one before.
+the findings of the one before. A file found unreadable half-way abandons its run, whose
+findings then count for nothing; the same bytes again get the same refusal.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from gopay.aggregates.ledger import LEDGER_NAMESPACE
 class RunStatus(StrEnum):
     RUNNING = "running"
     COMPLETED = "completed"
+    ABANDONED = "abandoned"  # the file turned out not to be a settlement file GoPay can read
 
 
 class ItemKind(StrEnum):
@@ -64,7 +66,6 @@ class ReconciliationRun(Aggregate):
         file_sha256: str
         file_name: str
         requested_days: list[str]
-        period: list[str]
         source: str
         started_by: UUID | None
         attempt: UUID
@@ -72,12 +73,11 @@ class ReconciliationRun(Aggregate):
 
     @event(Started)
     def __init__(self, id: UUID, file_sha256: str, file_name: str, requested_days: Sequence[str],
-                 period: Sequence[str], source: str, started_by: UUID | None, attempt: UUID,
-                 at: str) -> None:
+                 source: str, started_by: UUID | None, attempt: UUID, at: str) -> None:
         self.file_sha256 = file_sha256
         self.file_name = file_name
         self.requested_days = tuple(requested_days)
-        self.period = tuple(period)
+        self.period = tuple(requested_days)  # and the days of the file's lines, once read
         self.source = source
         self.started_by = started_by
         self.attempt = attempt
@@ -87,11 +87,12 @@ class ReconciliationRun(Aggregate):
         self.lines = 0
         self.summary: Mapping[str, int] = MappingProxyType({})
         self.posted_to_suspense: Mapping[int, UUID] = MappingProxyType({})
+        self.abandoned_because = ""
 
     def restart(self, *, attempt: UUID, by: UUID | None, at: str) -> None:
         """Begin again (the attempt before died half-way): its findings no longer count."""
-        if self.status == RunStatus.COMPLETED:
-            raise InvalidState("this run is complete")
+        if self.status != RunStatus.RUNNING:
+            raise InvalidState(f"this run is {self.status}")
         self._restarted(attempt=attempt, by=by, at=at)
 
     def record_items(self, *, attempt: UUID, first: int, items: Sequence[Mapping[str, Any]],
@@ -102,16 +103,22 @@ class ReconciliationRun(Aggregate):
             raise InvalidState(f"findings from {self.items_found} are expected, not from {first}")
         self._items_found(attempt=attempt, first=first, items=[dict(item) for item in items], at=at)
 
-    def finish(self, *, attempt: UUID, lines: int, summary: Mapping[str, int],
-               report: Mapping[str, Any], at: str) -> None:
-        """The run is complete: `summary` counts each kind, and agrees with the findings recorded."""
+    def finish(self, *, attempt: UUID, period: Sequence[str], lines: int,
+               summary: Mapping[str, int], report: Mapping[str, Any], at: str) -> None:
+        """The run is complete: it compared the UTC days of `period`, and `summary` counts
+        each kind, in agreement with the findings recorded."""
         self._check_attempt(attempt)
         if set(summary) != set(SUMMARY_KEYS):
             raise InvalidState(f"a summary counts exactly {', '.join(SUMMARY_KEYS)}")
         if sum(count for key, count in summary.items() if key != "matched") != self.items_found:
             raise InvalidState("the summary does not count the findings recorded")
-        self._finished(attempt=attempt, lines=lines, summary=dict(summary), report=dict(report),
-                       at=at)
+        self._finished(attempt=attempt, period=list(period), lines=lines, summary=dict(summary),
+                       report=dict(report), at=at)
+
+    def abandon(self, *, attempt: UUID, reason: str, at: str) -> None:
+        """The file is not one GoPay can read (`reason` says where): the run stops here."""
+        self._check_attempt(attempt)
+        self._abandoned(attempt=attempt, reason=reason, at=at)
 
     def post_to_suspense(self, *, seq: int, order_id: UUID, by: UUID) -> None:
         """Finding `seq`'s difference was booked to suspense by order `order_id` (once)."""
@@ -126,7 +133,7 @@ class ReconciliationRun(Aggregate):
 
     def _check_attempt(self, attempt: UUID) -> None:
         if self.status != RunStatus.RUNNING:
-            raise InvalidState("this run is complete")
+            raise InvalidState(f"this run is {self.status}")
         if attempt != self.attempt:
             raise RunInProgress("another attempt at this run has taken over")
 
@@ -155,17 +162,31 @@ class ReconciliationRun(Aggregate):
 
     class Finished(Aggregate.Event):
         attempt: UUID
+        period: list[str]
         lines: int
         summary: dict[str, int]
         report: dict[str, Any]
         at: str
 
     @event(Finished)
-    def _finished(self, attempt: UUID, lines: int, summary: Mapping[str, int],
-                  report: Mapping[str, Any], at: str) -> None:
+    def _finished(self, attempt: UUID, period: Sequence[str], lines: int,
+                  summary: Mapping[str, int], report: Mapping[str, Any], at: str) -> None:
         self.status = RunStatus.COMPLETED
+        self.period = tuple(period)
         self.lines = lines
         self.summary = MappingProxyType(dict(summary))
+        self.last_progress_at = at
+
+    class Abandoned(Aggregate.Event):
+        attempt: UUID
+        reason: str
+        at: str
+
+    @event(Abandoned)
+    def _abandoned(self, attempt: UUID, reason: str, at: str) -> None:
+        self.status = RunStatus.ABANDONED
+        self.items_found = 0
+        self.abandoned_because = reason
         self.last_progress_at = at
 
     class PostedToSuspense(Aggregate.Event):

@@ -27,7 +27,7 @@ class ReconciliationRunPublic(BaseModel):
     id: UUID
     file_sha256: str
     file_name: str
-    status: Literal["running", "completed"]
+    status: Literal["running", "completed", "abandoned"]
     source: str = Field(description="upload, cli or scheduled")
     period: list[str] = Field(description="The UTC days compared, whole")
     lines: int
@@ -37,6 +37,8 @@ class ReconciliationRunPublic(BaseModel):
     started_by: UUID | None
     started_at: UtcDatetime
     finished_at: UtcDatetime | None
+    abandoned_because: str | None = Field(
+        None, description="Why an abandoned run's file is no settlement file GoPay can read")
 
 
 class DifferencePublic(BaseModel):

@@ -42,7 +42,6 @@ class StartReconciliation(Command[ReconciliationRun]):
     file_sha256: str
     file_name: str
     requested_days: tuple[str, ...]
-    period: tuple[str, ...]
     source: str  # upload, cli or scheduled
     started_by: UUID | None
     attempt: UUID
@@ -61,9 +60,19 @@ class RecordFindings(Command[ReconciliationRun]):
 class FinishReconciliation(Command[ReconciliationRun]):
     run_id: UUID
     attempt: UUID
+    period: tuple[str, ...]
     lines: int
     summary: Mapping[str, int]
     report: Mapping[str, Any]
+
+
+@dataclass(frozen=True, kw_only=True)
+class AbandonReconciliation(Command[ReconciliationRun]):
+    """The file is not a settlement file GoPay can read: `reason` says where it is not."""
+
+    run_id: UUID
+    attempt: UUID
+    reason: str
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -91,12 +100,12 @@ def start_reconciliation(command: StartReconciliation, unit: UnitOfWork,
     if run is None:
         run = ReconciliationRun(id=command.run_id, file_sha256=command.file_sha256,
                                 file_name=command.file_name, requested_days=command.requested_days,
-                                period=command.period, source=command.source,
+                                source=command.source,
                                 started_by=command.started_by, attempt=command.attempt,
                                 at=now.isoformat())
         unit.add(run)
         return run
-    if run.status == RunStatus.COMPLETED:  # the same file again: the same run
+    if run.status != RunStatus.RUNNING:  # the same file again: the same run (or refusal)
         return run
     if now - datetime.fromisoformat(run.last_progress_at) < command.stale_after:
         raise RunInProgress("this file is being reconciled right now: ask again in a moment")
@@ -116,8 +125,16 @@ def record_findings(command: RecordFindings, unit: UnitOfWork, context: Context)
 def finish_reconciliation(command: FinishReconciliation, unit: UnitOfWork,
                           context: Context) -> ReconciliationRun:
     run = unit.get(command.run_id, ReconciliationRun)
-    run.finish(attempt=command.attempt, lines=command.lines, summary=command.summary,
-               report=command.report, at=context.clock().isoformat())
+    run.finish(attempt=command.attempt, period=command.period, lines=command.lines,
+               summary=command.summary, report=command.report, at=context.clock().isoformat())
+    return run
+
+
+@in_batch(AbandonReconciliation)
+def abandon_reconciliation(command: AbandonReconciliation, unit: UnitOfWork,
+                           context: Context) -> ReconciliationRun:
+    run = unit.get(command.run_id, ReconciliationRun)
+    run.abandon(attempt=command.attempt, reason=command.reason, at=context.clock().isoformat())
     return run
 
 

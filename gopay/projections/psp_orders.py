@@ -17,7 +17,7 @@ from eventsourcing.dispatch import singledispatchmethod
 from eventsourcing.persistence import Tracking
 from eventsourcing.projection import Projection
 from psycopg import Cursor
-from psycopg.rows import DictRow
+from psycopg.rows import DictRow, tuple_row
 
 from gopay.aggregates.ledger import SystemAccount, TransactionType
 from gopay.aggregates.money import CURRENCIES
@@ -93,14 +93,15 @@ class PspOrderView(PagedView):
     # Queries: the ledger as matching reads it (gopay.reconcile.matching.Ledger)
 
     def expected(self, order_ids: Sequence[str]) -> Mapping[str, ExpectedOrder]:
-        rows = self.query(
-            "SELECT order_id::text AS order_id, kind, amount, currency, psp_fee, status, "
-            "psp_reference, created_at, topup_id::text AS topup_id FROM psp_orders "
-            "WHERE order_id = ANY(%s::uuid[])", (list(order_ids),))
-        return {row["order_id"]: ExpectedOrder(
-            row["order_id"], row["kind"], row["amount"], row["currency"], row["psp_fee"],
-            row["status"], row["psp_reference"], row["created_at"], row["topup_id"])
-            for row in rows}
+        # Thousands of ids at a time: sent as one text (an array of strings costs a few
+        # microseconds each to send), read as plain tuples.
+        with self.datastore.transaction(commit=False) as cursor:
+            rows = cursor.connection.cursor(row_factory=tuple_row).execute(
+                "SELECT order_id::text, kind, amount, currency, psp_fee, status, psp_reference, "
+                "created_at, topup_id::text FROM psp_orders "
+                "WHERE order_id = ANY(string_to_array(%s, ',')::uuid[])",
+                (",".join(order_ids),)).fetchall()
+        return {row[0]: ExpectedOrder._make(row) for row in rows}
 
     def order_ids_of(self, days: Sequence[str]) -> Iterator[str]:
         after = "00000000-0000-0000-0000-000000000000"

@@ -27,6 +27,7 @@ class ReconciliationView(PagedView):
             source text NOT NULL, started_by uuid, status text NOT NULL,
             requested_days text[] NOT NULL, period text[] NOT NULL, attempt uuid NOT NULL,
             lines bigint NOT NULL DEFAULT 0, summary jsonb, report jsonb,
+            abandoned_because text NOT NULL DEFAULT '',
             started_at timestamptz NOT NULL, finished_at timestamptz)""",
         """CREATE INDEX IF NOT EXISTS reconciliation_runs_started_idx
             ON reconciliation_runs (started_at, id)""",
@@ -55,7 +56,7 @@ class ReconciliationView(PagedView):
                     "started_by, status, requested_days, period, attempt, started_at) "
                     "VALUES (%s, %s, %s, %s, %s, 'running', %s, %s, %s, %s)",
                     (run_id, e.file_sha256, e.file_name, e.source, e.started_by,
-                     list(e.requested_days), list(e.period), e.attempt, _moment(e.at)))
+                     list(e.requested_days), list(e.requested_days), e.attempt, _moment(e.at)))
 
     def run_restarted(self, run_id: UUID, attempt: UUID, at: str) -> None:
         self._write("DELETE FROM reconciliation_items WHERE run_id = %s", (run_id,))
@@ -74,9 +75,15 @@ class ReconciliationView(PagedView):
                  _json(item["difference"])))
 
     def run_finished(self, run_id: UUID, e: ReconciliationRun.Finished) -> None:
-        self._write("UPDATE reconciliation_runs SET status = 'completed', lines = %s, "
-                    "summary = %s, report = %s, finished_at = %s WHERE id = %s",
-                    (e.lines, json.dumps(e.summary), json.dumps(e.report), _moment(e.at), run_id))
+        self._write("UPDATE reconciliation_runs SET status = 'completed', period = %s, "
+                    "lines = %s, summary = %s, report = %s, finished_at = %s WHERE id = %s",
+                    (list(e.period), e.lines, json.dumps(e.summary), json.dumps(e.report),
+                     _moment(e.at), run_id))
+
+    def run_abandoned(self, run_id: UUID, reason: str, at: str) -> None:
+        self._write("DELETE FROM reconciliation_items WHERE run_id = %s", (run_id,))
+        self._write("UPDATE reconciliation_runs SET status = 'abandoned', abandoned_because = %s, "
+                    "finished_at = %s WHERE id = %s", (reason, _moment(at), run_id))
 
     def posted_to_suspense(self, run_id: UUID, seq: int, order_id: UUID, by: UUID) -> None:
         self._write("UPDATE reconciliation_items SET suspense_order_id = %s, posted_by = %s "
@@ -155,6 +162,10 @@ class ReconciliationProjection(Projection[ReconciliationView]):
     @process_event.register
     def _(self, e: ReconciliationRun.Finished, tracking: Tracking) -> None:
         self.view.run_finished(e.originator_id, e)
+
+    @process_event.register
+    def _(self, e: ReconciliationRun.Abandoned, tracking: Tracking) -> None:
+        self.view.run_abandoned(e.originator_id, e.reason, e.at)
 
     @process_event.register
     def _(self, e: ReconciliationRun.PostedToSuspense, tracking: Tracking) -> None:

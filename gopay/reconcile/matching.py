@@ -15,6 +15,7 @@ Lines stream through: orders are looked up in batches, and only what tells dupli
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -29,6 +30,8 @@ from gopay.commands.psp_outcomes import ChargeBack
 from gopay.reconcile.settlement import SettlementLine
 
 T = TypeVar("T")
+
+CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 # What a line's status means for GoPay's order, and the other way round.
 FINAL_STATUS = {"settled": OrderStatus.SUCCEEDED, "failed": OrderStatus.FAILED}
@@ -95,9 +98,9 @@ class Finding:
 class Matcher:
     """Compares a file's lines with the ledger as they stream by, counting as it goes."""
 
-    def __init__(self, ledger: Ledger, period: Sequence[str], batch_size: int = 5000) -> None:
+    def __init__(self, ledger: Ledger, days: Sequence[str] = (), batch_size: int = 5000) -> None:
         self.ledger = ledger
-        self.period = tuple(period)
+        self.days = frozenset(days)  # beyond those of the lines
         self.batch_size = batch_size
         self.summary = dict.fromkeys(SUMMARY_KEYS, 0)
         self.lines = 0
@@ -117,8 +120,14 @@ class Matcher:
                 if finding is not None:
                     yield finding
 
+    @property
+    def period(self) -> tuple[str, ...]:
+        """The UTC days compared, whole: those of the lines read so far, and those asked for."""
+        return tuple(sorted(self.days | {day.isoformat() for day in self._hours}))
+
     def missing_in_psp(self) -> Iterator[Finding]:
-        """Orders of the file's days that the PSP should know and no line named."""
+        """Orders of the file's days that the PSP should know and no line named (once every
+        line has been compared)."""
         unseen = [order_id for order_id in self.ledger.order_ids_of(self.period)
                   if order_id not in self._orders]
         for batch in _batched(unseen, self.batch_size):
@@ -200,9 +209,13 @@ class Matcher:
 
 
 def _order_key(line: SettlementLine) -> str | None:
-    """The id of GoPay's order a line is about (a chargeback's is derived from its reference)."""
+    """The id of GoPay's order a line is about, as PostgreSQL writes a uuid (a chargeback's
+    is derived from its reference)."""
+    reference = line.merchant_reference
+    if line.type != "chargeback" and CANONICAL_UUID.fullmatch(reference):
+        return reference  # GoPay's own ids come back as it wrote them: no need to parse
     try:
-        named = UUID(line.merchant_reference)
+        named = UUID(reference)
     except ValueError:
         return None
     if line.type == "chargeback":

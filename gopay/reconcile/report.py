@@ -69,6 +69,8 @@ def html_page(run: Mapping[str, Any], findings: Sequence[Mapping[str, Any]]) -> 
         _row("Period (UTC)", escape(", ".join(run["period"]))),
         _row("Lines", f"{run['lines']:,}"),
         _row("Status", escape(run["status"])),
+        *([_row("Abandoned because", escape(run["abandoned_because"]))]
+          if run.get("abandoned_because") else []),
         _row("Started", escape(_when(run["started_at"]))),
         _row("Finished", escape(_when(run["finished_at"]))),
         "</table>",

@@ -4,6 +4,7 @@ one discrepancy of each kind; suspense; maker-checker adjustments; the reports a
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import re
@@ -168,10 +169,19 @@ class TestAFileWithEachKindOfDiscrepancy:
         assert done.stderr == ""
 
     def test_a_file_that_is_no_settlement_file_is_a_422(self, books: Books) -> None:
-        refused = upload(books.finance, books.edited + b"ch_x,y,charge,ten,USD,0,settled,now\n")
+        broken = books.edited + b"ch_x,y,charge,ten,USD,0,settled,now\n"
+        refused = upload(books.finance, broken)
         assert refused.status_code == 422, refused.text
         assert refused.json()["code"] == "validation_error"
         assert refused.json()["line"] == books.edited.count(b"\n") + 1
+        again = upload(books.finance, broken)  # the same bytes: the same refusal, read from the run
+        assert (again.status_code, again.json()["detail"]) == (422, refused.json()["detail"])
+        abandoned = [r for r in books.finance.get("/v1/reconciliation/runs").json()["data"]
+                     if r["file_sha256"] == hashlib.sha256(broken).hexdigest()]
+        assert [(r["status"], r["abandoned_because"]) for r in abandoned] == [
+            ("abandoned", refused.json()["detail"])]
+        findings = books.finance.get(abandoned[0]["items_url"]).json()["data"]
+        assert findings == []  # an abandoned run lists no findings
         assert upload(books.finance, b"").status_code == 422
         missing_file = books.finance.http.post("/v1/reconciliation/runs", data={"x": "1"})
         assert missing_file.status_code == 422

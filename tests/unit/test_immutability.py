@@ -298,8 +298,8 @@ def psp_task_story() -> Iterator[Aggregate]:
 def reconciliation_run_story() -> Iterator[Aggregate]:
     first, second = uuid4(), uuid4()
     run = ReconciliationRun(id=uuid4(), file_sha256="ab" * 32, file_name="2026-03-12.csv",
-                            requested_days=["2026-03-12"], period=["2026-03-12"],
-                            source="upload", started_by=uuid4(), attempt=first, at=NOW)
+                            requested_days=["2026-03-12"], source="upload", started_by=uuid4(),
+                            attempt=first, at=NOW)
     yield run
     item = {"kind": "missing_in_psp", "cause": "no line", "order_ids": [str(uuid4())],
             "expected": {"amount": 100}, "actual": None, "difference": None}
@@ -309,13 +309,19 @@ def reconciliation_run_story() -> Iterator[Aggregate]:
     yield run
     run.record_items(attempt=second, first=0, items=[item, item], at=NOW)
     yield run
-    run.finish(attempt=second, lines=5, at=NOW, report={"hours": {"2026-03-12": [[1, 2]] * 24}},
+    run.finish(attempt=second, period=["2026-03-12"], lines=5, at=NOW,
+               report={"hours": {"2026-03-12": [[1, 2]] * 24}},
                summary={"matched": 3, "missing_in_ledger": 0, "missing_in_psp": 2,
                         "amount_mismatch": 0, "status_mismatch": 0, "fee_mismatch": 0,
                         "duplicates": 0})
     yield run
     run.post_to_suspense(seq=1, order_id=uuid4(), by=uuid4())
     yield run
+    unreadable = ReconciliationRun(id=uuid4(), file_sha256="cd" * 32, file_name="bad.csv",
+                                   requested_days=[], source="cli", started_by=None,
+                                   attempt=first, at=NOW)
+    unreadable.abandon(attempt=first, reason="line 7: amount must be an integer", at=NOW)
+    yield unreadable
 
 
 def adjustment_proposal_story() -> Iterator[Aggregate]:

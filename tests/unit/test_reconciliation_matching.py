@@ -228,9 +228,11 @@ class TestReadingAFile:
             line_of(Books().add(), settled_at="2026-03-12T23:59:59+00:00"),
             line_of(Books().add(), settled_at="2026-03-13T01:00:00+02:00"),  # 2026-03-12 in UTC
             line_of(Books().add(), settled_at="2026-03-13T00:00:00Z"))
-        facts = settlement.check(io.BytesIO(data))
-        assert (facts.sha256, facts.lines, facts.days, facts.size) == (
-            hashlib.sha256(data).hexdigest(), 3, ("2026-03-12", "2026-03-13"), len(data))
+        read: list[int] = []
+        assert settlement.sha256_of(io.BytesIO(data), read.append) == hashlib.sha256(data).hexdigest()
+        assert read == [len(data)]
+        matcher, _ = reconciled(Books(), data, period=())
+        assert (matcher.lines, matcher.period) == (3, ("2026-03-12", "2026-03-13"))
 
     def test_columns_in_another_order_a_bom_and_blank_lines_are_read(self) -> None:
         order = Books().add()
@@ -257,7 +259,7 @@ class TestReadingAFile:
         order = Books().add()
         data = csv_file(line_of(order), line_of(order, **change))
         with pytest.raises(SettlementFileInvalid, match=problem) as refused:
-            settlement.check(io.BytesIO(data))
+            list(settlement.lines(io.BytesIO(data)))
         assert refused.value.details["line"] == 3
 
     @pytest.mark.parametrize(("data", "problem"), [
@@ -269,4 +271,4 @@ class TestReadingAFile:
     ])
     def test_what_is_no_settlement_file_is_refused(self, data: bytes, problem: str) -> None:
         with pytest.raises(SettlementFileInvalid, match=problem):
-            settlement.check(io.BytesIO(data))
+            list(settlement.lines(io.BytesIO(data)))

@@ -48,7 +48,7 @@ def run_public(row: dict[str, Any]) -> ReconciliationRunPublic:
         summary=row["summary"], items_url=f"/v1/reconciliation/runs/{row['id']}/items",
         report_url=f"/v1/reconciliation/runs/{row['id']}/report",
         started_by=row["started_by"], started_at=row["started_at"],
-        finished_at=row["finished_at"])
+        finished_at=row["finished_at"], abandoned_because=row["abandoned_because"] or None)
 
 
 def item_public(row: dict[str, Any]) -> ReconciliationItemPublic:

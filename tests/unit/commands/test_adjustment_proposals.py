@@ -70,12 +70,13 @@ def approve(gopay: InMemoryGoPay, checker: User, proposal: AdjustmentProposal) -
 def in_suspense(gopay: InMemoryGoPay, amount: int, staff: User) -> None:
     """What a reconciliation leaves in suspense: a PSP charge GoPay could not place."""
     run = gopay.run(StartReconciliation(run_id=uuid4(), file_sha256="5e" * 32, file_name="f.csv",
-                                        requested_days=(), period=("2026-03-12",),
-                                        source="upload", started_by=staff.id, attempt=uuid4()))
+                                        requested_days=(), source="upload",
+                                        started_by=staff.id, attempt=uuid4()))
     gopay.run(RecordFindings(run_id=run.id, attempt=run.attempt, first=0, items=({
         "kind": "missing_in_ledger", "difference": {"account": "psp_clearing", "amount": amount,
                                                    "currency": "USD"}},)))
-    gopay.run(FinishReconciliation(run_id=run.id, attempt=run.attempt, lines=1, report={}, summary={
+    gopay.run(FinishReconciliation(run_id=run.id, attempt=run.attempt, period=("2026-03-12",),
+                                   lines=1, report={}, summary={
         "matched": 0, "missing_in_ledger": 1, "missing_in_psp": 0, "amount_mismatch": 0,
         "status_mismatch": 0, "fee_mismatch": 0, "duplicates": 0}))
     gopay.run(PostFindingToSuspense(caller_id=staff.id, run_id=run.id, seq=0,

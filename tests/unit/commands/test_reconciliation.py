@@ -20,6 +20,7 @@ from gopay.aggregates.reconciliation import (
 )
 from gopay.aggregates.user import User
 from gopay.commands.reconciliation import (
+    AbandonReconciliation,
     FinishReconciliation,
     PostFindingToSuspense,
     RecordFindings,
@@ -28,6 +29,7 @@ from gopay.commands.reconciliation import (
 from tests.unit.commands.in_memory import InMemoryGoPay
 
 SHA = "5e" * 32
+DAYS = ("2026-03-12",)
 PSP_CLEARING = SystemAccount.PSP_CLEARING.account_id("USD")
 SUSPENSE = SystemAccount.SUSPENSE.account_id("USD")
 
@@ -35,7 +37,7 @@ SUSPENSE = SystemAccount.SUSPENSE.account_id("USD")
 def start(gopay: InMemoryGoPay, attempt: UUID | None = None, **fields: Any) -> ReconciliationRun:
     values: dict[str, Any] = {
         "run_id": run_id_for(SHA, ()), "file_sha256": SHA, "file_name": "2026-03-12.csv",
-        "requested_days": (), "period": ("2026-03-12",), "source": "upload",
+        "requested_days": (), "source": "upload",
         "started_by": None, "attempt": attempt or uuid4(), **fields}
     return gopay.run(StartReconciliation(**values))
 
@@ -57,8 +59,9 @@ def complete_run(gopay: InMemoryGoPay, *items: dict[str, Any]) -> Reconciliation
     counts: dict[str, int] = {}
     for item in items:
         counts[item["kind"]] = counts.get(item["kind"], 0) + 1
-    return gopay.run(FinishReconciliation(run_id=run.id, attempt=run.attempt, lines=len(items) + 3,
-                                          summary=summary(3, **counts), report={}))
+    return gopay.run(FinishReconciliation(run_id=run.id, attempt=run.attempt, period=DAYS,
+                                          lines=len(items) + 3, summary=summary(3, **counts),
+                                          report={}))
 
 
 @pytest.fixture
@@ -73,7 +76,7 @@ class TestOneRunPerFile:
             gopay.run(RecordFindings(run_id=run.id, attempt=run.attempt, first=first,
                                      items=(finding(), finding("missing_in_psp"))))
         done = gopay.run(FinishReconciliation(
-            run_id=run.id, attempt=run.attempt, lines=10,
+            run_id=run.id, attempt=run.attempt, period=DAYS, lines=10,
             summary=summary(8, missing_in_ledger=2, missing_in_psp=2), report={"hours": {}}))
         assert (done.status, done.items_found, done.lines, done.summary["matched"]) == (
             RunStatus.COMPLETED, 4, 10, 8)
@@ -103,14 +106,27 @@ class TestOneRunPerFile:
             gopay.run(RecordFindings(run_id=first.id, attempt=first.attempt, first=0,
                                      items=(finding(),)))
 
+    def test_an_unreadable_file_abandons_its_run_and_its_findings(self, gopay: InMemoryGoPay) -> None:
+        """The same bytes again find the refusal; nothing of the run can go to suspense."""
+        run = start(gopay)
+        gopay.run(RecordFindings(run_id=run.id, attempt=run.attempt, first=0, items=(finding(),)))
+        gopay.run(AbandonReconciliation(run_id=run.id, attempt=run.attempt,
+                                        reason="line 9: amount must be an integer"))
+        again = start(gopay)
+        assert (again.status, again.abandoned_because, again.items_found) == (
+            RunStatus.ABANDONED, "line 9: amount must be an integer", 0)
+        with pytest.raises(InvalidState):
+            gopay.run(PostFindingToSuspense(caller_id=uuid4(), run_id=run.id, seq=0,
+                                            account="psp_clearing", amount=941, currency="USD"))
+
     def test_findings_come_in_order_and_the_summary_counts_them(self, gopay: InMemoryGoPay) -> None:
         run = start(gopay)
         with pytest.raises(InvalidState, match="from 0 are expected, not from 5"):
             gopay.run(RecordFindings(run_id=run.id, attempt=run.attempt, first=5, items=(finding(),)))
         gopay.run(RecordFindings(run_id=run.id, attempt=run.attempt, first=0, items=(finding(),)))
         with pytest.raises(InvalidState, match="does not count the findings"):
-            gopay.run(FinishReconciliation(run_id=run.id, attempt=run.attempt, lines=1,
-                                           summary=summary(1), report={}))
+            gopay.run(FinishReconciliation(run_id=run.id, attempt=run.attempt, period=DAYS,
+                                           lines=1, summary=summary(1), report={}))
 
     def test_the_run_id_is_the_file_s_digest_and_the_days_asked_for(self) -> None:
         assert run_id_for(SHA, ["2026-03-12"]) == run_id_for(SHA, ["2026-03-12"])
