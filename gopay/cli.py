@@ -371,6 +371,7 @@ def reconcile(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, 
     import json
     from datetime import date
 
+    from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
     from gopay.aggregates.errors import DomainError
@@ -383,8 +384,10 @@ def reconcile(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, 
         raise typer.BadParameter("not a YYYY-MM-DD date", param_hint="--date") from None
     settings = Settings()
     size = file.stat().st_size
+    # On stderr, so that stdout holds the summary alone even when a person pipes it on.
     bar = Progress(TextColumn("{task.description:9}"), BarColumn(), DownloadColumn(),
-                   TimeRemainingColumn(), transient=True, disable=not sys.stderr.isatty())
+                   TimeRemainingColumn(), console=Console(stderr=True), transient=True,
+                   disable=not sys.stderr.isatty())
     tasks = {phase: bar.add_task(phase, total=size) for phase in ("reading", "matching")}
     with database(settings) as database_url:
         prepare_database(settings, database_url)

@@ -7,7 +7,11 @@ import csv
 import hashlib
 import io
 import json
+import os
+import pty
 import re
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -167,6 +171,32 @@ class TestAFileWithEachKindOfDiscrepancy:
         assert (printed["id"], printed["summary"], printed["repeated"]) == (
             run["id"], run["summary"], True)
         assert done.stderr == ""
+
+    def test_the_cli_shows_a_progress_bar_on_a_terminal(self, books: Books, run: dict[str, Any],
+                                                        tmp_path: Path) -> None:
+        """With stderr on a terminal the bar is drawn there; stdout still holds the JSON alone."""
+        path = tmp_path / "settlement.csv"
+        path.write_bytes(books.edited)
+        terminal, attached = pty.openpty()
+        process = subprocess.Popen([sys.executable, "-m", "gopay", "reconcile", str(path)],
+                                   env={**books.deployment.server.env, "TERM": "xterm"},
+                                   stdout=subprocess.PIPE, stderr=attached)
+        os.close(attached)
+        drawn = b""
+        while True:  # until the process closes the terminal (EIO) or the reading ends
+            try:
+                chunk = os.read(terminal, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            drawn += chunk
+        os.close(terminal)
+        out, _ = process.communicate(timeout=120)
+        assert process.returncode == 0, drawn.decode(errors="replace")
+        assert json.loads(out)["id"] == run["id"]
+        assert b"reading" in drawn and b"matching" in drawn, drawn
+        assert f"{len(books.edited) / 1000:.1f}".encode() in drawn  # the file's size in kB
 
     def test_a_file_that_is_no_settlement_file_is_a_422(self, books: Books) -> None:
         broken = books.edited + b"ch_x,y,charge,ten,USD,0,settled,now\n"
