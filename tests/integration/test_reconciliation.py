@@ -21,8 +21,8 @@ from gopay.commands.psp_outcomes import ChargeBack, SettleWithPsp
 from gopay.commands.registration import Register
 from gopay.commands.topups import RequestTopUp
 from gopay.psp.port import OperationStatus
-from gopay.reconcile.runs import reconcile, reconcile_yesterday
-from gopay.reconcile.settlement import HEADER
+from gopay.reconcile.runs import FileChanged, reconcile, reconcile_yesterday
+from gopay.reconcile.settlement import HEADER, SettlementFileInvalid
 from gopay.system import System
 
 
@@ -171,6 +171,52 @@ class TestReconcilingAFile:
         other_day = reconcile(running, io.BytesIO(settlement_file()), file_name="empty.csv",
                               origin="upload", started_by=None, days=[today - timedelta(days=1)])
         assert other_day.run_id != outcome.run_id  # the same bytes, for another day
+
+
+class Rewritten(io.BytesIO):
+    """A file that is rewritten between the two readings (one still being downloaded)."""
+
+    def __init__(self, first: bytes, then: bytes) -> None:
+        super().__init__(first)
+        self.then = then
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        if (offset, whence) == (0, 0) and self.tell():  # the second reading begins
+            self.truncate(0)
+            super().seek(0)
+            self.write(self.then)
+        return super().seek(offset, whence)
+
+
+class TestAFileThatCannotBeRead:
+    def test_a_bad_line_abandons_the_run_and_the_same_bytes_are_refused_alike(
+            self, running: System) -> None:
+        stranger = line("ch_stranger", UUID(int=7), "charge", 4_000, 146, "settled")
+        broken = settlement_file(stranger) + b"ch_x,y,charge,ten,USD,0,settled,now\n"
+        with pytest.raises(SettlementFileInvalid, match="line 3") as refused:
+            reconcile(running, io.BytesIO(broken), file_name="bad.csv", origin="upload",
+                      started_by=None)
+        with pytest.raises(SettlementFileInvalid) as again:
+            reconcile(running, io.BytesIO(broken), file_name="bad.csv", origin="upload",
+                      started_by=None)
+        assert str(again.value) == str(refused.value)
+        running.catch_up_reads()
+        [run] = running.read_side.reconciliation.runs(limit=10)
+        assert (run["status"], run["abandoned_because"]) == ("abandoned", str(refused.value))
+
+    def test_a_file_rewritten_while_it_is_read_does_not_condemn_the_bytes_first_read(
+            self, running: System) -> None:
+        """The run is named by the first reading's digest; a bad line in other bytes is no
+        reason to refuse those bytes for good, so the run is not abandoned."""
+        for n, broken in enumerate((b"ch_x,y,charge,ten,USD,0,settled,now\n", b"")):
+            sound = settlement_file(line(f"ch_{n}", UUID(int=n), "charge", 4_000, 146, "settled"))
+            then = sound.replace(b"4000", b"4001") + broken
+            with pytest.raises(FileChanged):
+                reconcile(running, Rewritten(sound, then), file_name="partial.csv",
+                          origin="upload", started_by=None)
+        running.catch_up_reads()
+        assert [run["status"] for run in running.read_side.reconciliation.runs(limit=10)] == [
+            "running", "running"]
 
 
 @dataclass
