@@ -366,6 +366,56 @@ def ha_cluster_stop(directory: ClusterDir = Path("var/ha-cluster")) -> None:
     typer.echo("stopped")
 
 
+@cli.command()
+def reconcile(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True,
+                                                   help="The PSP's settlement file (CSV).")],
+              day: Annotated[str | None, typer.Option(
+                  "--date", help="A UTC day (YYYY-MM-DD) the file is for, beyond those its "
+                                 "lines fall on.")] = None) -> None:
+    """Reconcile a settlement file against the ledger and print the run's summary (the same
+    file again is the same run); a progress bar shows on a terminal."""
+    import json
+    from datetime import date
+
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from gopay.aggregates.errors import DomainError
+    from gopay.reconcile.runs import reconcile as reconcile_file
+    from gopay.system import System, prepare_database
+
+    try:
+        days = [date.fromisoformat(day)] if day else []
+    except ValueError:
+        raise typer.BadParameter("not a YYYY-MM-DD date", param_hint="--date") from None
+    settings = Settings()
+    size = file.stat().st_size
+    # On stderr, so that stdout holds the summary alone even when a person pipes it on.
+    bar = Progress(TextColumn("{task.description:9}"), BarColumn(), DownloadColumn(),
+                   TimeRemainingColumn(), console=Console(stderr=True), transient=True,
+                   disable=not sys.stderr.isatty())
+    tasks = {phase: bar.add_task(phase, total=size) for phase in ("reading", "matching")}
+    with database(settings) as database_url:
+        prepare_database(settings, database_url)
+        system = System.connect(settings, database_url)
+        system.read_side.start()  # leads the projections unless another process does
+        try:
+            with bar, file.open("rb") as source:
+                outcome = reconcile_file(
+                    system, source, file_name=file.name, origin="cli", started_by=None,
+                    days=days, progress=lambda phase, read: bar.update(tasks[phase], completed=read))
+            run = system.read_side.reconciliation.run(outcome.run_id)
+        except DomainError as error:
+            typer.echo(f"error: {error}", err=True)
+            raise typer.Exit(1) from None
+        finally:
+            system.close()
+    assert run is not None, "a finished run is on the read side"
+    typer.echo(json.dumps({"id": str(run["id"]), "file_sha256": run["file_sha256"],
+                           "period": run["period"], "lines": run["lines"],
+                           "summary": run["summary"], "repeated": outcome.repeated}))
+
+
 @audit_cli.command("verify")
 def audit_verify() -> None:
     """Recompute the event log's chain, check its signed checkpoints, that the ledger sums to

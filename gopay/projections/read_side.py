@@ -17,13 +17,19 @@ from psycopg.rows import DictRow
 
 from gopay.application import GoPay, application_env
 from gopay.progress import Progress, quiet
+from gopay.projections.adjustment_proposals import (
+    AdjustmentProposalProjection,
+    AdjustmentProposalView,
+)
 from gopay.projections.cash_outs import CashOutProjection, CashOutView
 from gopay.projections.directory import DirectoryProjection, DirectoryView
 from gopay.projections.merchant import MerchantProjection, MerchantView
 from gopay.projections.payment_methods import PaymentMethodProjection, PaymentMethodView
 from gopay.projections.payment_requests import PaymentRequestProjection, PaymentRequestView
 from gopay.projections.providers import ProviderProjection, ProviderView
+from gopay.projections.psp_orders import PspOrderProjection, PspOrderView
 from gopay.projections.psp_tasks import PspTaskProjection, PspTaskView
+from gopay.projections.reconciliation import ReconciliationProjection, ReconciliationView
 from gopay.projections.runner import PagedProjectionRunner, lag_seconds
 from gopay.projections.security import SecurityProjection, SecurityView
 from gopay.projections.view import Check, PagedView, StoredStates
@@ -42,6 +48,9 @@ READ_MODELS: tuple[tuple[type[Projection[Any]], type[PagedView]], ...] = (
     (ProviderProjection, ProviderView),
     (CashOutProjection, CashOutView),
     (PaymentRequestProjection, PaymentRequestView),
+    (PspOrderProjection, PspOrderView),
+    (ReconciliationProjection, ReconciliationView),
+    (AdjustmentProposalProjection, AdjustmentProposalView),
 )
 
 
@@ -102,6 +111,9 @@ class ReadSide:
         self.providers = cast(ProviderView, by_class[ProviderView])
         self.cash_outs = cast(CashOutView, by_class[CashOutView])
         self.payment_requests = cast(PaymentRequestView, by_class[PaymentRequestView])
+        self.psp_orders = cast(PspOrderView, by_class[PspOrderView])
+        self.reconciliation = cast(ReconciliationView, by_class[ReconciliationView])
+        self.adjustment_proposals = cast(AdjustmentProposalView, by_class[AdjustmentProposalView])
         self._datastore = views[0].datastore
 
     def start(self) -> ReadSide:
