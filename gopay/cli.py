@@ -148,6 +148,10 @@ def worker() -> None:
         system = System.connect(settings, database_url)
         system.read_side.start()
         jobs = start_jobs(system)
+        if settings.worker_metrics_port:  # the jobs' metrics (integrity drift) for Prometheus
+            from prometheus_client import start_http_server
+
+            start_http_server(settings.worker_metrics_port, addr=settings.worker_metrics_host)
         settle_memory()
         stopping = threading.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -269,6 +273,7 @@ def staff_create(email: Annotated[str, typer.Option()], password: Annotated[str,
 @projections_cli.command("rebuild")
 def projections_rebuild() -> None:
     """Empty every read model and build it again from event zero (stop the servers first)."""
+    from gopay.progress import progress_bar
     from gopay.system import System, prepare_database
 
     settings = Settings()
@@ -276,7 +281,8 @@ def projections_rebuild() -> None:
         prepare_database(settings, database_url)
         system = System.connect(settings, database_url)
         try:
-            system.read_side.rebuild()
+            with progress_bar("rebuilding read models") as progress:
+                system.read_side.rebuild(progress)
             typer.echo(f"rebuilt up to position {system.read_side.position()}")
         finally:
             system.close()
@@ -360,12 +366,63 @@ def ha_cluster_stop(directory: ClusterDir = Path("var/ha-cluster")) -> None:
     typer.echo("stopped")
 
 
+@cli.command()
+def reconcile(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True,
+                                                   help="The PSP's settlement file (CSV).")],
+              day: Annotated[str | None, typer.Option(
+                  "--date", help="A UTC day (YYYY-MM-DD) the file is for, beyond those its "
+                                 "lines fall on.")] = None) -> None:
+    """Reconcile a settlement file against the ledger and print the run's summary (the same
+    file again is the same run); a progress bar shows on a terminal."""
+    import json
+    from datetime import date
+
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from gopay.aggregates.errors import DomainError
+    from gopay.reconcile.runs import reconcile as reconcile_file
+    from gopay.system import System, prepare_database
+
+    try:
+        days = [date.fromisoformat(day)] if day else []
+    except ValueError:
+        raise typer.BadParameter("not a YYYY-MM-DD date", param_hint="--date") from None
+    settings = Settings()
+    size = file.stat().st_size
+    # On stderr, so that stdout holds the summary alone even when a person pipes it on.
+    bar = Progress(TextColumn("{task.description:9}"), BarColumn(), DownloadColumn(),
+                   TimeRemainingColumn(), console=Console(stderr=True), transient=True,
+                   disable=not sys.stderr.isatty())
+    tasks = {phase: bar.add_task(phase, total=size) for phase in ("reading", "matching")}
+    with database(settings) as database_url:
+        prepare_database(settings, database_url)
+        system = System.connect(settings, database_url)
+        system.read_side.start()  # leads the projections unless another process does
+        try:
+            with bar, file.open("rb") as source:
+                outcome = reconcile_file(
+                    system, source, file_name=file.name, origin="cli", started_by=None,
+                    days=days, progress=lambda phase, read: bar.update(tasks[phase], completed=read))
+            run = system.read_side.reconciliation.run(outcome.run_id)
+        except DomainError as error:
+            typer.echo(f"error: {error}", err=True)
+            raise typer.Exit(1) from None
+        finally:
+            system.close()
+    assert run is not None, "a finished run is on the read side"
+    typer.echo(json.dumps({"id": str(run["id"]), "file_sha256": run["file_sha256"],
+                           "period": run["period"], "lines": run["lines"],
+                           "summary": run["summary"], "repeated": outcome.repeated}))
+
+
 @audit_cli.command("verify")
 def audit_verify() -> None:
     """Recompute the event log's chain, check its signed checkpoints, that the ledger sums to
     zero and that the read models say what the events say; exit 1 if anything is wrong."""
     import json
 
+    from gopay.progress import progress_bar
     from gopay.projections.runner import projections_led_elsewhere
     from gopay.reconcile.audit import verify
     from gopay.system import System, prepare_database
@@ -379,7 +436,8 @@ def audit_verify() -> None:
                 system.catch_up_reads()  # the leader brings the read side up to now
             else:
                 system.read_side.catch_up()
-            verdict = verify(system.app, system.signer, system.read_side)
+            with progress_bar("verifying") as progress:
+                verdict = verify(system.app, system.signer, system.read_side, progress)
         finally:
             system.close()
     typer.echo(json.dumps({"events_checked": verdict.events_checked, "chain_ok": verdict.chain_ok,
@@ -406,6 +464,55 @@ def audit_checkpoint() -> None:
         finally:
             system.close()
     typer.echo(f"signed the chain at position {position}" if position else "the log is empty")
+
+
+@cli.command("export")
+def export(path: Annotated[Path, typer.Argument(help="The file to write (a tar of JSON lines).")],
+           ) -> None:
+    """Write the whole history (events, chain, signed checkpoints, wrapped data keys) as one
+    file with a manifest of checksums and the chain's head, after signing the head."""
+    from gopay.progress import progress_bar
+    from gopay.reconcile.export import export_history
+    from gopay.system import System, prepare_database
+
+    settings = Settings()
+    with database(settings) as database_url:
+        prepare_database(settings, database_url)
+        system = System.connect(settings, database_url)
+        try:
+            with progress_bar("exporting") as progress:
+                manifest = export_history(system.app, path, progress, signer=system.signer)
+        finally:
+            system.close()
+    head = manifest["chain_head"]
+    typer.echo(f"exported {manifest['events']} events to {path}"
+               + (f", chain head {head['hash']} at position {head['position']}" if head else ""))
+
+
+@cli.command("import")
+def import_(path: Annotated[Path, typer.Argument(help="A file written by `gopay export`.")]) -> None:
+    """Rebuild an empty store from a history file: refused unless every checksum, the chain,
+    its signed checkpoints and the books hold (needs the same audit and master keys)."""
+    from gopay.progress import progress_bar
+    from gopay.reconcile.export import HistoryRefused, import_history
+    from gopay.system import System, prepare_database
+
+    settings = Settings()
+    with database(settings) as database_url:
+        prepare_database(settings, database_url)
+        system = System.connect(settings, database_url)
+        try:
+            with progress_bar("importing") as progress:
+                manifest = import_history(system.app, system.signer, system.read_side, path,
+                                          progress)
+        except HistoryRefused as error:
+            typer.echo(f"error: {error}", err=True)
+            raise typer.Exit(1) from None
+        finally:
+            system.close()
+    head = manifest["chain_head"]
+    typer.echo(f"imported {manifest['events']} events from {path}"
+               + (f", chain head {head['hash']} at position {head['position']}" if head else ""))
 
 
 def main() -> None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager, suppress
-from typing import Any
+from typing import Any, LiteralString
 from uuid import UUID
 
 from eventsourcing.persistence import (
@@ -39,7 +39,7 @@ from eventsourcing.utils import retry
 from psycopg import Connection, Cursor
 from psycopg import Error as PsycopgError
 from psycopg.rows import DictRow
-from psycopg.sql import SQL, Identifier
+from psycopg.sql import SQL, Composed, Identifier, Literal
 
 # What identifies a stored event, digested by PostgreSQL as it stores it (and by the auditor's
 # check, the same way): its position, aggregate, version, topic (length first, so no byte can
@@ -50,6 +50,43 @@ EVENT_DIGEST = ("sha256(int8send(notification_id) || uuid_send(originator_id) ||
 
 # The advisory lock of the writers' turn ("gopay-w" in ASCII).
 WRITERS_TURN = 0x676F7061792D77
+
+
+# COPY that writes one JSON object a line, as it is: with these quote and delimiter bytes
+# (never found in JSON text), no field is quoted or escaped.
+HISTORY_COPY: LiteralString = "COPY ({}) TO STDOUT (FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')"
+HISTORY_QUERIES: dict[str, LiteralString] = {
+    "events": "SELECT json_build_object('position', notification_id, 'originator_id', "
+              "originator_id, 'version', originator_version, 'topic', topic, "
+              "'state', translate(encode(state, 'base64'), E'\\n', '')) "
+              "FROM {schema}.{table} ORDER BY notification_id",
+    "chain": "SELECT json_build_object('first_position', first_position, 'last_position', "
+             "last_position, 'digests', (SELECT json_agg(encode(d, 'hex') ORDER BY o) "
+             "FROM unnest(digests) WITH ORDINALITY AS u(d, o)), 'hash', encode(hash, 'hex')) "
+             "FROM {schema}.{chain} ORDER BY first_position",
+    "checkpoints": "SELECT json_build_object('position', position, 'hash', encode(hash, 'hex'), "
+                   "'signature', translate(encode(signature, 'base64'), E'\\n', ''), "
+                   "'key_id', key_id, 'signed_at', signed_at) "
+                   "FROM {schema}.{checkpoints} ORDER BY position",
+}
+# Each line parsed once (jsonb_to_record), into the table as it was.
+HISTORY_LOADS: dict[str, LiteralString] = {
+    "events": "INSERT INTO {schema}.{table} (notification_id, originator_id, originator_version, "
+              "topic, state) SELECT r.position, r.originator_id, r.version, r.topic, "
+              "decode(r.state, 'base64') FROM {lines} AS l, jsonb_to_record(l.line::jsonb) "
+              "AS r(position bigint, originator_id uuid, version bigint, topic text, state text) "
+              "ORDER BY r.position",
+    "chain": "INSERT INTO {schema}.{chain} (first_position, last_position, digests, hash) "
+             "SELECT r.first_position, r.last_position, ARRAY(SELECT decode(d, 'hex') "
+             "FROM jsonb_array_elements_text(r.digests) WITH ORDINALITY AS u(d, o) ORDER BY o), "
+             "decode(r.hash, 'hex') FROM {lines} AS l, jsonb_to_record(l.line::jsonb) "
+             "AS r(first_position bigint, last_position bigint, digests jsonb, hash text)",
+    "checkpoints": "INSERT INTO {schema}.{checkpoints} (position, hash, signature, key_id, "
+                   "signed_at) SELECT r.position, decode(r.hash, 'hex'), "
+                   "decode(r.signature, 'base64'), r.key_id, r.signed_at "
+                   "FROM {lines} AS l, jsonb_to_record(l.line::jsonb) AS r(position bigint, "
+                   "hash text, signature text, key_id text, signed_at timestamptz)",
+}
 
 
 def stored_versions(recorder: ApplicationRecorder, aggregate_ids: Sequence[UUID]) -> dict[UUID, int]:
@@ -117,9 +154,6 @@ class EventRecorder(PostgresApplicationRecorder):
                 "key_id text NOT NULL, signed_at timestamptz NOT NULL DEFAULT now())"
                 ).format(**names),
         ])
-        self.select_chain_statement = SQL(
-            "SELECT first_position, last_position, digests, hash FROM {schema}.{chain} "
-            "WHERE last_position > %s ORDER BY first_position LIMIT %s").format(**names)
         self.select_chain_head_statement = SQL(
             "SELECT last_position, hash FROM {schema}.{chain} "
             "ORDER BY last_position DESC LIMIT 1").format(**names)
@@ -138,10 +172,74 @@ class EventRecorder(PostgresApplicationRecorder):
         self.select_digests_statement = SQL(
             "SELECT first_position, digests FROM {schema}.{chain} "
             "WHERE last_position >= %s AND first_position <= %s").format(**names)
-        self.select_events_range_statement = SQL(
-            "SELECT notification_id, originator_id, originator_version, topic, state "
-            "FROM {schema}.{table} WHERE notification_id > %s AND notification_id <= %s "
-            "ORDER BY notification_id").format(**names)
+        # The auditor's check, done where the events are: the digests of a range of positions
+        # recomputed and compared with those the blocks hold, position by position (a full
+        # join: a digest without its event is a missing event, an event without a digest was
+        # added behind GoPay's back); only what does not hold comes back.
+        self.select_chain_extent_statement = SQL(
+            "SELECT least((SELECT min(notification_id) FROM {schema}.{table}), "
+            "(SELECT min(first_position) FROM {schema}.{chain})) AS first, "
+            "greatest((SELECT max(notification_id) FROM {schema}.{table}), "
+            "(SELECT max(last_position) FROM {schema}.{chain})) AS last, "
+            "coalesce((SELECT max(last_position) FROM {schema}.{chain}), 0) AS chain_end"
+        ).format(**names)
+        self.compare_chain_statement = SQL(
+            "WITH expected AS ("
+            " SELECT b.first_position + u.ordinality - 1 AS position, u.digest"
+            " FROM {schema}.{chain} AS b,"
+            " unnest(b.digests) WITH ORDINALITY AS u(digest, ordinality)"
+            " WHERE b.last_position >= %(first)s AND b.first_position <= %(last)s"
+            " AND u.ordinality <= b.last_position - b.first_position + 1),"
+            " stored AS (SELECT notification_id AS position, {digest} AS digest"
+            " FROM {schema}.{table} WHERE notification_id BETWEEN %(first)s AND %(last)s),"
+            " compared AS MATERIALIZED (SELECT coalesce(e.position, s.position) AS position,"
+            " CASE WHEN s.position IS NULL THEN 'missing' WHEN e.position IS NULL THEN 'uncovered'"
+            " WHEN e.digest = s.digest THEN 'held' ELSE 'changed' END AS finding"
+            " FROM (SELECT * FROM expected WHERE position BETWEEN %(first)s AND %(last)s) AS e"
+            " FULL JOIN stored AS s ON e.position = s.position)"
+            " SELECT count(*) FILTER (WHERE finding = 'held') AS held,"
+            " (array_agg(position ORDER BY position) FILTER (WHERE finding <> 'held'))"
+            "[:%(limit)s] AS positions,"
+            " (array_agg(finding ORDER BY position) FILTER (WHERE finding <> 'held'))"
+            "[:%(limit)s] AS findings,"
+            " count(*) FILTER (WHERE finding <> 'held') AS found FROM compared"
+        ).format(**names)
+        # Blocks that do not chain: a hash that does not follow from the block before it (its
+        # stored hash) and this block's digests, a digest count that does not fit its
+        # positions, or positions that overlap the block before it.
+        self.select_broken_blocks_statement = SQL(
+            "SELECT first_position, last_position, NOT fits AS misfit, NOT follows AS unlinked,"
+            " overlapping FROM (SELECT first_position, last_position,"
+            " cardinality(digests) = last_position - first_position + 1 AS fits,"
+            " hash = sha256(coalesce(lag(hash) OVER w, ''::bytea) || (SELECT"
+            " string_agg(d, ''::bytea ORDER BY o) FROM unnest(digests) WITH ORDINALITY AS u(d, o)))"
+            " AS follows, first_position <= lag(last_position) OVER w AS overlapping"
+            " FROM {schema}.{chain} WINDOW w AS (ORDER BY first_position)) AS blocks"
+            " WHERE NOT fits OR NOT follows OR overlapping ORDER BY first_position"
+        ).format(**names)
+        self.select_chain_hashes_statement = SQL(
+            "SELECT last_position, hash FROM {schema}.{chain} WHERE last_position = ANY(%s)"
+        ).format(**names)
+        # The stored states of some topics up to a position, as JSON (the transcoder's format:
+        # nothing is compressed or encrypted as a whole; sealed fields are sealed inside it).
+        self.select_states_fragment = (
+            "SELECT notification_id, originator_id, originator_version, topic, "
+            "convert_from(state, 'UTF8')::jsonb AS state FROM {schema}.{table} "
+            "WHERE topic = ANY({topics}) AND notification_id <= {up_to}")
+        self._names = names
+        # The history file (`gopay export`, `gopay import`): each table as JSON lines that
+        # PostgreSQL writes and reads itself; binary values in base64 (states, signatures) or hex
+        # (digests and hashes, as auditors compare them).
+        self.history_out_statements = {
+            part: SQL(HISTORY_COPY).format(SQL(query).format(**names))
+            for part, query in HISTORY_QUERIES.items()}
+        self.history_in_fragments = HISTORY_LOADS
+        self.stored_anything_statement = SQL(
+            "SELECT EXISTS (SELECT FROM {schema}.{table}) OR EXISTS (SELECT FROM {schema}.{chain}) "
+            "OR EXISTS (SELECT FROM {schema}.{checkpoints}) AS stored").format(**names)
+        self.continue_positions_statement = SQL(
+            "SELECT setval(pg_get_serial_sequence(%s, 'notification_id'), "
+            "(SELECT max(notification_id) FROM {schema}.{table}))").format(**names)
 
     def _insert_stored_events(self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent],
                               **kwargs: Any) -> None:
@@ -183,27 +281,62 @@ class EventRecorder(PostgresApplicationRecorder):
     # The chain, for auditors
 
     @contextmanager
-    def snapshot(self) -> Iterator[Connection[DictRow]]:
-        """A connection that sees the store as it is now, however long the reading takes."""
+    def snapshot(self, shared: str | None = None) -> Iterator[Connection[DictRow]]:
+        """A connection that sees the store as it is now, however long the reading takes; or,
+        given a `shared_snapshot` of another connection, exactly as that one sees it."""
         with self.datastore.get_connection() as conn:
             conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            if shared is not None:
+                conn.execute(SQL("SET TRANSACTION SNAPSHOT {}").format(Literal(shared)))
+            # Room for the checks' joins and sorts in memory; and time for a connection whose
+            # snapshot others share to wait for them (GoPay's usual limit is 10 s).
+            conn.execute("SET LOCAL work_mem = '64MB'")
+            conn.execute("SET LOCAL idle_in_transaction_session_timeout = '15min'")
             try:
                 yield conn
             finally:
                 conn.execute("ROLLBACK")
 
-    def chain_blocks(self, conn: Connection[DictRow], after: int, limit: int) -> list[dict[str, Any]]:
-        """Blocks of the chain ending after position `after`, in order."""
-        return conn.execute(self.select_chain_statement, (after, limit)).fetchall()
+    def shared_snapshot(self, conn: Connection[DictRow]) -> str:
+        """A name other connections can see `conn`'s snapshot by, while it lasts (so that
+        checks of one moment of the store run side by side)."""
+        row = conn.execute("SELECT pg_export_snapshot() AS name").fetchone()
+        assert row is not None
+        return str(row["name"])
 
     def chain_head(self) -> dict[str, Any] | None:
         with self.datastore.get_connection() as conn:
             return conn.execute(self.select_chain_head_statement).fetchone()
 
-    def stored_events_between(self, conn: Connection[DictRow], after: int,
-                              up_to: int) -> list[dict[str, Any]]:
-        """The stored rows of positions after `after` up to `up_to`, raw, in order."""
-        return conn.execute(self.select_events_range_statement, (after, up_to)).fetchall()
+    def chain_extent(self, conn: Connection[DictRow]) -> dict[str, int | None]:
+        """The lowest and highest position any event or block names, and where the chain ends."""
+        row = conn.execute(self.select_chain_extent_statement).fetchone()
+        assert row is not None
+        return dict(row)
+
+    def compare_chain(self, conn: Connection[DictRow], first: int, last: int,
+                      limit: int) -> dict[str, Any]:
+        """Positions `first` to `last` recomputed against the chain: how many held, and the first
+        `limit` positions that did not (with what was found: missing, uncovered, changed)."""
+        row = conn.execute(self.compare_chain_statement,
+                           {"first": first, "last": last, "limit": limit}).fetchone()
+        assert row is not None
+        return dict(row)
+
+    def broken_blocks(self, conn: Connection[DictRow]) -> list[dict[str, Any]]:
+        """The blocks that do not chain (see the statement), in order."""
+        return conn.execute(self.select_broken_blocks_statement).fetchall()
+
+    def chain_hashes(self, conn: Connection[DictRow], positions: Sequence[int]) -> dict[int, bytes]:
+        """The stored hash of the blocks that end at these positions."""
+        rows = conn.execute(self.select_chain_hashes_statement, (list(positions),)).fetchall()
+        return {row["last_position"]: bytes(row["hash"]) for row in rows}
+
+    def stored_states(self, topics: Sequence[str], up_to: int) -> Composed:
+        """A query of the events of these topics up to a position, their states as jsonb, for
+        checks that PostgreSQL does where the events are (the read models', the books')."""
+        return SQL(self.select_states_fragment).format(
+            **self._names, topics=Literal(list(topics)), up_to=Literal(up_to))
 
     def log(self, *, after: int, limit: int, originator_id: UUID | None = None,
             topics: Sequence[str] = ()) -> list[Notification]:
@@ -234,6 +367,29 @@ class EventRecorder(PostgresApplicationRecorder):
     def keep_checkpoint(self, position: int, hash_: bytes, signature: bytes, key_id: str) -> None:
         with self.datastore.get_connection() as conn:
             conn.execute(self.insert_checkpoint_statement, (position, hash_, signature, key_id))
+
+    # The history file
+
+    def history_out(self, part: str) -> Composed:
+        """The COPY statement that writes a part of the history file ("events", "chain",
+        "checkpoints"): one JSON object a line, in position order."""
+        return self.history_out_statements[part]
+
+    def history_in(self, part: str, lines: Identifier) -> Composed:
+        """The statement that stores a part of a history file from the table of its `lines`."""
+        return SQL(self.history_in_fragments[part]).format(**self._names, lines=lines)
+
+    def stored_anything(self, conn: Connection[DictRow]) -> bool:
+        """Whether there is any event, block or checkpoint (locking out writers first, so that
+        the answer holds until `conn` commits)."""
+        self._lock_table(conn.cursor())
+        row = conn.execute(self.stored_anything_statement).fetchone()
+        return bool(row and row["stored"])
+
+    def continue_positions(self, conn: Connection[DictRow]) -> None:
+        """Let new events follow the positions imported (with their positions, not drawn)."""
+        conn.execute(self.continue_positions_statement,
+                     (f"{self.datastore.schema}.{self.events_table_name}",))
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)  # as the library does
     def stored_versions(self, aggregate_ids: Sequence[UUID]) -> dict[UUID, int]:

@@ -7,7 +7,8 @@ import logging
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from gopay.processes.expiry import expire_due
-from gopay.reconcile import audit
+from gopay.reconcile import audit, runs
+from gopay.reconcile.integrity import IntegrityCheck
 from gopay.system import System
 
 log = logging.getLogger(__name__)
@@ -27,8 +28,24 @@ def start_jobs(system: System) -> BackgroundScheduler:
                       seconds=1, id="merchant_webhooks", max_instances=1, coalesce=True)
     scheduler.add_job(lambda: _leading(system) and expire_due(system.commands, system.read_side),
                       "interval", seconds=1, id="expiry", max_instances=1, coalesce=True)
+    integrity_check = IntegrityCheck(system)
+    scheduler.add_job(lambda: _leading(system) and integrity_check(), "interval",
+                      minutes=system.settings.integrity_check_minutes, id="integrity_check",
+                      max_instances=1, coalesce=True)
+    scheduler.add_job(_reconcile_yesterday, "interval", args=(system,), minutes=10,
+                      id="daily_reconciliation", max_instances=1, coalesce=True)
     scheduler.start()
     return scheduler
+
+
+def _reconcile_yesterday(system: System) -> None:
+    """Yesterday's settlement file, once it is closed; if the PSP does not answer, next time."""
+    if not _leading(system):
+        return
+    try:
+        runs.reconcile_yesterday(system)
+    except Exception:  # the PSP away, or a file it cannot read: logged, tried again later
+        log.exception("the daily reconciliation failed; trying again in ten minutes")
 
 
 def _leading(system: System) -> bool:

@@ -99,6 +99,13 @@ class Settings(BaseSettings):
     # The private key (base64 of 32 bytes, Ed25519) that signs checkpoints of the event log's
     # chain; kept outside the database, so that rewriting the whole chain there is seen.
     audit_signing_key: str | None = None
+    # Minutes between the scheduled integrity checks (the read models recomputed from the
+    # events; any drift is alerted: metric, log, e-mail to admins and auditors).
+    integrity_check_minutes: float = Field(default=60.0, gt=0)
+    # Where `gopay worker` serves its Prometheus metrics (its scheduled jobs' among them);
+    # no port: not served.
+    worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    worker_metrics_host: str = "127.0.0.1"
     # A folder where the embedded store archives its write-ahead log, and where
     # `gopay restore` finds it again (point-in-time recovery).
     wal_archive: Path | None = None

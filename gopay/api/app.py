@@ -13,6 +13,7 @@ from gopay.api.fast_lane import TransferFastLane
 from gopay.api.metrics import MetricsMiddleware
 from gopay.api.problems import MEDIA_TYPE, install_problem_handlers
 from gopay.api.routes import (
+    adjustment_proposals,
     admin,
     agents,
     audit,
@@ -35,6 +36,7 @@ from gopay.api.routes import (
     psp_webhooks,
     qr_payments,
     recharges,
+    reconciliation,
     transfers,
     wallet,
 )
@@ -104,11 +106,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_problem_handlers(app)
     _document_problems(app)
     for module in (auth, me, devices, wallet, transfers, payment_methods, external_payments,
-                   psp_webhooks, admin, audit, health, billers, bill_payments, operators,
-                   recharges):
-        app.include_router(module.router)
-    for module in (merchant_qr, qr_payments, merchant_payments, merchant_api_keys,
-                   merchant_webhooks, fees, agents, cash_outs, payment_requests):
+                   psp_webhooks, admin, audit, reconciliation, adjustment_proposals, health,
+                   billers, bill_payments, operators, recharges, merchant_qr, qr_payments,
+                   merchant_payments, merchant_api_keys, merchant_webhooks, fees, agents,
+                   cash_outs, payment_requests):
         app.include_router(module.router)
     return app
 

@@ -5,6 +5,7 @@ Importing this package registers every handler with the bus (`gopay.commands.bus
 
 from gopay.commands import (
     adjustment,
+    adjustment_proposals,
     api_keys,
     bill_payments,
     biller_settlements,
@@ -21,6 +22,7 @@ from gopay.commands import (
     psp_outcomes,
     qr_payments,
     recharges,
+    reconciliation,
     recovery,
     refunds,
     registration,
@@ -33,8 +35,9 @@ from gopay.commands import (
 )
 from gopay.commands.bus import Command, Commands, Context, Outcome
 
-__all__ = ["Command", "Commands", "Context", "Outcome", "adjustment", "api_keys",
-           "bill_payments", "biller_settlements", "billers", "cash_ins", "cash_outs", "devices",
-           "kyc", "mobile_operators", "payment_methods", "payment_requests", "payouts", "profile",
-           "psp_outcomes", "qr_payments", "recharges", "recovery", "refunds", "registration",
-           "sign_in", "staff", "topups", "transfer", "two_factor", "webhook_endpoints"]
+__all__ = ["Command", "Commands", "Context", "Outcome", "adjustment", "adjustment_proposals",
+           "api_keys", "bill_payments", "biller_settlements", "billers", "cash_ins", "cash_outs",
+           "devices", "kyc", "mobile_operators", "payment_methods", "payment_requests", "payouts",
+           "profile", "psp_outcomes", "qr_payments", "recharges", "reconciliation", "recovery",
+           "refunds", "registration", "sign_in", "staff", "topups", "transfer", "two_factor",
+           "webhook_endpoints"]

@@ -4,24 +4,35 @@ from __future__ import annotations
 
 import threading
 import time
+from functools import partial
 from typing import Any, cast
 
+import psycopg
 from eventsourcing.persistence import InfrastructureFactory
 from eventsourcing.postgres import PostgresDatastore, PostgresFactory
 from eventsourcing.projection import Projection
 from eventsourcing.utils import Environment
+from psycopg import Connection
+from psycopg.rows import DictRow
 
 from gopay.application import GoPay, application_env
+from gopay.progress import Progress, quiet
+from gopay.projections.adjustment_proposals import (
+    AdjustmentProposalProjection,
+    AdjustmentProposalView,
+)
 from gopay.projections.cash_outs import CashOutProjection, CashOutView
 from gopay.projections.directory import DirectoryProjection, DirectoryView
 from gopay.projections.merchant import MerchantProjection, MerchantView
 from gopay.projections.payment_methods import PaymentMethodProjection, PaymentMethodView
 from gopay.projections.payment_requests import PaymentRequestProjection, PaymentRequestView
 from gopay.projections.providers import ProviderProjection, ProviderView
+from gopay.projections.psp_orders import PspOrderProjection, PspOrderView
 from gopay.projections.psp_tasks import PspTaskProjection, PspTaskView
+from gopay.projections.reconciliation import ReconciliationProjection, ReconciliationView
 from gopay.projections.runner import PagedProjectionRunner, lag_seconds
 from gopay.projections.security import SecurityProjection, SecurityView
-from gopay.projections.view import PagedView
+from gopay.projections.view import Check, PagedView, StoredStates
 from gopay.projections.wallets import WalletProjection, WalletView
 from gopay.projections.webhook_deliveries import WebhookDeliveryProjection, WebhookDeliveryView
 
@@ -37,6 +48,9 @@ READ_MODELS: tuple[tuple[type[Projection[Any]], type[PagedView]], ...] = (
     (ProviderProjection, ProviderView),
     (CashOutProjection, CashOutView),
     (PaymentRequestProjection, PaymentRequestView),
+    (PspOrderProjection, PspOrderView),
+    (ReconciliationProjection, ReconciliationView),
+    (AdjustmentProposalProjection, AdjustmentProposalView),
 )
 
 
@@ -44,6 +58,16 @@ def _datastore(url: str) -> PostgresDatastore:
     env = {"CREATE_TABLE": "n", **application_env(url, pool_size=4)}
     factory = cast(PostgresFactory, InfrastructureFactory[Any].construct(Environment("reads", env)))
     return factory.datastore
+
+
+def _reported(read_model: str, check: Check, conn: Connection[DictRow],
+              states: StoredStates) -> list[str]:
+    try:
+        with conn.transaction():  # a savepoint: the snapshot stays usable
+            return check(conn, states)
+    except psycopg.DataError as error:
+        first_line = str(error).splitlines()[0]
+        return [f"{read_model} could not be compared with the events: {first_line}"]
 
 
 def _views(database_url: str, create_tables: bool) -> list[PagedView]:
@@ -87,6 +111,9 @@ class ReadSide:
         self.providers = cast(ProviderView, by_class[ProviderView])
         self.cash_outs = cast(CashOutView, by_class[CashOutView])
         self.payment_requests = cast(PaymentRequestView, by_class[PaymentRequestView])
+        self.psp_orders = cast(PspOrderView, by_class[PspOrderView])
+        self.reconciliation = cast(ReconciliationView, by_class[ReconciliationView])
+        self.adjustment_proposals = cast(AdjustmentProposalView, by_class[AdjustmentProposalView])
         self._datastore = views[0].datastore
 
     def start(self) -> ReadSide:
@@ -105,13 +132,24 @@ class ReadSide:
         """Project everything recorded so far, in this thread."""
         self.runner.run_until_caught_up()
 
-    def rebuild(self) -> None:
+    def rebuild(self, progress: Progress = quiet) -> None:
         """Empty every view and build it again from event zero (with this process's runner stopped)."""
         if self.runner.is_running:
             raise RuntimeError("stop the projection runner before rebuilding")
         for view in self.runner.views:
             view.rebuild()
-        self.catch_up()
+        progress(0, total=self.app.recorder.max_notification_id() or 0)
+        reached = 0
+        while self.runner.process_page():
+            now = min(self.runner.committed.values())
+            progress(now - reached)
+            reached = now
+
+    def checks(self) -> list[Check]:
+        """Every comparison of a read model with the events (see each view's `checks`); one
+        that cannot read the events it needs (tampered into no JSON, say) says so."""
+        return [partial(_reported, projection.name, check) for projection in self.runner.projections
+                for check in projection.view.checks(self.app.name)]
 
     def position(self) -> int:
         """The log position every read model has reached, as queries see them: from memory

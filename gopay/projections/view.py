@@ -8,13 +8,20 @@ event zero.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, LiteralString
 
 from eventsourcing.persistence import Tracking
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
-from psycopg import Cursor
+from psycopg import Connection, Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composed, Identifier
+
+# The stored events of some topics up to a position, as a query whose rows have the event's
+# notification_id, originator_id, originator_version, topic and state (jsonb): the recorder's.
+StoredStates = Callable[[Sequence[str], int], Composed]
+# A comparison of (part of) a view with the events, in a connection's snapshot: what differs.
+Check = Callable[[Connection[DictRow], StoredStates], list[str]]
 
 VIEW_VERSIONS = """CREATE TABLE IF NOT EXISTS view_versions (
     view text PRIMARY KEY, version integer NOT NULL)"""
@@ -86,6 +93,18 @@ class PagedView(PostgresTrackingRecorder):
                 Identifier(self.tracking_table_name)), (application_name,))
             row = cursor.fetchone()
         return int(row["position"] or 0) if row else 0
+
+    def position_in(self, conn: Connection[DictRow], application_name: str) -> int:
+        """The position the view has reached, as `conn`'s transaction sees it."""
+        row = conn.execute(SQL("SELECT max(notification_id) AS position FROM {} "
+                               "WHERE application_name = %s").format(
+            Identifier(self.tracking_table_name)), (application_name,)).fetchone()
+        return int(row["position"] or 0) if row else 0
+
+    def checks(self, application_name: str) -> list[Check]:
+        """Comparisons of the view's rows with what the events up to its position say, each
+        recomputed in a connection's snapshot, independent of the others (none: not compared)."""
+        return []
 
     def query(self, statement: LiteralString, params: Any = ()) -> list[dict[str, Any]]:
         """The rows a read-only statement over this view's tables answers (from the reader,

@@ -15,26 +15,44 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import struct
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
-from uuid import UUID
 
+import psycopg
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from eventsourcing.utils import get_topic
 from psycopg import Connection
 from psycopg.rows import DictRow
+from psycopg.sql import SQL
 
 from gopay.aggregates.payment_order import PaymentOrder
-from gopay.aggregates.wallet import Wallet
 from gopay.application import GoPay
+from gopay.progress import Progress, quiet
 from gopay.projections.read_side import ReadSide
+from gopay.projections.view import Check
 from gopay.recorder import EventRecorder
 
-PAGE = 500
+# Positions compared per statement: one step of the progress, and the joins' working memory.
+RANGE = 100_000
+# Connections that check side by side, each seeing the same snapshot of the store.
+CONNECTIONS = max(2, min(4, os.cpu_count() or 2))
+# Positions named per range, and per kind of finding in the verdict.
+SHOWN, SHOWN_PER_KIND = 1000, 20
+FINDINGS = {
+    "changed": "the events at {positions} are not what was stored",
+    "missing": "the events at {positions} are missing",
+    "uncovered": "the events at {positions} are covered by no block",
+}
+JOURNAL_TOPICS = (get_topic(PaymentOrder.Succeeded), get_topic(PaymentOrder.Reversed))
+
+Task = tuple[Callable[[Connection[DictRow]], Any], int]  # what to run, its weight in the progress
 
 
 @dataclass(frozen=True)
@@ -72,15 +90,6 @@ class Signer:
         return True
 
 
-def digest(notification_id: int, originator_id: UUID, version: int, topic: str,
-           state: bytes) -> bytes:
-    """An event's digest, exactly as the recorder has PostgreSQL compute it."""
-    topic_bytes = topic.encode()
-    return hashlib.sha256(struct.pack(">q", notification_id) + originator_id.bytes
-                          + struct.pack(">q", version) + struct.pack(">i", len(topic_bytes))
-                          + topic_bytes + bytes(state)).digest()
-
-
 def checkpoint(app: GoPay, signer: Signer) -> int | None:
     """Sign the chain's head now; the position signed (None while the log is empty)."""
     recorder = _recorder(app)
@@ -93,150 +102,157 @@ def checkpoint(app: GoPay, signer: Signer) -> int | None:
     return int(head["last_position"])
 
 
-def verify(app: GoPay, signer: Signer, read_side: ReadSide | None = None) -> Verdict:
-    """Check the chain, its checkpoints, the books and (given a read side that is kept current
-    elsewhere, or caught up) the read models."""
+def verify(app: GoPay, signer: Signer, read_side: ReadSide | None = None,
+           progress: Progress = quiet) -> Verdict:
+    """Check the chain, its checkpoints, the books and (given a read side) the read models, all
+    at one moment of the store, side by side on several connections."""
     recorder = _recorder(app)
-    checked, bad, problems = _verify_chain(recorder, signer)
-    balanced, _ = _books_balance(app, up_to=None)
+    with recorder.snapshot() as conn:
+        extent = recorder.chain_extent(conn)
+        ranges = _ranges(extent["first"], extent["last"])
+        span = sum(last - first + 1 for first, last in ranges)
+        checks = read_side.checks() if read_side else []
+        # Weights for the progress: the chain is about half the work, the rest the other half.
+        progress(0, total=2 * span)
+        tasks: list[Task] = [(_against(check, recorder), span // (len(checks) + 1))
+                             for check in checks]
+        tasks.append((partial(_books_balance, recorder), span // (len(checks) + 1)))
+        tasks += [(partial(recorder.compare_chain, first=first, last=last, limit=SHOWN),
+                   last - first + 1) for first, last in ranges]
+        results = _side_by_side(recorder, conn, tasks, progress)
+        mismatches = [problem for found in results[:len(checks)] for problem in found]
+        balanced = results[len(checks)]
+        checked, bad, problems = _chain_findings(results[len(checks) + 1:])
+        _check_links(recorder, conn, bad, problems)
+        _check_checkpoints(recorder, conn, signer, extent["chain_end"] or 0, bad, problems)
     if not balanced:
         problems.append("the ledger does not sum to zero in every currency")
-    matching = True
-    if read_side is not None:
-        mismatches = _projections_mismatch(app, read_side)
-        matching = not mismatches
-        problems += mismatches
-    return Verdict(checked, bad is None and not any(p.startswith("checkpoint") for p in problems),
-                   bad, balanced, matching, tuple(problems))
+    problems += mismatches
+    return Verdict(checked, not bad, min(bad) if bad else None, balanced, not mismatches,
+                   tuple(problems))
 
 
-def _verify_chain(recorder: EventRecorder, signer: Signer) -> tuple[int, int | None, list[str]]:
+def chain_problems(recorder: EventRecorder, conn: Connection[DictRow], signer: Signer) -> list[str]:
+    """What is wrong with the chain, its checkpoints and the books as `conn` sees them, on that
+    one connection (for a history being imported, which no other connection sees yet)."""
+    extent = recorder.chain_extent(conn)
+    _, bad, problems = _chain_findings([
+        recorder.compare_chain(conn, first=first, last=last, limit=SHOWN)
+        for first, last in _ranges(extent["first"], extent["last"])])
+    _check_links(recorder, conn, bad, problems)
+    _check_checkpoints(recorder, conn, signer, extent["chain_end"] or 0, bad, problems)
+    if not _books_balance(recorder, conn):
+        problems.append("the ledger does not sum to zero in every currency")
+    return problems
+
+
+def drift(app: GoPay, read_side: ReadSide) -> list[str]:
+    """Where the read models say something else than the events (nothing when they agree)."""
+    recorder = _recorder(app)
     with recorder.snapshot() as conn:
-        return _verify_chain_in(recorder, conn, signer)
+        results = _side_by_side(recorder, conn, [
+            (_against(check, recorder), 1) for check in read_side.checks()])
+    return [problem for found in results for problem in found]
 
 
-def _verify_chain_in(recorder: EventRecorder, conn: Connection[DictRow],
-                     signer: Signer) -> tuple[int, int | None, list[str]]:
-    problems: list[str] = []
-    bad: list[int] = []
-    checked = 0
-    previous_hash, previous_last = b"", 0
-    ends: dict[int, bytes] = {}
-    for block in _blocks(recorder, conn):
-        stored = recorder.stored_events_between(conn, previous_last, block["last_position"])
-        checked += _check_block(block, previous_hash, stored, bad, problems)
-        previous_hash, previous_last = bytes(block["hash"]), block["last_position"]
-        ends[previous_last] = previous_hash
-    beyond = recorder.stored_events_between(conn, previous_last, 2**63 - 1)
-    if beyond:
-        bad.append(beyond[0]["notification_id"])
-        problems.append(f"{len(beyond)} events after the chain's end are covered by no block")
-    for signed in recorder.checkpoints(conn):
-        position, signed_hash = signed["position"], bytes(signed["hash"])
-        if not signer.verifies(position, signed_hash, bytes(signed["signature"])):
+def _side_by_side(recorder: EventRecorder, conn: Connection[DictRow], tasks: list[Task],
+                  progress: Progress = quiet) -> list[Any]:
+    """Each task's answer, run on connections of their own that all see `conn`'s snapshot, a
+    few at a time (the biggest first: give them in that order)."""
+    shared = recorder.shared_snapshot(conn)
+
+    def run(task: Callable[[Connection[DictRow]], Any], weight: int) -> Any:
+        with recorder.snapshot(shared) as own:
+            answer = task(own)
+        progress(weight)
+        return answer
+
+    with ThreadPoolExecutor(CONNECTIONS, thread_name_prefix="audit") as pool:
+        return list(pool.map(lambda task: run(*task), tasks))
+
+
+def _against(check: Check, recorder: EventRecorder) -> Callable[[Connection[DictRow]], list[str]]:
+    """A read model's check, against the events this recorder stores."""
+    return lambda conn: check(conn, recorder.stored_states)
+
+
+def _ranges(first: int | None, last: int | None) -> list[tuple[int, int]]:
+    if first is None or last is None:
+        return []
+    return [(start, min(start + RANGE - 1, last)) for start in range(first, last + 1, RANGE)]
+
+
+def _chain_findings(compared: list[dict[str, Any]]) -> tuple[int, list[int], list[str]]:
+    """What the ranges' comparisons add up to: how many positions held, the first bad position
+    of each range, and what was found where."""
+    checked, bad, found, unnamed = 0, [], defaultdict(list), 0
+    for each in compared:
+        checked += each["held"]
+        if each["found"]:
+            bad.append(each["positions"][0])
+            for position, finding in zip(each["positions"], each["findings"], strict=True):
+                found[finding].append(position)
+            unnamed += each["found"] - len(each["positions"])
+    problems = [FINDINGS[finding].format(positions=_listed(positions))
+                for finding, positions in found.items()]
+    if unnamed:
+        problems.append(f"and {unnamed} more positions that do not hold")
+    return checked, bad, problems
+
+
+def _check_links(recorder: EventRecorder, conn: Connection[DictRow], bad: list[int],
+                 problems: list[str]) -> None:
+    """Each block must follow from the one before it and hold one digest per position."""
+    for block in recorder.broken_blocks(conn):
+        bad.append(block["first_position"])
+        span = f"the block from {block['first_position']} to {block['last_position']}"
+        for fault, saying in (("misfit", "does not hold one digest each"),
+                              ("unlinked", "does not follow from the one before it"),
+                              ("overlapping", "overlaps the one before it")):
+            if block[fault]:
+                problems.append(f"{span} {saying}")
+
+
+def _check_checkpoints(recorder: EventRecorder, conn: Connection[DictRow], signer: Signer,
+                       chain_end: int, bad: list[int], problems: list[str]) -> None:
+    """Each signed checkpoint must be GoPay's, within the chain, and on the chain as it is."""
+    signed = recorder.checkpoints(conn)
+    hashes = recorder.chain_hashes(conn, [c["position"] for c in signed])
+    for checkpoint_ in signed:
+        position, signed_hash = checkpoint_["position"], bytes(checkpoint_["hash"])
+        if not signer.verifies(position, signed_hash, bytes(checkpoint_["signature"])):
             bad.append(position)
             problems.append(f"checkpoint at {position} is not signed by GoPay's key")
-        elif position > previous_last:
-            bad.append(previous_last + 1)
-            problems.append(f"checkpoint: the chain ends at {previous_last}, before the signed "
+        elif position > chain_end:
+            bad.append(chain_end + 1)
+            problems.append(f"checkpoint: the chain ends at {chain_end}, before the signed "
                             f"position {position} (its tail was cut)")
-        elif ends.get(position) != signed_hash:
+        elif hashes.get(position) != signed_hash:
             bad.append(position)
             problems.append(f"checkpoint: the chain at {position} is not the one signed")
-    return checked, min(bad) if bad else None, problems
 
 
-def _check_block(block: dict[str, Any], previous_hash: bytes, stored: list[dict[str, Any]],
-                 bad: list[int], problems: list[str]) -> int:
-    """Check one block against the stored events since the block before it; how many held."""
-    first, last = block["first_position"], block["last_position"]
-    digests = [bytes(d) for d in block["digests"]]
-    rows = {row["notification_id"]: row for row in stored}
-    strays = [p for p in rows if p < first]  # between the blocks: no block covers them
-    if strays:
-        bad.append(min(strays))
-        problems.append(f"events at {sorted(strays)} are covered by no block")
-    if last - first + 1 != len(digests):
-        bad.append(first)
-        problems.append(f"the block from {first} to {last} does not hold one digest each")
-    held = 0
-    for position, expected in zip(range(first, last + 1), digests, strict=False):
-        row = rows.get(position)
-        if row is None:
-            bad.append(position)
-            problems.append(f"the event at {position} is missing")
-        elif digest(position, row["originator_id"], row["originator_version"],
-                    row["topic"], row["state"]) != expected:
-            bad.append(position)
-            problems.append(f"the event at {position} is not what was stored")
-        else:
-            held += 1
-    if hashlib.sha256(previous_hash + b"".join(digests)).digest() != bytes(block["hash"]):
-        bad.append(first)
-        problems.append(f"the block from {first} does not follow from the one before it")
-    return held
+def _books_balance(recorder: EventRecorder, conn: Connection[DictRow]) -> bool:
+    """Whether every journal entry in the log sums to zero per currency (an entry that cannot
+    even be read does not)."""
+    entries = recorder.stored_states(JOURNAL_TOPICS, up_to=2**63 - 1)
+    statement = SQL(
+        "SELECT NOT EXISTS (SELECT FROM ({entries}) AS e, "
+        "jsonb_array_elements(e.state -> 'postings') AS p "
+        "GROUP BY e.notification_id, p ->> 'currency' "
+        "HAVING sum((p ->> 'amount')::numeric) <> 0) AS balanced"
+    ).format(entries=entries)
+    try:
+        with conn.transaction():
+            row = conn.execute(statement).fetchone()
+    except psycopg.DataError:  # a state that is no JSON, postings that are no list, ...
+        return False
+    return bool(row and row["balanced"])
 
 
-def _blocks(recorder: EventRecorder, conn: Connection[DictRow]) -> Iterator[dict[str, Any]]:
-    after = 0
-    while True:
-        page = recorder.chain_blocks(conn, after, PAGE)
-        yield from page
-        if len(page) < PAGE:
-            return
-        after = page[-1]["last_position"]
-
-
-def _books_balance(app: GoPay, up_to: int | None) -> tuple[bool, dict[tuple[UUID, str], int]]:
-    """Whether every journal entry in the log sums to zero per currency; each account's total."""
-    accounts: dict[tuple[UUID, str], int] = defaultdict(int)
-    balanced = True
-    for event in _events(app, up_to, PaymentOrder.Succeeded, PaymentOrder.Reversed):
-        entry: dict[str, int] = defaultdict(int)
-        for posting in event.postings:
-            entry[posting["currency"]] += posting["amount"]
-            accounts[(UUID(posting["account_id"]), posting["currency"])] += posting["amount"]
-        balanced = balanced and not any(entry.values())
-    return balanced, dict(accounts)
-
-
-def _projections_mismatch(app: GoPay, read_side: ReadSide, attempts: int = 5) -> list[str]:
-    """Where the read models say something else than the events, compared at one position of
-    the log (taken again if the read side moves on while it is being read)."""
-    problems: list[str] = []
-    for _ in range(attempts):
-        position = read_side.position()
-        _, accounts = _books_balance(app, up_to=position)
-        balances: dict[UUID, int] = {}
-        for event in _events(app, position, Wallet.Opened, Wallet.Credited, Wallet.Debited,
-                             Wallet.Captured):
-            balances[event.originator_id] = getattr(event, "balance_after", 0)
-        shown_accounts = read_side.wallets.ledger_accounts()
-        shown_balances = read_side.wallets.balances()
-        if read_side.position() != position:
-            continue
-        problems = []
-        if ({k: v for k, v in shown_accounts.items() if v}
-                != {k: v for k, v in accounts.items() if v}):
-            problems.append("ledger accounts in the read model differ from the journal entries")
-        if shown_balances != balances:
-            problems.append("wallet balances in the read model differ from the wallets' events")
-        return problems
-    return ["the read side kept moving: compared nothing"]
-
-
-def _events(app: GoPay, up_to: int | None, *classes: type[Any]) -> Iterator[Any]:
-    """The events of these classes up to a position, in log order, decoded."""
-    topics = [get_topic(cls) for cls in classes]
-    start = 0
-    while True:
-        page = app.recorder.select_notifications(start=start, limit=2000, stop=up_to,
-                                                 topics=topics, inclusive_of_start=False)
-        for notification in page:
-            yield app.mapper.to_domain_event(notification)
-        if len(page) < 2000:
-            return
-        start = page[-1].id
+def _listed(positions: list[int]) -> str:
+    return ", ".join(map(str, positions[:SHOWN_PER_KIND])) + (
+        f" (and {len(positions) - SHOWN_PER_KIND} more)" if len(positions) > SHOWN_PER_KIND else "")
 
 
 def _recorder(app: GoPay) -> EventRecorder:

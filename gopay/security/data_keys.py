@@ -33,6 +33,20 @@ CREATE TABLE IF NOT EXISTS data_keys (
 
 SEALED_PREFIX = "sealed:v1:"
 
+# The wrapped keys in the history file (`gopay export`): as JSON lines PostgreSQL writes and
+# reads (see gopay/recorder.py), useless without the master keys, which are never in the file.
+HISTORY_QUERY = ("SELECT json_build_object('subject_id', subject_id, 'master_key_id', "
+                 "master_key_id, 'wrapped', translate(encode(wrapped, 'base64'), E'\\n', ''), "
+                 "'created_at', created_at) FROM data_keys ORDER BY subject_id")
+HISTORY_LOAD = ("INSERT INTO data_keys (subject_id, master_key_id, wrapped, created_at) "
+                "SELECT r.subject_id, r.master_key_id, decode(r.wrapped, 'base64'), r.created_at "
+                "FROM {lines} AS l, jsonb_to_record(l.line::jsonb) AS r(subject_id uuid, "
+                "master_key_id text, wrapped text, created_at timestamptz)")
+# One data key wrapped by each master key in use: whether a key ring can open them all.
+ONE_PER_MASTER_KEY = ("SELECT DISTINCT ON (master_key_id) subject_id, master_key_id, wrapped "
+                      "FROM data_keys ORDER BY master_key_id, subject_id")
+ANY_KEY = "SELECT EXISTS (SELECT FROM data_keys) AS stored"
+
 Wrapped = tuple[str, bytes]  # (master key id, the data key wrapped under it)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 
@@ -89,3 +90,57 @@ def test_a_tampered_log_fails_the_command(postgres_server, tmp_path) -> None:  #
                             capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 1, result.stdout + result.stderr
     assert '"chain_ok": false' in result.stdout and '"first_bad_position": 1' in result.stdout
+
+
+def test_export_and_import_from_the_command_line(server_env: dict[str, str], server: GoPayServer,
+                                                 postgres_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`gopay export` then `gopay import` into an empty database: the same chain head, a clean
+    verify; quiet in scripts, a progress bar on a terminal; a second import is refused."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    from tests.conftest import new_database
+
+    register(server.url)
+    path = tmp_path / "history.tar"
+    exported = run_gopay("export", str(path), env=server_env)
+    assert exported.stdout.startswith("exported ") and exported.stderr == ""
+    head = exported.stdout.split(", chain head ")[1].strip()
+
+    target = gopay_env(new_database(postgres_server), Path(server_env["GOPAY_VAR_DIR"]))
+    imported = run_gopay("import", str(path), env=target)
+    assert imported.stdout.strip().endswith(f"chain head {head}") and imported.stderr == ""
+    verified = run_gopay("audit", "verify", env=target)
+    assert '"chain_ok": true' in verified.stdout and '"projections_match": true' in verified.stdout
+
+    again = subprocess.run([sys.executable, "-m", "gopay", "import", str(path)], env=target,
+                           capture_output=True, text=True, timeout=120, check=False)
+    assert again.returncode == 1 and "not empty" in again.stderr
+
+    leader, terminal = pty.openpty()
+    try:
+        subprocess.run([sys.executable, "-m", "gopay", "export", str(tmp_path / "again.tar")],
+                       env={**server_env, "TERM": "xterm", "COLUMNS": "100"},
+                       stdout=subprocess.DEVNULL, stderr=terminal, timeout=120, check=True)
+        drawn = os.read(leader, 65536).decode(errors="replace")
+    finally:
+        os.close(leader)
+        os.close(terminal)
+    assert "exporting" in drawn
+
+
+def test_the_worker_serves_the_integrity_metric(server_env: dict[str, str], tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from tests.support import free_port
+
+    port = free_port()
+    worker = GoPayServer(args=("worker",), env={**server_env, "GOPAY_WORKER_METRICS_PORT": str(port)},
+                         log_path=tmp_path / "worker.log", port=port)
+    worker.health_path = "/metrics"
+    worker.start()
+    try:
+        metrics = httpx.get(f"{worker.url}/metrics", timeout=10).text
+    finally:
+        worker.stop()
+    assert "gopay_read_model_drift " in metrics

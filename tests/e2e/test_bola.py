@@ -20,7 +20,7 @@ from tests.support import PASSWORD, Client, free_port, fund, register
 HTTP_METHODS = {"get", "put", "post", "patch", "delete"}
 # Id-taking paths outside this test: staff-only ones (their roles: tests/e2e/test_roles.py)
 # and the lost phone's status, which it asks for without signing in, by design.
-STAFF_ONLY = ("/v1/admin/", "/v1/audit/")
+STAFF_ONLY = ("/v1/admin/", "/v1/audit/", "/v1/reconciliation/")
 PUBLIC = {("GET", "/v1/devices/{device_id}/status")}
 
 

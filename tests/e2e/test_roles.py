@@ -87,6 +87,20 @@ ALLOWED: dict[str, set[str]] = {
     "POST /v1/payment-requests/{id}/pay": CUSTOMERS,  # then 404 unless asked to pay it
     "POST /v1/payment-requests/{id}/decline": CUSTOMERS,
     "POST /v1/payment-requests/{id}/cancel": CUSTOMERS,  # then 404 unless its requester
+    # Reconciliation is finance's (then 422 without a file, 404 for the target's id).
+    "POST /v1/reconciliation/runs": {"finance"},
+    "GET /v1/reconciliation/runs": {"finance"},
+    "GET /v1/reconciliation/runs/{id}": {"finance"},
+    "GET /v1/reconciliation/runs/{id}/items": {"finance"},
+    "GET /v1/reconciliation/runs/{id}/report": {"finance"},
+    "POST /v1/reconciliation/items/{id}/suspense": {"finance"},
+    "GET /v1/reconciliation/payouts": {"finance"},
+    # Maker-checker adjustments: admins and finance (approving: then 404 for the target's id).
+    "POST /v1/admin/adjustment-proposals": {"admin", "finance"},
+    "GET /v1/admin/adjustment-proposals": {"admin", "finance"},
+    "GET /v1/admin/adjustment-proposals/{id}": {"admin", "finance"},
+    "POST /v1/admin/adjustment-proposals/{id}/approve": {"admin", "finance"},
+    "POST /v1/admin/adjustment-proposals/{id}/reject": {"admin", "finance"},
 }
 
 
@@ -159,6 +173,10 @@ def request(endpoint: str, client: Client, target: Client) -> httpx.Response:
                                               "currency": "USD"},
         "POST /v1/admin/adjustments": lambda: {
             "wallet_id": target.user["wallet_id"], "direction": "credit", "amount": 1,
+            "currency": "USD", "reason": "role table check"},
+        # A proposal moves nothing until another staff member approves it.
+        "POST /v1/admin/adjustment-proposals": lambda: {
+            "account": target.user["wallet_id"], "direction": "credit", "amount": 1,
             "currency": "USD", "reason": "role table check"},
     }
     body = bodies.get(endpoint, lambda: None)()

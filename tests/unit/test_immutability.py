@@ -28,6 +28,7 @@ import pytest
 from eventsourcing.domain import Aggregate, CanInitAggregate, CanMutateAggregate, event
 
 import gopay.aggregates
+from gopay.aggregates.adjustment_proposal import AdjustmentProposal
 from gopay.aggregates.api_key import ApiKey
 from gopay.aggregates.biller import Biller
 from gopay.aggregates.cash_out import CashOut, CashOutSlot, CashOutStatus, CodeEntry
@@ -41,6 +42,7 @@ from gopay.aggregates.payment_order import PaymentOrder
 from gopay.aggregates.payment_request import PaymentRequest
 from gopay.aggregates.psp_task import PspTask, TaskKind
 from gopay.aggregates.qr_code import QrCode
+from gopay.aggregates.reconciliation import ReconciliationRun
 from gopay.aggregates.refunds import PaymentRefunds
 from gopay.aggregates.session import Session, token_digest
 from gopay.aggregates.user import Device, EmailIndex, PhoneIndex, User
@@ -400,6 +402,51 @@ def payment_request_story() -> Iterator[Aggregate]:
         yield answered
 
 
+def reconciliation_run_story() -> Iterator[Aggregate]:
+    first, second = uuid4(), uuid4()
+    run = ReconciliationRun(id=uuid4(), file_sha256="ab" * 32, file_name="2026-03-12.csv",
+                            requested_days=["2026-03-12"], source="upload", started_by=uuid4(),
+                            attempt=first, at=NOW)
+    yield run
+    item = {"kind": "missing_in_psp", "cause": "no line", "order_ids": [str(uuid4())],
+            "expected": {"amount": 100}, "actual": None, "difference": None}
+    run.record_items(attempt=first, first=0, items=[item], at=NOW)
+    yield run
+    run.restart(attempt=second, by=None, at=NOW)
+    yield run
+    run.record_items(attempt=second, first=0, items=[item, item], at=NOW)
+    yield run
+    run.finish(attempt=second, period=["2026-03-12"], lines=5, at=NOW,
+               report={"hours": {"2026-03-12": [[1, 2]] * 24}},
+               summary={"matched": 3, "missing_in_ledger": 0, "missing_in_psp": 2,
+                        "amount_mismatch": 0, "status_mismatch": 0, "fee_mismatch": 0,
+                        "duplicates": 0})
+    yield run
+    run.post_to_suspense(seq=1, order_id=uuid4(), by=uuid4())
+    yield run
+    unreadable = ReconciliationRun(id=uuid4(), file_sha256="cd" * 32, file_name="bad.csv",
+                                   requested_days=[], source="cli", started_by=None,
+                                   attempt=first, at=NOW)
+    unreadable.abandon(attempt=first, reason="line 7: amount must be an integer", at=NOW)
+    yield unreadable
+
+
+def adjustment_proposal_story() -> Iterator[Aggregate]:
+    def proposal() -> AdjustmentProposal:
+        return AdjustmentProposal(id=uuid4(), account="suspense", counter_account="adjustments",
+                                  direction="debit", amount=500, currency="USD",
+                                  reason="written off", proposed_by=uuid4(),
+                                  request_fingerprint="f")
+
+    applied = proposal()
+    yield applied
+    applied.apply(by=uuid4(), order_id=uuid4())
+    yield applied
+    rejected = proposal()
+    rejected.reject(by=uuid4(), reason="not ours")
+    yield rejected
+
+
 STORIES: dict[type[Aggregate], Story] = {
     User: user_story,
     EmailIndex: email_index_story,
@@ -421,6 +468,8 @@ STORIES: dict[type[Aggregate], Story] = {
     CashOutSlot: cash_out_slot_story,
     CodeEntry: code_entry_story,
     PaymentRequest: payment_request_story,
+    ReconciliationRun: reconciliation_run_story,
+    AdjustmentProposal: adjustment_proposal_story,
 }
 
 
