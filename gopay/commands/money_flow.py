@@ -14,12 +14,12 @@ refusal instead of trying again.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import ClassVar, TypeVar
 from uuid import UUID, uuid4
 
-from gopay.aggregates.errors import AccountFrozen, DomainError, InsufficientFunds
+from gopay.aggregates.errors import AccountFrozen, CurrencyMismatch, DomainError, InsufficientFunds
 from gopay.aggregates.fees import Fee, FeePayer
 from gopay.aggregates.ledger import Posting, SystemAccount, TransactionType
 from gopay.aggregates.limits import LimitExceeded
@@ -205,11 +205,18 @@ def _defer(flow: MoneyFlow, order: PaymentOrder, context: Context) -> None:
     """Plan the entry; reserve a paying wallet's money (and fee); check a wallet payee can
     take it. Completing the order books the plan."""
     fee = context.fees.fee_for(flow.order_type, flow.money) if flow.charges_fee else None
+    if fee and not isinstance(flow.payer, Wallet):
+        # Money from outside (a card a top-up charges) brings the amount and no more: the
+        # receiving wallet pays the fee out of it, as `complete` books it.
+        fee = replace(fee, paid_by=FeePayer.PAYEE)
     if isinstance(flow.payer, Wallet):
         flow.payer.hold(flow.money, hold_id=order.id, entry_type=flow.order_type,
                         on=context.today(),
                         limits=context.limits[flow.payer.tier] if flow.limits else None,
                         fee=fee.money if fee and fee.paid_by == FeePayer.PAYER else None)
+    if isinstance(flow.payee, Wallet) and flow.money.currency != flow.payee.currency:
+        # Refused now: once the PSP has charged, the credit could not be refused any more.
+        raise CurrencyMismatch(f"this wallet holds {flow.payee.currency}, not {flow.money.currency}")
     if isinstance(flow.payee, Wallet) and flow.limits:
         limit = context.limits[flow.payee.tier].max_balance
         if flow.payee.balance + flow.money.amount > limit:
