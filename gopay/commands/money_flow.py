@@ -94,8 +94,14 @@ def money_flow(command_type: type[M]) -> Callable[[Declaration[M]], Declaration[
 
 
 def repeat_refusal(order: PaymentOrder) -> PaymentOrder:
-    """The answer to a money command: its order, or the refusal its key recorded."""
-    if order.status == OrderStatus.FAILED and order.failure_reason in RECORDED_REFUSALS:
+    """The answer to a money command: its order, or the refusal its key recorded.
+
+    A refusal is recorded on an order that never got as far as its plan; a deferred order
+    that failed later (the PSP declined it, for `insufficient_funds` say) was answered with
+    the order, and so is every repeat of its key.
+    """
+    if (order.status == OrderStatus.FAILED and not order.planned_postings
+            and order.failure_reason in RECORDED_REFUSALS):
         raise RECORDED_REFUSALS[order.failure_reason](order.failure_detail)
     return order
 

@@ -201,6 +201,17 @@ class TestFailing:
         failed = gopay.settle(gopay.top_up(ada, visa, 1_000), OperationStatus.FAILED)
         assert failed.failure_reason == "psp_failed"
 
+    def test_the_key_of_a_declined_top_up_answers_the_order_again(
+            self, gopay: InMemoryGoPay, ada: User) -> None:
+        """The PSP's reason may be a word GoPay's own refusals use: the repeat still answers
+        the order as the first request did, not a refusal it never gave."""
+        card = gopay.add_card(ada, "4000000000009995")
+        order = gopay.top_up(ada, card, 1_000, key="pay-button")
+        gopay.settle(order, OperationStatus.FAILED, reason="insufficient_funds")
+        again = gopay.top_up(ada, card, 1_000, key="pay-button")
+        assert (again.id, again.status, again.failure_reason) == (
+            order.id, OrderStatus.FAILED, "insufficient_funds")
+
     def test_a_success_after_the_failure_changes_nothing(self, gopay: InMemoryGoPay, ada: User,
                                                          visa: PaymentMethod) -> None:
         order = gopay.settle(gopay.top_up(ada, visa, 1_000), OperationStatus.FAILED)
