@@ -42,7 +42,9 @@ class PspTaskView(PagedView):
     def task_changed(self, task_id: UUID, **columns: Any) -> None:
         change = self._changed.setdefault(task_id, {"attempts": 0})
         change["attempts"] += columns.pop("attempt", 0)
-        change.update(columns)
+        # None leaves a column as it is (COALESCE below), also within a page: a later event
+        # of the page must not undo what an earlier one set.
+        change.update({name: value for name, value in columns.items() if value is not None})
 
     def write_page(self, cursor: Cursor[DictRow]) -> None:
         if self._created:
