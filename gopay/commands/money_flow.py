@@ -14,7 +14,7 @@ refusal instead of trying again.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import ClassVar, TypeVar
 from uuid import UUID, uuid4
@@ -231,6 +231,10 @@ def _defer(flow: MoneyFlow, order: PaymentOrder, context: Context) -> None:
     """Plan the entry; reserve a paying wallet's money (and fee); check a wallet payee can
     take it. Completing the order books the plan."""
     fee = context.fees.fee_for(flow.order_type, flow.money) if flow.charges_fee else None
+    if fee and not isinstance(flow.payer, Wallet):
+        # Money from outside (a card a top-up charges) brings the amount and no more: the
+        # receiving wallet pays the fee out of it, as `complete` books it.
+        fee = replace(fee, paid_by=FeePayer.PAYEE)
     if isinstance(flow.payer, Wallet):
         flow.payer.hold(flow.money, hold_id=order.id, entry_type=flow.order_type,
                         on=context.today(),

@@ -12,19 +12,28 @@ from uuid import UUID
 
 import pyotp
 
-from gopay.aggregates.ledger import Posting
+from gopay.aggregates.instruments import Instrument, bank_account, card
+from gopay.aggregates.ledger import Posting, SystemAccount
 from gopay.aggregates.money import Money
+from gopay.aggregates.payment_method import PaymentMethod
 from gopay.aggregates.payment_order import OrderStatus, PaymentOrder
+from gopay.aggregates.psp_task import PspTask
 from gopay.aggregates.user import User
 from gopay.aggregates.wallet import Wallet
 from gopay.application import GoPay
 from gopay.commands import Command, Commands, Context
 from gopay.commands.adjustment import Adjust, Direction
+from gopay.commands.payment_methods import AddPaymentMethod
+from gopay.commands.payouts import RequestPayout
+from gopay.commands.psp_outcomes import SettleWithPsp
 from gopay.commands.registration import Register
 from gopay.commands.sign_in import SignedIn, SignIn
+from gopay.commands.topups import RequestTopUp
 from gopay.commands.transfer import Transfer
 from gopay.commands.two_factor import EnableTotp, SetUpTotp
 from gopay.group_commit import UnitOfWork
+from gopay.processes.psp import Policies, PspProcess
+from gopay.psp.port import OperationStatus, Psp
 from gopay.security.login_throttle import MemoryFailureCounts
 from gopay.settings import Settings
 from gopay.system import command_context
@@ -32,6 +41,8 @@ from gopay.system import command_context
 R = TypeVar("R")
 
 PASSWORD = "correct horse battery"
+# A card and an IBAN the PSP accepts (API.md's test card and a valid German IBAN).
+VISA, IBAN = "4242424242424242", "DE89370400440532013000"
 # A Friday morning, mid-step of the 30-second TOTP clock.
 START = datetime(2026, 3, 13, 9, 26, 40, tzinfo=UTC)
 
@@ -124,6 +135,59 @@ class InMemoryGoPay:
         self.clock.advance(seconds=30)
         return secret, codes
 
+    # Money in and out through the PSP
+
+    def add_method(self, user: User, instrument: Instrument) -> PaymentMethod:
+        return self.run(AddPaymentMethod(owner_id=user.id, instrument=instrument))
+
+    def add_card(self, user: User, number: str = VISA) -> PaymentMethod:
+        return self.add_method(user, card(number, 12, 29, "123", "Card Holder",
+                                          today=self.clock().date()))
+
+    def add_bank_account(self, user: User, iban: str = IBAN) -> PaymentMethod:
+        return self.add_method(user, bank_account(iban, "Account Holder"))
+
+    def top_up(self, user: User, method: PaymentMethod, amount: int, currency: str = "USD",
+               key: str | None = None) -> PaymentOrder:
+        return self.run(RequestTopUp(caller_id=user.id, wallet_id=wallet_id(user),
+                                     payment_method_id=method.id, money=Money(amount, currency),
+                                     idempotency_key=key, fingerprint=f"{amount} {currency}"))
+
+    def pay_out(self, user: User, method: PaymentMethod, amount: int, currency: str = "USD",
+                key: str | None = None) -> PaymentOrder:
+        return self.run(RequestPayout(caller_id=user.id, wallet_id=wallet_id(user),
+                                      payment_method_id=method.id, money=Money(amount, currency),
+                                      idempotency_key=key, fingerprint=f"{amount} {currency}"))
+
+    def settle(self, order: PaymentOrder, status: OperationStatus = OperationStatus.SUCCEEDED,
+               *, fee: int = 0, reason: str | None = None) -> PaymentOrder:
+        """What the PSP's answer (or a status query) records: the order's outcome."""
+        return self.run(SettleWithPsp(order_id=order.id, status=status,
+                                      psp_reference=f"psp-{order.id}", fee=fee,
+                                      failure_reason=reason))
+
+    def psp_process(self, psp: Psp, policies: Policies | None = None) -> PspProcess:
+        """The process that works through PSP tasks, finding what is due as the read side would."""
+        return PspProcess(self.commands, psp, self.due_tasks, policies or Policies())
+
+    def tasks(self) -> list[PspTask]:
+        """Every PSP task, in the order they were created."""
+        return [self.app.get(event.originator_id, PspTask) for event in self.all_events()
+                if isinstance(event, PspTask.Created)]
+
+    def task(self, task_id: UUID) -> PspTask:
+        return self.app.get(task_id, PspTask)
+
+    def due_tasks(self, limit: int = 100) -> list[UUID]:
+        """Tasks to try now, the longest waiting first (what `PspTaskView.due` answers)."""
+        now = self.clock()
+        due = [task for task in self.tasks() if not task.done and not task.dead
+               and datetime.fromisoformat(task.due_at) <= now]
+        return [task.id for task in sorted(due, key=lambda task: datetime.fromisoformat(task.due_at))][:limit]
+
+    def dead_letters(self) -> list[PspTask]:
+        return [task for task in self.tasks() if task.dead]
+
     # What GoPay holds now
 
     def user(self, user_id: UUID) -> User:
@@ -181,7 +245,7 @@ class InMemoryGoPay:
         for order in self.orders():
             if order.status == OrderStatus.SUCCEEDED:
                 assert order.postings, f"order {order.id} succeeded without an entry"
-            if order.status in (OrderStatus.CREATED, OrderStatus.FAILED):
+            if order.status in (OrderStatus.CREATED, OrderStatus.PENDING, OrderStatus.FAILED):
                 assert not order.postings, f"order {order.id} is {order.status} yet booked"
         return books
 
@@ -196,4 +260,8 @@ class Books:
     """Every account's balance, as the journal entries in the log add up."""
 
     accounts: defaultdict[UUID, int] = field(default_factory=lambda: defaultdict(int))
+
+    def of(self, account: SystemAccount, currency: str = "USD") -> int:
+        """The balance of one of GoPay's own accounts."""
+        return self.accounts.get(account.account_id(currency), 0)
 
