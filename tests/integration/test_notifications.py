@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import date
+from datetime import UTC, date, datetime
 from email import message_from_bytes
 from typing import Any
 from uuid import UUID
@@ -66,7 +65,7 @@ def method(system: System, owner: Any, instrument: Any) -> UUID:
 
 
 def a_card() -> Any:
-    return card("4242424242424242", 12, 2031, "123", "Ada Lovelace", today=date.today())
+    return card("4242424242424242", 12, 2031, "123", "Ada Lovelace", today=datetime.now(UTC).date())
 
 
 class TestEachTypeIsToldOncePerChannel:
@@ -201,9 +200,9 @@ def smtp_port() -> int:
 
 
 @pytest.fixture
-def mailbox(smtp_port: int) -> Iterator[tuple[Mailbox, Controller]]:
+def mailbox(smtp_port: int) -> tuple[Mailbox, Controller]:
     box = Mailbox()
-    yield box, Controller(box, hostname="127.0.0.1", port=smtp_port)
+    return box, Controller(box, hostname="127.0.0.1", port=smtp_port)
 
 
 class TestEmail:
