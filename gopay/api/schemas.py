@@ -137,6 +137,12 @@ class UserPublic(BaseModel):
     notification_preferences: dict[str, dict[str, bool]] = {}
 
 
+NotificationType = Literal[
+    "transfer.received", "topup.succeeded", "topup.failed", "payout.paid", "payout.failed",
+    "payment_request.received", "login.new_device", "kyc.decided", "review.decided",
+    "security.password_changed", "security.two_factor_changed"]
+
+
 class NotificationChoice(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -153,8 +159,7 @@ class ProfileUpdate(BaseModel):
     phone: Phone | None = None
     login_notifications: StrictBool | None = None
     # {TYPE: {email: bool, in_app: bool}}; security notices cannot be turned off (422).
-    notification_preferences: dict[Annotated[str, StringConstraints(max_length=64)],
-                                   NotificationChoice] | None = None
+    notification_preferences: dict[NotificationType, NotificationChoice] | None = None
 
 
 class LoginRequest(BaseModel):
