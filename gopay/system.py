@@ -93,6 +93,7 @@ class System:
                          settings.webhook_retry_for),
             timeout=settings.webhook_timeout, allow_private=settings.webhook_allow_private)
         operators = HttpOperators.from_settings(settings)
+        commands.context.outbox.letters = read_side.notifications.letter
         return cls(settings, app, commands, read_side, psp,
                    PspProcess(commands, psp, due, policies, operators), Signer(settings.audit_key),
                    webhooks, operators)

@@ -133,6 +133,21 @@ class UserPublic(BaseModel):
     login_notifications: bool = True
     two_factor_enabled: bool = False
     created_at: UtcDatetime
+    # Only what the user changed: every type and channel not listed is on.
+    notification_preferences: dict[str, dict[str, bool]] = {}
+
+
+NotificationType = Literal[
+    "transfer.received", "topup.succeeded", "topup.failed", "payout.paid", "payout.failed",
+    "payment_request.received", "login.new_device", "kyc.decided", "review.decided",
+    "security.password_changed", "security.two_factor_changed"]
+
+
+class NotificationChoice(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    email: StrictBool | None = None
+    in_app: StrictBool | None = None
 
 
 class ProfileUpdate(BaseModel):
@@ -143,6 +158,8 @@ class ProfileUpdate(BaseModel):
     full_name: Name | None = None
     phone: Phone | None = None
     login_notifications: StrictBool | None = None
+    # {TYPE: {email: bool, in_app: bool}}; security notices cannot be turned off (422).
+    notification_preferences: dict[NotificationType, NotificationChoice] | None = None
 
 
 class LoginRequest(BaseModel):

@@ -1,10 +1,14 @@
 """The notification outbox: messages wait, sealed, until they are delivered.
 
-A message is written once the command that caused it is durable. Delivery is at least once:
+A message is written once the command that caused it is durable, or, for a notification,
+by the notification process in the page that creates it (`gopay.projections.notifications`):
+such a row names the notice, and its e-mail is rendered from it when it goes out. Delivery
+is at least once:
 a sender claims due messages for a short lease (processes share the work with SKIP LOCKED),
 sends them with no lock held, and marks each one sent after the SMTP server took it, so a
-message goes out one time unless a process dies between the two. A failed attempt is
-tried again when the retry policy says, and given up after its last attempt.
+message goes out one time unless a process dies between the two; even then it carries the
+same Message-ID both times, so the receiving mail system can drop the copy. A failed attempt
+is tried again when the retry policy says, and given up after its last attempt.
 """
 
 from __future__ import annotations
@@ -12,13 +16,17 @@ from __future__ import annotations
 import logging
 import smtplib
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 from uuid import UUID
 
+from prometheus_client import Counter, Histogram
+
+from gopay.notifications.letters import Letter
 from gopay.retry import EMAIL_DELIVERY, RetryPolicy
 from gopay.security.data_keys import DataKeys
 
@@ -38,7 +46,13 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 ALTER TABLE outbox ADD COLUMN IF NOT EXISTS next_attempt_at timestamptz NOT NULL DEFAULT now();
 ALTER TABLE outbox ADD COLUMN IF NOT EXISTS given_up boolean NOT NULL DEFAULT false;
+ALTER TABLE outbox ADD COLUMN IF NOT EXISTS notification_id uuid UNIQUE;
 """
+
+EMAILS = Counter("gopay_emails_total", "E-mail delivery attempts, by outcome", ["outcome"])
+EMAIL_LAG = Histogram("gopay_email_delivery_seconds",
+                      "From a message entering the outbox to the SMTP server taking it",
+                      buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600, 86400))
 
 # Long enough to send a batch; a sender that dies leaves its claim to others after this.
 LEASE = timedelta(minutes=1)
@@ -52,6 +66,8 @@ class Message:
     subject: str
     body: str
     attempts: int = 0
+    notification_id: UUID | None = None  # set: the e-mail is the notice's, rendered on sending
+    created_at: datetime | None = None
 
 
 class MessageStore(Protocol):
@@ -81,6 +97,8 @@ class Outbox:
         self.smtp_url = smtp_url
         self.sender = sender
         self.retry = retry
+        # The e-mail of a notification, by its id (the notification view's `letter`).
+        self.letters: Callable[[UUID], Letter | None] = lambda notice_id: None
 
     def put(self, user_id: UUID, recipient: str, subject: str, body: str) -> None:
         seal = self.data_keys.seal
@@ -102,11 +120,21 @@ class Outbox:
         try:
             with self._smtp() as smtp:
                 for message in messages:
-                    smtp.send_message(self._email(self._opened(message)))
+                    email = self._email(message)
+                    if email is None:  # its notice is not readable (a rebuild under way): later
+                        self.store.failed(message.id, "notice not found",
+                                          self.retry.next_delay(message.attempts + 1))
+                        sent += 1
+                        continue
+                    smtp.send_message(email)
+                    EMAILS.labels("sent").inc()
+                    if message.created_at is not None:
+                        EMAIL_LAG.observe((datetime.now(UTC) - message.created_at).total_seconds())
                     self.store.sent(message.id)
                     sent += 1
         except (OSError, smtplib.SMTPException) as error:
             log.warning("e-mail delivery failed: %s", error)
+            EMAILS.labels("failed").inc(len(messages) - sent)
             for message in messages[sent:]:
                 self.store.failed(message.id, str(error)[:500],
                                   self.retry.next_delay(message.attempts + 1))
@@ -125,15 +153,32 @@ class Outbox:
             smtp.login(url.username, url.password or "")
         return smtp
 
-    def _email(self, message: Message) -> EmailMessage:
+    def _email(self, message: Message) -> EmailMessage | None:
+        """The e-mail of a message (None: a notice whose person is gone, nothing to send)."""
         email = EmailMessage()
         email["From"] = self.sender
-        email["To"] = message.recipient
-        email["Subject"] = message.subject
-        email.set_content(message.body)
+        # The same on every attempt: a copy sent again after a crash can be recognised.
+        email["Message-ID"] = f"<outbox-{message.notification_id or message.id}@gopay>"
+        if message.notification_id is None:
+            opened = self._opened(message)
+            email["To"] = opened.recipient
+            email["Subject"] = opened.subject
+            email.set_content(opened.body)
+            return email
+        letter = self.letters(message.notification_id)
+        if letter is None:
+            return None
+        email["To"] = letter.recipient
+        email["Subject"] = letter.subject
+        email.set_content(letter.text)
+        email.add_alternative(letter.html, subtype="html")
         return email
 
     def _opened(self, message: Message) -> Message:
+        if message.notification_id is not None:
+            letter = self.letters(message.notification_id)
+            return message if letter is None else replace(
+                message, recipient=letter.recipient, subject=letter.subject, body=letter.text)
         unseal = self.data_keys.unseal
         return replace(message, recipient=unseal(message.user_id, "outbox/recipient", message.recipient),
                        body=unseal(message.user_id, "outbox/body", message.body))
@@ -210,4 +255,5 @@ class MemoryMessageStore:
 
 def _message(row: dict[str, Any]) -> Message:
     return Message(id=row["id"], user_id=row["user_id"], recipient=row["recipient"],
-                   subject=row["subject"], body=row["body"], attempts=row["attempts"])
+                   subject=row["subject"], body=row["body"], attempts=row["attempts"],
+                   notification_id=row["notification_id"], created_at=row["created_at"])

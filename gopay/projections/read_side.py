@@ -24,6 +24,7 @@ from gopay.projections.adjustment_proposals import (
 from gopay.projections.cash_outs import CashOutProjection, CashOutView
 from gopay.projections.directory import DirectoryProjection, DirectoryView
 from gopay.projections.merchant import MerchantProjection, MerchantView
+from gopay.projections.notifications import NotificationProjection, NotificationView
 from gopay.projections.payment_methods import PaymentMethodProjection, PaymentMethodView
 from gopay.projections.payment_requests import PaymentRequestProjection, PaymentRequestView
 from gopay.projections.providers import ProviderProjection, ProviderView
@@ -51,6 +52,7 @@ READ_MODELS: tuple[tuple[type[Projection[Any]], type[PagedView]], ...] = (
     (PspOrderProjection, PspOrderView),
     (ReconciliationProjection, ReconciliationView),
     (AdjustmentProposalProjection, AdjustmentProposalView),
+    (NotificationProjection, NotificationView),
 )
 
 
@@ -114,6 +116,7 @@ class ReadSide:
         self.psp_orders = cast(PspOrderView, by_class[PspOrderView])
         self.reconciliation = cast(ReconciliationView, by_class[ReconciliationView])
         self.adjustment_proposals = cast(AdjustmentProposalView, by_class[AdjustmentProposalView])
+        self.notifications = cast(NotificationView, by_class[NotificationView])
         self._datastore = views[0].datastore
 
     def start(self) -> ReadSide:

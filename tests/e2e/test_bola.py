@@ -302,6 +302,20 @@ def _wallet(client: Client) -> dict[str, Any]:
     return _ok(client.get("/v1/wallet"))
 
 
+def notification(people: People) -> Owned:
+    """A notice of Alice's (Bob paid her): nobody else may read it or mark it read."""
+    alice, bob = people.alice, people.bob
+    fund(people.admin, bob.user["wallet_id"], 5_000)
+    _ok(bob.post("/v1/transfers", {"recipient": alice.user["email"], "amount": 321,
+                                   "currency": "USD"}), 201)
+    notice = _ok(alice.get("/v1/notifications?unread=true"))["data"][0]
+
+    def is_unchanged() -> None:
+        assert _ok(alice.get(f"/v1/notifications/{notice['id']}")) == notice
+
+    return Owned(notice["id"], str(uuid.uuid4()), (alice,), is_unchanged)
+
+
 # Every id-taking endpoint a customer may call: what it is called on, and with what body.
 CASES: dict[tuple[str, str], tuple[Callable[[People], Owned], dict[str, Any] | None]] = {
     ("GET", "/v1/payment-methods/{method_id}"): (payment_method, None),
@@ -328,6 +342,8 @@ CASES: dict[tuple[str, str], tuple[Callable[[People], Owned], dict[str, Any] | N
     ("POST", "/v1/payment-requests/{request_id}/pay"): (payment_request, None),
     ("POST", "/v1/payment-requests/{request_id}/decline"): (payment_request, None),
     ("POST", "/v1/payment-requests/{request_id}/cancel"): (payment_request, None),
+    ("GET", "/v1/notifications/{notification_id}"): (notification, None),
+    ("POST", "/v1/notifications/{notification_id}/read"): (notification, None),
 }
 
 

@@ -101,6 +101,12 @@ ALLOWED: dict[str, set[str]] = {
     "GET /v1/admin/adjustment-proposals/{id}": {"admin", "finance"},
     "POST /v1/admin/adjustment-proposals/{id}/approve": {"admin", "finance"},
     "POST /v1/admin/adjustment-proposals/{id}/reject": {"admin", "finance"},
+    # Notifications: everyone signed in has an inbox (then 404 for the target's id). The live
+    # stream never ends by itself: its 401 is in tests/e2e/test_notifications.py.
+    "GET /v1/notifications": SIGNED_IN,
+    "GET /v1/notifications/unread-count": SIGNED_IN,
+    "GET /v1/notifications/{id}": SIGNED_IN,
+    "POST /v1/notifications/{id}/read": SIGNED_IN,
 }
 
 

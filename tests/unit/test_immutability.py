@@ -37,6 +37,7 @@ from gopay.aggregates.ledger import Posting, SystemAccount, TransactionType
 from gopay.aggregates.limits import DEFAULT_LIMITS
 from gopay.aggregates.mobile_operator import MobileOperator
 from gopay.aggregates.money import Money
+from gopay.aggregates.notification_preferences import NotificationPreferences
 from gopay.aggregates.payment_method import PaymentMethod, SavedMethods
 from gopay.aggregates.payment_order import PaymentOrder
 from gopay.aggregates.payment_request import PaymentRequest
@@ -431,6 +432,14 @@ def reconciliation_run_story() -> Iterator[Aggregate]:
     yield unreadable
 
 
+def notification_preferences_story() -> Iterator[Aggregate]:
+    user_id = uuid4()
+    preferences = NotificationPreferences(id=NotificationPreferences.id_for(user_id), user_id=user_id)
+    yield preferences
+    preferences.change({"transfer.received": {"email": False}})
+    yield preferences
+
+
 def adjustment_proposal_story() -> Iterator[Aggregate]:
     def proposal() -> AdjustmentProposal:
         return AdjustmentProposal(id=uuid4(), account="suspense", counter_account="adjustments",
@@ -470,6 +479,7 @@ STORIES: dict[type[Aggregate], Story] = {
     PaymentRequest: payment_request_story,
     ReconciliationRun: reconciliation_run_story,
     AdjustmentProposal: adjustment_proposal_story,
+    NotificationPreferences: notification_preferences_story,
 }
 
 

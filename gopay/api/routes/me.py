@@ -11,6 +11,7 @@ from gopay.api.pagination import page_of
 from gopay.api.routes.auth import shown_user
 from gopay.api.schemas import CompanyPublic, KycSubmit, Page, ProfileUpdate, UserPublic
 from gopay.commands.kyc import SubmitKyc
+from gopay.commands.notification_preferences import ChangeNotificationPreferences
 from gopay.commands.profile import UpdateProfile
 from gopay.commands.two_factor import ConfirmSecondFactor
 
@@ -19,21 +20,35 @@ router = APIRouter(tags=["people"])
 
 @router.get("/v1/me", response_model=UserPublic)
 def me(caller: Caller, system: SystemDep) -> UserPublic:
-    return shown_user(system, caller.user_id, system.head())
+    return _with_preferences(system, shown_user(system, caller.user_id, system.head()))
 
 
 @router.patch("/v1/me", response_model=UserPublic)
 def update_me(body: ProfileUpdate, caller: Caller, system: SystemDep,
               otp: SecondFactor = None) -> UserPublic:
-    """Change your name, phone number or security preferences; nothing else.
+    """Change your name, phone number, security or notification preferences; nothing else.
 
     With 2FA on, security preferences change only with a fresh code in `GoPay-OTP`.
+    `notification_preferences` (`{TYPE: {email: bool, in_app: bool}}`) is merged over what
+    you chose before; turning a security notice off is refused (422).
     """
     if body.login_notifications is not None:
         system.commands.run(ConfirmSecondFactor(user_id=caller.user_id, code=otp))
-    outcome = system.commands.run(UpdateProfile(user_id=caller.user_id,
-                                                **body.model_dump(exclude_unset=True)))
-    return shown_user(system, caller.user_id, outcome.position)
+    position = system.head()
+    if body.notification_preferences is not None:
+        position = system.commands.run(ChangeNotificationPreferences(
+            user_id=caller.user_id, preferences={
+                kind: choice.model_dump(exclude_none=True)
+                for kind, choice in body.notification_preferences.items()})).position
+    profile = body.model_dump(exclude_unset=True, exclude={"notification_preferences"})
+    if profile or body.notification_preferences is None:
+        position = system.commands.run(UpdateProfile(user_id=caller.user_id, **profile)).position
+    return _with_preferences(system, shown_user(system, caller.user_id, position))
+
+
+def _with_preferences(system: SystemDep, user: UserPublic) -> UserPublic:
+    return user.model_copy(update={
+        "notification_preferences": system.read_side.notifications.preferences(user.id)})
 
 
 @router.post("/v1/me/kyc", response_model=UserPublic)
