@@ -129,7 +129,7 @@ class System:
         """Whether the store's server is a writable primary (not a standby, not read-only),
         asked as libpq's `target_session_attrs=read-write` asks it. Connections broken by a
         failover are replaced first, so the answer is about the store now."""
-        datastore: Any = self.app.recorder.datastore  # type: ignore[attr-defined]
+        datastore: Any = self.app.recorder.datastore  # type: ignore[attr-defined]  # the PostgreSQL recorder's, not the protocol's
         try:
             return _is_writable(datastore)
         except OperationalError as error:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, LiteralString
+from typing import Any, LiteralString, cast
 from uuid import UUID, uuid5
 
 from eventsourcing.dispatch import singledispatchmethod
@@ -133,7 +133,7 @@ class NotificationView(PagedView):
                 end += 1
             params = [p for _, p in self._steps[index:end]]
             if statement is NOTIFY:
-                self._notify(cursor, params, now)  # type: ignore[arg-type]
+                self._notify(cursor, cast(list[dict[str, Any]], params), now)
             else:
                 cursor.executemany(statement, params)
             index = end
