@@ -14,6 +14,7 @@ from eventsourcing.projection import Projection
 from eventsourcing.utils import Environment
 from psycopg import Connection
 from psycopg.rows import DictRow
+from psycopg.sql import SQL, Identifier
 
 from gopay.application import GoPay, application_env
 from gopay.progress import Progress, quiet
@@ -118,6 +119,11 @@ class ReadSide:
         self.adjustment_proposals = cast(AdjustmentProposalView, by_class[AdjustmentProposalView])
         self.notifications = cast(NotificationView, by_class[NotificationView])
         self._datastore = views[0].datastore
+        # Where every read model has got, in one round trip (one per view adds up, and
+        # read-your-writes asks it again and again while it waits).
+        self._lowest_position_statement = SQL("SELECT least({}) AS position").format(SQL(", ").join(
+            SQL("coalesce((SELECT max(notification_id) FROM {} WHERE application_name = %(app)s), 0)")
+            .format(Identifier(view.tracking_table_name)) for view in views))
 
     def start(self) -> ReadSide:
         """Run the projections here whenever no other process is running them."""
@@ -157,9 +163,13 @@ class ReadSide:
     def position(self) -> int:
         """The log position every read model has reached, as queries see them: from memory
         where this process leads, or on the standby queries are served from."""
-        if self._reader is not None:
-            return min(view.read_position(self.app.name) for view in self.runner.views)
-        return min(self.runner.positions().values())
+        remembered = self.runner.remembered_positions()
+        if self._reader is None and remembered is not None:
+            return min(remembered.values())
+        with (self._reader or self._datastore).transaction(commit=False) as cursor:
+            cursor.execute(self._lowest_position_statement, {"app": self.app.name})
+            row = cursor.fetchone()
+        return int(row["position"]) if row else 0
 
     def reads_from_standby(self) -> bool:
         """Whether queries are served by a standby (checked, not assumed)."""

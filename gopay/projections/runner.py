@@ -72,9 +72,16 @@ class PagedProjectionRunner:
 
     def positions(self) -> dict[str, int]:
         """How far each view has got (from memory while this runner leads)."""
+        remembered = self.remembered_positions()
+        if remembered is not None:
+            return remembered
+        return {p.name: p.view.position(self.app.name) for p in self.projections}
+
+    def remembered_positions(self) -> dict[str, int] | None:
+        """How far each view has got, while this runner leads and so knows; else None."""
         if self.is_leader and len(self.committed) == len(self.projections):
             return dict(self.committed)
-        return {p.name: p.view.position(self.app.name) for p in self.projections}
+        return None
 
     def run_until_caught_up(self) -> None:
         """Process every page now, in this thread (for commands and tests that rebuild)."""

@@ -83,17 +83,6 @@ class PagedView(PostgresTrackingRecorder):
     def position(self, application_name: str) -> int:
         return self.max_tracking_id(application_name) or 0
 
-    def read_position(self, application_name: str) -> int:
-        """How far the view has got, as the database queries are served from sees it."""
-        if self.reader is None:
-            return self.position(application_name)
-        with self.reader.transaction(commit=False) as cursor:
-            cursor.execute(SQL("SELECT max(notification_id) AS position FROM {} "
-                               "WHERE application_name = %s").format(
-                Identifier(self.tracking_table_name)), (application_name,))
-            row = cursor.fetchone()
-        return int(row["position"] or 0) if row else 0
-
     def position_in(self, conn: Connection[DictRow], application_name: str) -> int:
         """The position the view has reached, as `conn`'s transaction sees it."""
         row = conn.execute(SQL("SELECT max(notification_id) AS position FROM {} "

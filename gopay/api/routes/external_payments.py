@@ -34,18 +34,19 @@ def external_payment_public(row: dict[str, Any]) -> ExternalPaymentPublic:
 
 
 def _answer(system: System, order: PaymentOrder, response: Response) -> ExternalPaymentPublic:
-    """The order as it stands now; 202 while the PSP has not settled it."""
-    system.catch_up_reads()
-    row = system.read_side.wallets.order(order.id)
-    if row is None:  # the read side is far behind: answer from the order itself
-        row = {"id": order.id, "type": order.order_type, "status": order.status,
-               "amount": order.amount, "currency": order.currency,
-               "payer_wallet_id": order.payer_wallet_id, "payee_wallet_id": order.payee_wallet_id,
-               "psp_reference": order.psp_reference, "failure_reason": order.failure_reason,
-               "created_at": order.created_on}
-    if row["status"] == OrderStatus.PENDING:
+    """The order as it stands now, after the PSP's answer; 202 while the PSP has not settled it.
+
+    Read from the order itself, not the read side: the answer need not wait for the
+    projections (a later query does, to read its own writes).
+    """
+    order = system.app.get(order.id, PaymentOrder)
+    if order.status == OrderStatus.PENDING:
         response.status_code = 202
-    return external_payment_public(row)
+    return external_payment_public({
+        "id": order.id, "type": order.order_type, "status": order.status, "amount": order.amount,
+        "currency": order.currency, "payer_wallet_id": order.payer_wallet_id,
+        "payee_wallet_id": order.payee_wallet_id, "psp_reference": order.psp_reference,
+        "failure_reason": order.failure_reason, "created_at": order.created_on})
 
 
 def _request(system: System, command: MoneyCommand, response: Response) -> ExternalPaymentPublic:

@@ -9,6 +9,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
+from prometheus_client import Counter
 
 from gopay.api.deps import SystemDep
 from gopay.api.problems import Problem
@@ -20,6 +21,9 @@ from gopay.system import System
 log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["PSP"])
+
+# Signed callbacks taken, by type (those GoPay does not act on as "other"): what the PSP told.
+WEBHOOKS = Counter("gopay_psp_webhooks_total", "Signed PSP webhooks taken, by type", ["type"])
 
 
 @router.post("/v1/psp/webhooks", response_model=dict[str, bool],
@@ -40,8 +44,10 @@ async def psp_webhook(request: Request, system: SystemDep) -> dict[str, bool]:
         raise Problem(400, str(error), "bad_signature") from None
     event = _event(body)
     if event["type"] not in KNOWN_WEBHOOKS:
+        WEBHOOKS.labels("other").inc()
         return {"received": True}
     await run_in_threadpool(_keep_and_apply, system, event)
+    WEBHOOKS.labels(event["type"]).inc()
     return {"received": True}
 
 
