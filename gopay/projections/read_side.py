@@ -26,6 +26,7 @@ from gopay.projections.directory import DirectoryProjection, DirectoryView
 from gopay.projections.merchant import MerchantProjection, MerchantView
 from gopay.projections.payment_methods import PaymentMethodProjection, PaymentMethodView
 from gopay.projections.payment_requests import PaymentRequestProjection, PaymentRequestView
+from gopay.projections.payout_schedules import PayoutScheduleProjection, PayoutScheduleView
 from gopay.projections.providers import ProviderProjection, ProviderView
 from gopay.projections.psp_orders import PspOrderProjection, PspOrderView
 from gopay.projections.psp_tasks import PspTaskProjection, PspTaskView
@@ -51,6 +52,8 @@ READ_MODELS: tuple[tuple[type[Projection[Any]], type[PagedView]], ...] = (
     (PspOrderProjection, PspOrderView),
     (ReconciliationProjection, ReconciliationView),
     (AdjustmentProposalProjection, AdjustmentProposalView),
+    # After the wallets view: its queries join the wallets and payment orders that one writes.
+    (PayoutScheduleProjection, PayoutScheduleView),
 )
 
 
@@ -114,6 +117,7 @@ class ReadSide:
         self.psp_orders = cast(PspOrderView, by_class[PspOrderView])
         self.reconciliation = cast(ReconciliationView, by_class[ReconciliationView])
         self.adjustment_proposals = cast(AdjustmentProposalView, by_class[AdjustmentProposalView])
+        self.payout_schedules = cast(PayoutScheduleView, by_class[PayoutScheduleView])
         self._datastore = views[0].datastore
 
     def start(self) -> ReadSide:
