@@ -115,11 +115,21 @@ def payable(wallet: Wallet, context: Context) -> int:
     """What a payout may take from `wallet` now: all it has available, less the fee it pays
     on top, within what its tier lets it send today."""
     available = wallet.available
-    if available <= 0:
-        return 0
-    fee = context.fees.fee_for(TransactionType.PAYOUT, Money(available, wallet.currency))
-    amount = available - (fee.money.amount if fee and fee.paid_by == FeePayer.PAYER else 0)
     limits = context.limits[wallet.tier]
-    # A smaller amount never costs a larger fee, so what is left still covers it.
-    return max(0, min(amount, limits.per_payment,
-                      limits.per_day - wallet.spent_on(context.today())))
+    amount = min(available, limits.per_payment, limits.per_day - wallet.spent_on(context.today()))
+    if amount <= 0:
+        return 0
+
+    def with_fee(amount: int) -> int:
+        fee = context.fees.fee_for(TransactionType.PAYOUT, Money(amount, wallet.currency))
+        return amount + (fee.money.amount if fee and fee.paid_by == FeePayer.PAYER else 0)
+
+    # A smaller amount never costs a larger fee: start from what is left after the whole
+    # amount's fee, and take up what the smaller fee leaves over while it still fits.
+    fitting = max(0, amount - (with_fee(amount) - amount))
+    for _ in range(3):
+        larger = min(amount, fitting + available - with_fee(fitting))
+        if larger <= fitting or with_fee(larger) > available:
+            break
+        fitting = larger
+    return fitting
