@@ -17,7 +17,7 @@ new delivery. The sending itself is `gopay.processes.merchant_webhooks`.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -29,7 +29,8 @@ from eventsourcing.projection import Projection
 from psycopg import Cursor
 from psycopg.rows import DictRow
 
-from gopay.aggregates.ledger import LEDGER_NAMESPACE, TransactionType
+from gopay.aggregates.ledger import LEDGER_NAMESPACE, SystemAccount, TransactionType
+from gopay.aggregates.money import CURRENCIES
 from gopay.aggregates.payment_order import PaymentOrder
 from gopay.aggregates.refunds import PaymentRefunds
 from gopay.aggregates.wallet import Wallet
@@ -280,15 +281,26 @@ class WebhookDeliveryProjection(Projection[WebhookDeliveryView]):
 
     @process_event.register
     def _(self, e: PaymentOrder.Planned, tracking: Tracking) -> None:
-        self.view.payout_planned(e.originator_id)
+        if _pays_out(e.postings):
+            self.view.payout_planned(e.originator_id)
 
     @process_event.register
     def _(self, e: PaymentOrder.Succeeded, tracking: Tracking) -> None:
-        _settled(self, e, tracking)
+        if _pays_out(e.postings):  # a transfer, say, is no payout: not looked up
+            _settled(self, e, tracking)
 
     @process_event.register
     def _(self, e: PaymentOrder.Failed, tracking: Tracking) -> None:
         _settled(self, e, tracking)
+
+
+PAYOUT_CLEARING_ACCOUNTS = frozenset(str(SystemAccount.PAYOUT_CLEARING.account_id(currency))
+                                     for currency in CURRENCIES)
+
+
+def _pays_out(postings: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether an entry moves money through the payout clearing account (a payout's does)."""
+    return any(posting["account_id"] in PAYOUT_CLEARING_ACCOUNTS for posting in postings)
 
 
 def _settled(projection: WebhookDeliveryProjection, e: PaymentOrder.Succeeded | PaymentOrder.Failed,
