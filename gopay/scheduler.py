@@ -7,6 +7,7 @@ import logging
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from gopay.processes.expiry import expire_due
+from gopay.processes.merchant_payouts import pay_out_due
 from gopay.reconcile import audit, runs
 from gopay.reconcile.integrity import IntegrityCheck
 from gopay.system import System
@@ -32,6 +33,9 @@ def start_jobs(system: System) -> BackgroundScheduler:
     scheduler.add_job(lambda: _leading(system) and integrity_check(), "interval",
                       minutes=system.settings.integrity_check_minutes, id="integrity_check",
                       max_instances=1, coalesce=True)
+    scheduler.add_job(lambda: _leading(system) and pay_out_due(system.commands, system.read_side),
+                      "interval", seconds=system.settings.merchant_payout_interval_seconds,
+                      id="merchant_payouts", max_instances=1, coalesce=True)
     scheduler.add_job(_reconcile_yesterday, "interval", args=(system,), minutes=10,
                       id="daily_reconciliation", max_instances=1, coalesce=True)
     scheduler.start()

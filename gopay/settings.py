@@ -102,6 +102,9 @@ class Settings(BaseSettings):
     # Minutes between the scheduled integrity checks (the read models recomputed from the
     # events; any drift is alerted: metric, log, e-mail to admins and auditors).
     integrity_check_minutes: float = Field(default=60.0, gt=0)
+    # Seconds between runs of the automated merchant payouts job (each period is paid out
+    # once, whenever in its day or week the job first finds it due).
+    merchant_payout_interval_seconds: float = Field(default=60.0, gt=0)
     # Where `gopay worker` serves its Prometheus metrics (its scheduled jobs' among them);
     # no port: not served.
     worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)

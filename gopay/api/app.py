@@ -28,6 +28,7 @@ from gopay.api.routes import (
     me,
     merchant_api_keys,
     merchant_payments,
+    merchant_payouts,
     merchant_qr,
     merchant_webhooks,
     notifications,
@@ -110,7 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                    psp_webhooks, admin, audit, reconciliation, adjustment_proposals, health,
                    billers, bill_payments, operators, recharges, merchant_qr, qr_payments,
                    merchant_payments, merchant_api_keys, merchant_webhooks, fees, agents,
-                   cash_outs, payment_requests, notifications):
+                   cash_outs, payment_requests, notifications, merchant_payouts):
         app.include_router(module.router)
     return app
 

@@ -81,6 +81,10 @@ class PayoutReportLine(BaseModel):
     psp_reference: str | None
     created_at: UtcDatetime
     settled_at: UtcDatetime | None
+    merchant_id: UUID | None = Field(default=None, description="The merchant whose payout "
+                                     "schedule made it (null: asked for by the wallet's owner)")
+    schedule_period: str | None = Field(default=None, description="The schedule's period it "
+                                        "paid out: YYYY-MM-DD or YYYY-Www")
 
 
 class PayoutReportPage(BaseModel):

@@ -118,14 +118,15 @@ class PspOrderView(PagedView):
     # Queries: the payout report
 
     def payouts(self, day: date, *, limit: int, after: UUID | None = None) -> list[dict[str, Any]]:
-        """The day's payouts, newest first; `after` is the last id of the page before."""
-        if after is None:
-            return self.query("SELECT * FROM psp_orders WHERE kind = 'payout' AND day = %s "
-                              "ORDER BY created_at DESC, order_id DESC LIMIT %s", (day, limit))
+        """The day's payouts, newest first, a merchant's scheduled ones with the merchant and
+        the period; `after` is the last id of the page before."""
         return self.query(
-            "SELECT * FROM psp_orders WHERE kind = 'payout' AND day = %s AND (created_at, order_id) < "
-            "(SELECT created_at, order_id FROM psp_orders WHERE order_id = %s) "
-            "ORDER BY created_at DESC, order_id DESC LIMIT %s", (day, after, limit))
+            "SELECT p.*, s.merchant_id, s.period AS schedule_period FROM psp_orders p "
+            "LEFT JOIN scheduled_payouts s ON s.order_id = p.order_id "  # gopay.projections.payout_schedules
+            "WHERE p.kind = 'payout' AND p.day = %(day)s AND (%(after)s::uuid IS NULL OR "
+            "(p.created_at, p.order_id) < (SELECT created_at, order_id FROM psp_orders "
+            "WHERE order_id = %(after)s)) ORDER BY p.created_at DESC, p.order_id DESC "
+            "LIMIT %(limit)s", {"day": day, "after": after, "limit": limit})
 
 
 def _clearing(postings: Sequence[Mapping[str, Any]]) -> int | None:

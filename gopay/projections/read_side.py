@@ -28,6 +28,7 @@ from gopay.projections.merchant import MerchantProjection, MerchantView
 from gopay.projections.notifications import NotificationProjection, NotificationView
 from gopay.projections.payment_methods import PaymentMethodProjection, PaymentMethodView
 from gopay.projections.payment_requests import PaymentRequestProjection, PaymentRequestView
+from gopay.projections.payout_schedules import PayoutScheduleProjection, PayoutScheduleView
 from gopay.projections.providers import ProviderProjection, ProviderView
 from gopay.projections.psp_orders import PspOrderProjection, PspOrderView
 from gopay.projections.psp_tasks import PspTaskProjection, PspTaskView
@@ -54,6 +55,8 @@ READ_MODELS: tuple[tuple[type[Projection[Any]], type[PagedView]], ...] = (
     (ReconciliationProjection, ReconciliationView),
     (AdjustmentProposalProjection, AdjustmentProposalView),
     (NotificationProjection, NotificationView),
+    # After the wallets view: its queries join the wallets and payment orders that one writes.
+    (PayoutScheduleProjection, PayoutScheduleView),
 )
 
 
@@ -118,6 +121,7 @@ class ReadSide:
         self.reconciliation = cast(ReconciliationView, by_class[ReconciliationView])
         self.adjustment_proposals = cast(AdjustmentProposalView, by_class[AdjustmentProposalView])
         self.notifications = cast(NotificationView, by_class[NotificationView])
+        self.payout_schedules = cast(PayoutScheduleView, by_class[PayoutScheduleView])
         self._datastore = views[0].datastore
         # Where every read model has got, in one round trip (one per view adds up, and
         # read-your-writes asks it again and again while it waits).

@@ -2,7 +2,8 @@
 
 The projection reads the log like every read model and turns an event into zero or more
 *happenings* (`payment.succeeded` when a merchant's wallet is credited by a QR payment,
-`refund.succeeded` when a refund is counted), each addressed to a wallet. Every endpoint of
+`refund.succeeded` when a refund is counted, `payout.paid` or `payout.failed` when the PSP
+settles a payout out of the wallet), each addressed to a wallet. Every endpoint of
 that wallet's owner subscribed to the happening's type gets one delivery row, written in the
 runner's page transaction with the view's tracking position: a crash resumes after the last
 committed page, and no event is turned into deliveries twice.
@@ -16,7 +17,7 @@ new delivery. The sending itself is `gopay.processes.merchant_webhooks`.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -28,7 +29,9 @@ from eventsourcing.projection import Projection
 from psycopg import Cursor
 from psycopg.rows import DictRow
 
-from gopay.aggregates.ledger import LEDGER_NAMESPACE, TransactionType
+from gopay.aggregates.ledger import LEDGER_NAMESPACE, SystemAccount, TransactionType
+from gopay.aggregates.money import CURRENCIES
+from gopay.aggregates.payment_order import PaymentOrder
 from gopay.aggregates.refunds import PaymentRefunds
 from gopay.aggregates.wallet import Wallet
 from gopay.aggregates.webhook_endpoint import WebhookEndpoint
@@ -61,7 +64,9 @@ def event_id(domain_event: Any) -> str:
 class WebhookDeliveryView(PagedView):
     """Merchants' endpoints, and every delivery to them with each attempt."""
 
-    tables = ("webhook_endpoints",)  # the deliveries and attempts are kept: see the module docstring
+    # The deliveries and attempts are kept: see the module docstring. `webhook_payouts` holds
+    # each payout in flight (its wallet and amount) until the PSP settles it.
+    tables = ("webhook_endpoints", "webhook_payouts")
     schema_statements = (
         """CREATE TABLE IF NOT EXISTS webhook_endpoints (
             id uuid PRIMARY KEY, owner_id uuid NOT NULL, wallet_id uuid NOT NULL,
@@ -82,6 +87,10 @@ class WebhookDeliveryView(PagedView):
             (next_attempt_at) WHERE status = 'pending'""",
         """CREATE INDEX IF NOT EXISTS webhook_deliveries_endpoint_idx ON webhook_deliveries
             (endpoint_id, created_at DESC, id DESC)""",
+        """CREATE TABLE IF NOT EXISTS webhook_payouts (
+            order_id uuid PRIMARY KEY, wallet_id uuid NOT NULL, amount bigint NOT NULL,
+            currency text NOT NULL, reference text NOT NULL, planned boolean NOT NULL DEFAULT false,
+            created_at timestamptz NOT NULL)""",
         """CREATE TABLE IF NOT EXISTS webhook_attempts (
             delivery_id uuid NOT NULL, number integer NOT NULL,
             attempted_at timestamptz NOT NULL, status_code integer, error text,
@@ -92,6 +101,9 @@ class WebhookDeliveryView(PagedView):
         self._endpoints: list[tuple[Any, ...]] = []
         self._removed: list[tuple[Any, ...]] = []
         self._happenings: list[dict[str, Any]] = []
+        self._payouts: list[tuple[Any, ...]] = []
+        self._payouts_planned: list[tuple[UUID]] = []
+        self._payouts_settled: list[tuple[str, UUID, str, datetime, str | None, int]] = []
 
     def endpoint_created(self, row: tuple[Any, ...]) -> None:
         self._endpoints.append(row)
@@ -104,7 +116,21 @@ class WebhookDeliveryView(PagedView):
             "event_id": happening.event_id, "type": happening.type, "body": happening.body(),
             "wallet_id": happening.wallet_id, "at": happening.created_at, "position": position})
 
+    def payout_created(self, order_id: UUID, wallet_id: UUID, amount: int, currency: str,
+                       reference: str, at: datetime) -> None:
+        self._payouts.append((order_id, wallet_id, amount, currency, reference, at))
+
+    def payout_planned(self, order_id: UUID) -> None:
+        """The order was accepted and its money held (any order: only a payout's row exists)."""
+        self._payouts_planned.append((order_id,))
+
+    def order_settled(self, event_id: str, order_id: UUID, status: str, at: datetime,
+                      failure_reason: str | None, position: int) -> None:
+        """An order succeeded or failed: if it is a payout in flight, its wallet hears of it."""
+        self._payouts_settled.append((event_id, order_id, status, at, failure_reason, position))
+
     def write_page(self, cursor: Cursor[DictRow]) -> None:
+        self._write_payouts(cursor)
         if self._endpoints:
             cursor.executemany(
                 "INSERT INTO webhook_endpoints (id, owner_id, wallet_id, url, events, "
@@ -127,6 +153,34 @@ class WebhookDeliveryView(PagedView):
                 "AND %(type)s = ANY(e.events) AND e.created_position < %(position)s "
                 "AND (e.removed_position IS NULL OR e.removed_position > %(position)s) "
                 "ON CONFLICT DO NOTHING", self._happenings)
+
+    def _write_payouts(self, cursor: Cursor[DictRow]) -> None:
+        """Payouts in flight kept; settled ones turned into happenings (a payout refused when
+        it was asked for was never planned: its caller heard at once, no webhook is due)."""
+        if self._payouts:
+            cursor.executemany(
+                "INSERT INTO webhook_payouts (order_id, wallet_id, amount, currency, reference, "
+                "created_at) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING", self._payouts)
+        if self._payouts_planned:
+            cursor.executemany("UPDATE webhook_payouts SET planned = true WHERE order_id = %s",
+                               self._payouts_planned)
+        if not self._payouts_settled:
+            return
+        cursor.execute("DELETE FROM webhook_payouts WHERE order_id = ANY(%s) RETURNING *",
+                       ([settled[1] for settled in self._payouts_settled],))
+        in_flight = {row["order_id"]: row for row in cursor.fetchall() if row["planned"]}
+        for event_id_, order_id, status, at, reason, position in self._payouts_settled:
+            row = in_flight.get(order_id)
+            if row is None:
+                continue
+            paid = status == "succeeded"
+            self.happened(Happening(event_id_, "payout.paid" if paid else "payout.failed",
+                                    row["wallet_id"], at, {
+                "object": "payout", "id": str(order_id), "status": "paid" if paid else "failed",
+                "amount": row["amount"], "currency": row["currency"],
+                "failure_reason": reason, "reference": row["reference"],
+                "wallet_id": str(row["wallet_id"]), "created_at": _rfc3339(row["created_at"]),
+                "settled_at": _rfc3339(at)}), position)
 
     # Queries
 
@@ -218,6 +272,42 @@ class WebhookDeliveryProjection(Projection[WebhookDeliveryView]):
             "payment_id": str(e.payment_id), "amount": e.amount, "currency": e.currency,
             "refunded_total": e.refunded_total, "merchant_wallet_id": str(e.merchant_wallet_id),
             "created_at": _rfc3339(e.timestamp)}), tracking.notification_id)
+
+    @process_event.register
+    def _(self, e: PaymentOrder.Created, tracking: Tracking) -> None:
+        if e.order_type == TransactionType.PAYOUT and e.payer_wallet_id is not None:
+            self.view.payout_created(e.originator_id, e.payer_wallet_id, e.amount, e.currency,
+                                     e.note, e.timestamp)
+
+    @process_event.register
+    def _(self, e: PaymentOrder.Planned, tracking: Tracking) -> None:
+        if _pays_out(e.postings):
+            self.view.payout_planned(e.originator_id)
+
+    @process_event.register
+    def _(self, e: PaymentOrder.Succeeded, tracking: Tracking) -> None:
+        if _pays_out(e.postings):  # a transfer, say, is no payout: not looked up
+            _settled(self, e, tracking)
+
+    @process_event.register
+    def _(self, e: PaymentOrder.Failed, tracking: Tracking) -> None:
+        _settled(self, e, tracking)
+
+
+PAYOUT_CLEARING_ACCOUNTS = frozenset(str(SystemAccount.PAYOUT_CLEARING.account_id(currency))
+                                     for currency in CURRENCIES)
+
+
+def _pays_out(postings: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether an entry moves money through the payout clearing account (a payout's does)."""
+    return any(posting["account_id"] in PAYOUT_CLEARING_ACCOUNTS for posting in postings)
+
+
+def _settled(projection: WebhookDeliveryProjection, e: PaymentOrder.Succeeded | PaymentOrder.Failed,
+             tracking: Tracking) -> None:
+    projection.view.order_settled(event_id(e), e.originator_id,
+                                  "succeeded" if isinstance(e, PaymentOrder.Succeeded) else "failed",
+                                  e.timestamp, getattr(e, "reason", None), tracking.notification_id)
 
 
 def _rfc3339(moment: datetime) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -241,6 +242,30 @@ def webhook_endpoint(people: People) -> Owned:
                  callers=(people.merchant,))
 
 
+def scheduled_payout(people: People) -> Owned:
+    """A payout a merchant's schedule made, pending (this GoPay's PSP never answers)."""
+    shop = register(people.url, kind="company", business_name="Alice's Grocer", category="merchant")
+    fund(people.admin, shop.user["wallet_id"], 2_000)
+    account = f"{uuid.uuid4().int % 10**10:010d}"
+    saved = _ok(shop.post("/v1/payment-methods", {"type": "bank_account", "bank_account": {
+        "iban": "DE" + iban.calc_check_digits("DEXX37040044" + account) + "37040044" + account,
+        "holder_name": "Alice's Grocer"}}), 201)
+    _ok(shop.http.put("/v1/merchant/payout-schedule", json={
+        "frequency": "daily", "minimum": 100, "payment_method_id": saved["id"]}))
+    deadline = time.monotonic() + 20
+    while not (made := _ok(shop.get("/v1/merchant/payouts"))["data"]) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    [payout] = made
+    seen = _ok(shop.get(f"/v1/merchant/payouts/{payout['id']}"))
+    wallet = _ok(shop.get("/v1/wallet"))
+
+    def is_unchanged() -> None:
+        assert _ok(shop.get(f"/v1/merchant/payouts/{payout['id']}")) == seen
+        assert _ok(shop.get("/v1/wallet")) == wallet
+
+    return Owned(payout["id"], str(uuid.uuid4()), (shop,), is_unchanged, callers=(people.merchant,))
+
+
 def cash_out(people: People) -> Owned:
     """Alice's cash-out at the agent, waiting for its code."""
     made, is_unchanged = _cash_out(people)
@@ -333,6 +358,7 @@ CASES: dict[tuple[str, str], tuple[Callable[[People], Owned], dict[str, Any] | N
     ("GET", "/v1/merchant/qr/{qr_id}.png"): (qr_code, None),
     ("DELETE", "/v1/merchant/api-keys/{key_id}"): (api_key, None),
     ("DELETE", "/v1/merchant/webhook-endpoints/{endpoint_id}"): (webhook_endpoint, None),
+    ("GET", "/v1/merchant/payouts/{payout_id}"): (scheduled_payout, None),
     ("GET", "/v1/bill-payments/{payment_id}"): (bill_payment, None),
     ("GET", "/v1/recharges/{recharge_id}"): (recharge, None),
     ("GET", "/v1/cash-outs/{cash_out_id}"): (cash_out, None),
@@ -350,8 +376,10 @@ CASES: dict[tuple[str, str], tuple[Callable[[People], Owned], dict[str, Any] | N
 @pytest.fixture(scope="module")
 def server_env(server_env: dict[str, str]) -> dict[str, str]:
     """The e2e server's environment, with a PSP (and operators' gateway) address where nothing
-    listens: no request of this test reaches a server it did not start."""
-    return {**server_env, "GOPAY_PSP_URL": f"http://127.0.0.1:{free_port()}"}
+    listens: no request of this test reaches a server it did not start. The payout schedules'
+    job runs every second, so a schedule's payout is there at once."""
+    return {**server_env, "GOPAY_PSP_URL": f"http://127.0.0.1:{free_port()}",
+            "GOPAY_MERCHANT_PAYOUT_INTERVAL_SECONDS": "1"}
 
 
 @pytest.fixture(scope="module")

@@ -63,6 +63,11 @@ ALLOWED: dict[str, set[str]] = {
     "GET /v1/merchant/webhook-endpoints": {"company"},
     "DELETE /v1/merchant/webhook-endpoints/{id}": {"company"},
     "GET /v1/merchant/webhook-deliveries": {"company"},
+    "PUT /v1/merchant/payout-schedule": {"company"},  # then 404: no such bank account
+    "GET /v1/merchant/payout-schedule": {"company"},  # then 404: none set
+    "DELETE /v1/merchant/payout-schedule": {"company"},  # then 404: none active
+    "GET /v1/merchant/payouts": {"company"},
+    "GET /v1/merchant/payouts/{id}": {"company"},  # then 404 unless its own
     "GET /v1/billers": SIGNED_IN,
     "POST /v1/bill-payments": CUSTOMERS,  # then 404: no such biller
     "GET /v1/bill-payments/{id}": CUSTOMERS,  # then 404 unless their own
@@ -159,6 +164,8 @@ def request(endpoint: str, client: Client, target: Client) -> httpx.Response:
         "POST /v1/merchant/qr": lambda: {"amount": 100},
         "POST /v1/payments/{id}/refunds": lambda: {"amount": 1},
         "POST /v1/merchant/api-keys": lambda: {"name": "role table"},
+        "PUT /v1/merchant/payout-schedule": lambda: {"frequency": "daily", "minimum": 100,
+                                                     "payment_method_id": target.user["id"]},
         "POST /v1/merchant/webhook-endpoints": lambda: {"url": "https://127.0.0.1/hooks",
                                                         "events": ["payment.succeeded"]},
         "POST /v1/bill-payments": lambda: {"biller_id": target.user["id"],

@@ -41,6 +41,7 @@ from gopay.aggregates.notification_preferences import NotificationPreferences
 from gopay.aggregates.payment_method import PaymentMethod, SavedMethods
 from gopay.aggregates.payment_order import PaymentOrder
 from gopay.aggregates.payment_request import PaymentRequest
+from gopay.aggregates.payout_schedule import PayoutSchedule
 from gopay.aggregates.psp_task import PspTask, TaskKind
 from gopay.aggregates.qr_code import QrCode
 from gopay.aggregates.reconciliation import ReconciliationRun
@@ -456,6 +457,22 @@ def adjustment_proposal_story() -> Iterator[Aggregate]:
     yield rejected
 
 
+def payout_schedule_story() -> Iterator[Aggregate]:
+    merchant = uuid4()
+    schedule = PayoutSchedule(id=PayoutSchedule.id_for(merchant), merchant_id=merchant,
+                              wallet_id=uuid4())
+    yield schedule
+    schedule.set(frequency="weekly", weekday="friday", minimum=usd(1_000),
+                 payment_method_id=uuid4(), bank_account_shown="DE ...3000",
+                 today=date(2026, 3, 13), by=merchant)
+    yield schedule
+    schedule.start_payout(period="2026-W11", order_id=uuid4(), money=usd(5_000),
+                          today=date(2026, 3, 13))
+    yield schedule
+    schedule.stop(by=merchant)
+    yield schedule
+
+
 STORIES: dict[type[Aggregate], Story] = {
     User: user_story,
     EmailIndex: email_index_story,
@@ -480,6 +497,7 @@ STORIES: dict[type[Aggregate], Story] = {
     ReconciliationRun: reconciliation_run_story,
     AdjustmentProposal: adjustment_proposal_story,
     NotificationPreferences: notification_preferences_story,
+    PayoutSchedule: payout_schedule_story,
 }
 
 

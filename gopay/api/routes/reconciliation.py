@@ -179,7 +179,8 @@ def _payout(row: dict[str, Any]) -> PayoutReportLine:
     return PayoutReportLine(id=row["order_id"], wallet_id=row["wallet_id"], amount=row["amount"],
                             currency=row["currency"], fee=row["psp_fee"], status=row["status"],
                             psp_reference=row["psp_reference"], created_at=row["created_at"],
-                            settled_at=row["settled_at"])
+                            settled_at=row["settled_at"], merchant_id=row["merchant_id"],
+                            schedule_period=row["schedule_period"])
 
 
 def _payouts_csv(system: System, day: date) -> str:
