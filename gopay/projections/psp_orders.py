@@ -31,17 +31,18 @@ CLEARING_ACCOUNTS = frozenset(
     for currency in CURRENCIES)
 # Orders the PSP has (or should have) heard of: not those it refused, nor refunds GoPay made
 # between wallets without it.
+# All of them in one COPY, in the order of their ids: a page at a time would sort the
+# days' orders again for every page.
 ORDER_IDS_OF_DAYS = (
-    "SELECT order_id::text AS order_id FROM psp_orders WHERE day = ANY(%s::date[]) "
-    "AND order_id > %s::uuid AND NOT (status = 'failed' AND psp_reference IS NULL) "
-    "AND (kind <> 'refund' OR psp_reference IS NOT NULL) ORDER BY order_id LIMIT %s")
+    "COPY (SELECT order_id FROM psp_orders WHERE day = ANY(%s::date[]) "
+    "AND NOT (status = 'failed' AND psp_reference IS NULL) "
+    "AND (kind <> 'refund' OR psp_reference IS NOT NULL) ORDER BY order_id) TO STDOUT")
 TOTALS_OF_DAYS = (
     "SELECT kind, status, currency, count(*)::bigint AS count, sum(amount)::bigint AS amount, "
     "sum(psp_fee)::bigint AS fee FROM psp_orders WHERE day = ANY(%s::date[]) "
     "AND NOT (status = 'failed' AND psp_reference IS NULL) "
     "AND (kind <> 'refund' OR psp_reference IS NOT NULL) "
     "GROUP BY kind, status, currency ORDER BY kind, status, currency")
-PAGE = 50_000
 
 
 class PspOrderView(PagedView):
@@ -104,13 +105,11 @@ class PspOrderView(PagedView):
         return {row[0]: ExpectedOrder._make(row) for row in rows}
 
     def order_ids_of(self, days: Sequence[str]) -> Iterator[str]:
-        after = "00000000-0000-0000-0000-000000000000"
-        while True:
-            rows = self.query(ORDER_IDS_OF_DAYS, (list(days), after, PAGE))
-            yield from (row["order_id"] for row in rows)
-            if len(rows) < PAGE:
-                return
-            after = rows[-1]["order_id"]
+        # COPY's text rows are the ids as PostgreSQL writes them, each with its newline.
+        with self.datastore.transaction(commit=False) as cursor, \
+                cursor.copy(ORDER_IDS_OF_DAYS, (list(days),)) as copy:
+            for row in copy:
+                yield bytes(row[:-1]).decode()
 
     def totals(self, days: Sequence[str]) -> list[dict[str, Any]]:
         return self.query(TOTALS_OF_DAYS, (list(days),))
