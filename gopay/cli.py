@@ -374,6 +374,7 @@ def reconcile(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, 
                                  "lines fall on.")] = None) -> None:
     """Reconcile a settlement file against the ledger and print the run's summary (the same
     file again is the same run); a progress bar shows on a terminal."""
+    import gc
     import json
     from datetime import date
 
@@ -399,6 +400,9 @@ def reconcile(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, 
         prepare_database(settings, database_url)
         system = System.connect(settings, database_url)
         system.read_side.start()  # leads the projections unless another process does
+        # What start-up made lives as long as this process: the garbage collector need not
+        # walk it again on every full collection while a million lines go by.
+        gc.freeze()
         try:
             with bar, file.open("rb") as source:
                 outcome = reconcile_file(

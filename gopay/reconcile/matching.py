@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime
 from itertools import islice
@@ -50,15 +51,19 @@ class ExpectedOrder(NamedTuple):
     fee: int  # what GoPay booked as the PSP's fee (0 until the order settles)
     status: str  # the order's own: created, pending, succeeded, failed, reversed
     psp_reference: str | None
-    created_at: datetime
+    # When it was made: read only for an order no line named, whose hour the report counts
+    # (matching a line never needs it, and it is the costliest column to read).
+    created_at: datetime | None
     topup_id: str | None  # a chargeback's top-up: the PSP names the charge by it
 
 
 class Ledger(Protocol):
     """What matching reads of the ledger (GoPay's read side, or a fake in tests)."""
 
-    def expected(self, order_ids: Sequence[str]) -> Mapping[str, ExpectedOrder]:
-        """The orders among `order_ids` that the PSP deals with, by id."""
+    def expected(self, order_ids: Sequence[str], *,
+                 created_at: bool = False) -> Mapping[str, ExpectedOrder]:
+        """The orders among `order_ids` that the PSP deals with, by id; with when each was
+        made only if `created_at`."""
         ...
 
     def order_ids_of(self, days: Sequence[str]) -> Iterator[str]:
@@ -68,6 +73,11 @@ class Ledger(Protocol):
     def totals(self, days: Sequence[str]) -> list[dict[str, Any]]:
         """Count, amount and fee of those orders, per kind, status and currency."""
         ...
+
+
+# The orders of a batch of lines, being looked up; and the batch, its orders' ids and those.
+_Found = Future[Mapping[str, ExpectedOrder]]
+_Batch = tuple[list[SettlementLine], list[str | None], _Found]
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +108,7 @@ class Finding:
 class Matcher:
     """Compares a file's lines with the ledger as they stream by, counting as it goes."""
 
-    def __init__(self, ledger: Ledger, days: Sequence[str] = (), batch_size: int = 5000) -> None:
+    def __init__(self, ledger: Ledger, days: Sequence[str] = (), batch_size: int = 10_000) -> None:
         self.ledger = ledger
         self.days = frozenset(days)  # beyond those of the lines
         self.batch_size = batch_size
@@ -110,15 +120,31 @@ class Matcher:
         self._file_totals: dict[tuple[str, str, str], list[int]] = {}
 
     def compare(self, lines: Iterable[SettlementLine]) -> Iterator[Finding]:
-        """The findings of the file's lines, in the file's order."""
-        for batch in _batched(lines, self.batch_size):
-            keys = [_order_key(line) for line in batch]
-            found = self.ledger.expected([key for key in keys if key is not None])
-            for line, key in zip(batch, keys, strict=True):
-                finding = self._compare(line, key, found.get(key) if key is not None else None)
-                self._count(line, finding)
-                if finding is not None:
-                    yield finding
+        """The findings of the file's lines, in the file's order.
+
+        The orders of the next batch are looked up (in a thread: the wait is PostgreSQL's)
+        while this one is matched, so the file is read and matched at the speed of Python,
+        not of a round trip per batch.
+        """
+        with ThreadPoolExecutor(1, thread_name_prefix="reconcile-lookups") as lookups:
+            ahead: _Batch | None = None
+            for batch in _batched(lines, self.batch_size):
+                keys = [_order_key(line) for line in batch]
+                looked_up = lookups.submit(self.ledger.expected, [key for key in keys if key is not None])
+                if ahead is not None:
+                    yield from self._compare_batch(*ahead)
+                ahead = (batch, keys, looked_up)
+            if ahead is not None:
+                yield from self._compare_batch(*ahead)
+
+    def _compare_batch(self, batch: list[SettlementLine], keys: list[str | None],
+                       looked_up: _Found) -> Iterator[Finding]:
+        found = looked_up.result()
+        for line, key in zip(batch, keys, strict=True):
+            finding = self._compare(line, key, found.get(key) if key is not None else None)
+            self._count(line, finding)
+            if finding is not None:
+                yield finding
 
     @property
     def period(self) -> tuple[str, ...]:
@@ -131,9 +157,10 @@ class Matcher:
         unseen = [order_id for order_id in self.ledger.order_ids_of(self.period)
                   if order_id not in self._orders]
         for batch in _batched(unseen, self.batch_size):
-            found = self.ledger.expected(batch)
+            found = self.ledger.expected(batch, created_at=True)
             for order_id in batch:
                 order = found[order_id]
+                assert order.created_at is not None, "asked for"
                 self.summary[ItemKind.MISSING_IN_PSP] += 1
                 self._hour(order.created_at)[1] += 1
                 yield _missing_in_psp(order)

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any, BinaryIO, NamedTuple
 
 from gopay.aggregates.errors import ValidationFailed
-from gopay.aggregates.money import MAX_AMOUNT
+from gopay.aggregates.money import CURRENCIES, MAX_AMOUNT
 
 HEADER = ("psp_reference", "merchant_reference", "type", "amount", "currency", "fee", "status",
           "settled_at")
@@ -25,6 +25,7 @@ LINE_TYPES = frozenset({"charge", "payout", "refund", "chargeback"})
 LINE_STATUSES = frozenset({"settled", "failed"})
 MAX_REFERENCE = 255
 CURRENCY = re.compile(r"[A-Z]{3}")
+_MAX_DIGITS = 16  # of an amount or a fee: MAX_AMOUNT fits, a number too long to parse does not
 
 # Told how many bytes of the file have been read so far (a progress bar, say).
 Progress = Callable[[int], None]
@@ -103,6 +104,29 @@ def _columns(header: list[str]) -> list[int]:
 
 
 def _line(number: int, fields: list[str]) -> SettlementLine:
+    """The line, checked: one test of every field at once for the usual line (a known
+    currency, a time in UTC), the field-by-field checks naming the problem for any other."""
+    psp_reference, merchant_reference, kind, amount, currency, fee, status, settled_at = fields
+    if (0 < len(psp_reference) <= MAX_REFERENCE and 0 < len(merchant_reference) <= MAX_REFERENCE
+            and kind in LINE_TYPES and status in LINE_STATUSES and currency in CURRENCIES
+            and amount.isascii() and amount.isdigit() and len(amount) <= _MAX_DIGITS
+            and fee.isascii() and fee.isdigit() and len(fee) <= _MAX_DIGITS):
+        amount_units, fee_units = int(amount), int(fee)
+        if 0 < amount_units <= MAX_AMOUNT and fee_units <= MAX_AMOUNT:
+            try:
+                moment = datetime.fromisoformat(settled_at)
+            except ValueError:
+                pass
+            else:
+                if moment.tzinfo is UTC:
+                    # tuple.__new__ skips the named tuple's Python-level constructor.
+                    return _new_line(SettlementLine, (
+                        number, psp_reference, merchant_reference, kind, amount_units, currency,
+                        fee_units, status, moment))
+    return _checked_line(number, fields)
+
+
+def _checked_line(number: int, fields: list[str]) -> SettlementLine:
     psp_reference, merchant_reference, kind, amount, currency, fee, status, settled_at = fields
     if not 0 < len(psp_reference) <= MAX_REFERENCE:
         raise _invalid(number, f"psp_reference must be 1 to {MAX_REFERENCE} characters")
@@ -120,8 +144,11 @@ def _line(number: int, fields: list[str]) -> SettlementLine:
                           _moment(number, settled_at))
 
 
+_new_line = tuple.__new__
+
+
 def _minor_units(number: int, name: str, text: str, *, least: int) -> int:
-    if not (text.isascii() and text.isdigit() and len(text) <= 16):
+    if not (text.isascii() and text.isdigit() and len(text) <= _MAX_DIGITS):
         raise _invalid(number, f"{name} must be an integer number of minor units")
     value = int(text)
     if not least <= value <= MAX_AMOUNT:

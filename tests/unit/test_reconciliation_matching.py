@@ -38,7 +38,8 @@ class Books:
         self.orders[order_id] = order
         return order
 
-    def expected(self, order_ids: Sequence[str]) -> Mapping[str, ExpectedOrder]:
+    def expected(self, order_ids: Sequence[str], *,
+                 created_at: bool = False) -> Mapping[str, ExpectedOrder]:
         self.lookups += 1
         return {order_id: self.orders[order_id] for order_id in order_ids if order_id in self.orders}
 
