@@ -173,9 +173,21 @@ def _handler(projection: Projection[Any], cls: type) -> Handler | None:
     if not isinstance(dispatching, singledispatchmethod):
         return bound
     function = dispatching.dispatcher.dispatch(cls)  # registrations deferred until bound above
-    if function is dispatching.func:
+    if function is dispatching.func and _does_nothing(function):
         return None
     return cast(Handler, function.__get__(projection, type(projection)))
+
+
+def _nothing(*args: Any) -> None:
+    """A fallback for events a read model does not show: nothing but its docstring."""
+
+
+def _does_nothing(function: Any) -> bool:
+    """Whether a function's body is only a docstring (some fallbacks do something: the
+    security view records events by a set of classes, not by registrations)."""
+    code = getattr(function, "__code__", None)
+    return (code is not None and code.co_code == _nothing.__code__.co_code
+            and not code.co_names and len(code.co_consts) == len(_nothing.__code__.co_consts))
 
 
 def projections_led_elsewhere(database_url: str, *, within: float) -> bool:
