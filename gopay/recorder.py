@@ -38,7 +38,7 @@ from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastor
 from eventsourcing.utils import retry
 from psycopg import Connection, Cursor
 from psycopg import Error as PsycopgError
-from psycopg.rows import DictRow
+from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Composed, Identifier, Literal
 
 # What identifies a stored event, digested by PostgreSQL as it stores it (and by the auditor's
@@ -169,6 +169,10 @@ class EventRecorder(PostgresApplicationRecorder):
             "AND (%s::uuid IS NULL OR originator_id = %s) "
             "AND (cardinality(%s::text[]) = 0 OR topic = ANY(%s)) "
             "ORDER BY notification_id LIMIT %s").format(**names)
+        self.select_log_page_statement = SQL(
+            "SELECT notification_id, originator_id, originator_version, topic, state "
+            "FROM {schema}.{table} WHERE notification_id > %s "
+            "ORDER BY notification_id LIMIT %s").format(**names)
         self.select_digests_statement = SQL(
             "SELECT first_position, digests FROM {schema}.{chain} "
             "WHERE last_position >= %s AND first_position <= %s").format(**names)
@@ -203,6 +207,30 @@ class EventRecorder(PostgresApplicationRecorder):
             " (array_agg(finding ORDER BY position) FILTER (WHERE finding <> 'held'))"
             "[:%(limit)s] AS findings,"
             " count(*) FILTER (WHERE finding <> 'held') AS found FROM compared"
+        ).format(**names)
+        # The same comparison, first done block by block: each block's digests (those within
+        # the range) against an array of the digests recomputed in position order, with no
+        # join and no sort. When every block fits, none overlaps the one before it, each
+        # holds and the blocks cover as many positions as there are events, every event holds
+        # (a digest covers its position, so equal arrays mean equal position by position):
+        # the answer of the full comparison, three times cheaper. Anything else is looked at
+        # position by position with the statement above.
+        self.compare_blocks_statement = SQL(
+            "WITH blocks AS (SELECT b.first_position, b.digests,"
+            " cardinality(b.digests) = b.last_position - b.first_position + 1 AS fits,"
+            " b.first_position <= lag(b.last_position) OVER (ORDER BY b.first_position)"
+            " AS overlapping, greatest(b.first_position, %(first)s) AS low,"
+            " least(b.last_position, %(last)s) AS high"
+            " FROM {schema}.{chain} AS b"
+            " WHERE b.last_position >= %(first)s AND b.first_position <= %(last)s),"
+            " compared AS (SELECT fits, overlapping, high - low + 1 AS span,"
+            " digests[low - first_position + 1 : high - first_position + 1] = ARRAY("
+            "SELECT {digest} FROM {schema}.{table} WHERE notification_id BETWEEN low AND high"
+            " ORDER BY notification_id) AS held FROM blocks)"
+            " SELECT coalesce(bool_and(fits AND overlapping IS NOT TRUE AND held), false)"
+            " AS all_held, coalesce(sum(span), 0) AS covered, (SELECT count(*) FROM"
+            " {schema}.{table} WHERE notification_id BETWEEN %(first)s AND %(last)s) AS stored"
+            " FROM compared"
         ).format(**names)
         # Blocks that do not chain: a hash that does not follow from the block before it (its
         # stored hash) and this block's digests, a digest count that does not fit its
@@ -318,6 +346,11 @@ class EventRecorder(PostgresApplicationRecorder):
                       limit: int) -> dict[str, Any]:
         """Positions `first` to `last` recomputed against the chain: how many held, and the first
         `limit` positions that did not (with what was found: missing, uncovered, changed)."""
+        blocks = conn.execute(self.compare_blocks_statement,
+                              {"first": first, "last": last}).fetchone()
+        assert blocks is not None
+        if blocks["all_held"] and blocks["covered"] == blocks["stored"]:
+            return {"held": blocks["stored"], "positions": None, "findings": None, "found": 0}
         row = conn.execute(self.compare_chain_statement,
                            {"first": first, "last": last, "limit": limit}).fetchone()
         assert row is not None
@@ -347,6 +380,18 @@ class EventRecorder(PostgresApplicationRecorder):
         return [Notification(id=row["notification_id"], originator_id=row["originator_id"],
                              originator_version=row["originator_version"], topic=row["topic"],
                              state=bytes(row["state"])) for row in rows]
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)  # as the library does
+    def page_of_log(self, after: int, limit: int) -> list[Notification]:
+        """The next `limit` stored events after a position, as `select_notifications` gives
+        them, but read in binary as plain rows: a rebuild reads the whole log this way, and
+        dictionaries per row and text-encoded states were a fifth of its time."""
+        with (self.datastore.get_connection() as conn,
+              conn.cursor(row_factory=tuple_row, binary=True) as cursor):
+            cursor.execute(self.select_log_page_statement, (after, limit), prepare=True)
+            return [Notification(id=id_, originator_id=originator_id,
+                                 originator_version=version, topic=topic, state=state)
+                    for id_, originator_id, version, topic, state in cursor.fetchall()]
 
     def digests(self, positions: Sequence[int]) -> dict[int, bytes]:
         """The digest the chain holds for each of these positions."""

@@ -33,7 +33,7 @@ from gopay.projections.providers import ProviderProjection, ProviderView
 from gopay.projections.psp_orders import PspOrderProjection, PspOrderView
 from gopay.projections.psp_tasks import PspTaskProjection, PspTaskView
 from gopay.projections.reconciliation import ReconciliationProjection, ReconciliationView
-from gopay.projections.runner import PagedProjectionRunner, lag_seconds
+from gopay.projections.runner import REBUILD_PAGE_SIZE, PagedProjectionRunner, lag_seconds
 from gopay.projections.security import SecurityProjection, SecurityView
 from gopay.projections.view import Check, PagedView, StoredStates
 from gopay.projections.wallets import WalletProjection, WalletView
@@ -153,7 +153,7 @@ class ReadSide:
             view.rebuild()
         progress(0, total=self.app.recorder.max_notification_id() or 0)
         reached = 0
-        while self.runner.process_page():
+        while self.runner.process_page(REBUILD_PAGE_SIZE):
             now = min(self.runner.committed.values())
             progress(now - reached)
             reached = now

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from functools import partial
 from typing import Any, LiteralString
 from uuid import UUID
 
+import orjson
 from eventsourcing.dispatch import singledispatchmethod
 from eventsourcing.persistence import Tracking
 from eventsourcing.projection import Projection
@@ -123,6 +123,15 @@ SELECT
 """
 
 
+def _copy(cursor: Cursor[DictRow], table: LiteralString, rows: Iterable[Sequence[Any]]) -> None:
+    """Append these rows to `table` ("name (columns)") with COPY, in the page's transaction."""
+    rows = list(rows)
+    if rows:
+        with cursor.copy(SQL("COPY {} FROM STDIN").format(SQL(table))) as copy:
+            for row in rows:
+                copy.write_row(row)
+
+
 class WalletView(PagedView):
     """Balances and histories of wallets, payment orders and every ledger account's balance."""
 
@@ -155,9 +164,12 @@ class WalletView(PagedView):
         self._opened: list[tuple[Any, ...]] = []
         self._wallet_changes: dict[UUID, dict[str, Any]] = {}
         self._history: list[tuple[Any, ...]] = []
-        self._orders_created: list[tuple[Any, ...]] = []
-        self._order_changes: list[tuple[Any, ...]] = []
+        # Orders created in this page, as their rows (later changes in the page folded in),
+        # and changes of orders created before it, folded per order in log order.
+        self._orders_created: dict[UUID, list[Any]] = {}
+        self._order_changes: dict[UUID, list[Any]] = {}
         self._ledger_deltas: dict[tuple[UUID, str], int] = defaultdict(int)
+        self._accounts: dict[str, UUID] = {}  # account ids as postings spell them, parsed once
 
     # Collecting a page (called by the projection, in log order)
 
@@ -184,60 +196,82 @@ class WalletView(PagedView):
     def order_created(self, order_id: UUID, order_type: str, initiated_by: UUID,
                       payer: UUID | None, payee: UUID | None, amount: int, currency: str,
                       note: str, at: datetime) -> None:
-        self._orders_created.append((order_id, order_type, "created", initiated_by, payer, payee,
-                                     amount, currency, note, at, at))
+        self._orders_created[order_id] = [order_id, order_type, "created", initiated_by, payer,
+                                          payee, amount, currency, note, None, None, None, at, at]
 
     def order_changed(self, order_id: UUID, status: str | None, at: datetime, *,
                       postings: list[dict[str, Any]] | None = None,
                       psp_reference: str | None = None, failure_reason: str | None = None) -> None:
-        self._order_changes.append((status, json.dumps(postings) if postings else None,
-                                    psp_reference, failure_reason, at, order_id))
+        # Each change keeps what it does not say (a COALESCE): folded here in log order.
+        change = (status, orjson.dumps(postings).decode() if postings else None, psp_reference,
+                  failure_reason)
+        created = self._orders_created.get(order_id)
+        if created is not None:
+            for column, value in zip((2, 11, 9, 10), change, strict=True):
+                if value is not None:
+                    created[column] = value
+            created[13] = at
+        else:
+            folded = self._order_changes.setdefault(order_id, [None, None, None, None, at])
+            for column, value in enumerate(change):
+                if value is not None:
+                    folded[column] = value
+            folded[4] = at
         self.ledger_postings(postings or ())
 
     def ledger_postings(self, postings: Iterable[dict[str, Any]]) -> None:
         """A journal entry's legs, added to every account's ledger balance."""
         for posting in postings:
-            key = (UUID(posting["account_id"]), posting["currency"])
-            self._ledger_deltas[key] += posting["amount"]
+            account = self._accounts.get(posting["account_id"])
+            if account is None:
+                account = self._accounts[posting["account_id"]] = UUID(posting["account_id"])
+            self._ledger_deltas[account, posting["currency"]] += posting["amount"]
 
     # Writing a page
 
     def write_page(self, cursor: Cursor[DictRow]) -> None:
-        if self._opened:
-            cursor.executemany(
-                "INSERT INTO wallets (wallet_id, owner_id, currency, version, opened_at) "
-                "VALUES (%s, %s, %s, %s, %s)", self._opened)
+        # New rows by COPY, changes as one statement per table over arrays: a rebuild writes
+        # tens of thousands of rows a page, and a statement per row cost most of its time.
+        _copy(cursor, "wallets (wallet_id, owner_id, currency, version, opened_at)",
+              self._opened)
         if self._wallet_changes:
-            cursor.executemany(
-                "UPDATE wallets SET balance = COALESCE(%s, balance), held = held + %s, "
-                "frozen = COALESCE(%s, frozen), version = %s WHERE wallet_id = %s",
-                [(c.get("balance"), c["held_delta"], c.get("frozen"), c["version"], wallet_id)
-                 for wallet_id, c in self._wallet_changes.items()])
-        if self._history:
-            cursor.executemany(
-                "INSERT INTO wallet_transactions (wallet_id, seq, entry_id, type, direction, "
-                "amount, currency, status, counterparty, reference, created_at, balance_after) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)", self._history)
-        if self._orders_created:
-            cursor.executemany(
-                "INSERT INTO payment_orders (id, type, status, initiated_by, payer_wallet_id, "
-                "payee_wallet_id, amount, currency, note, created_at, updated_at) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)", self._orders_created)
+            changes = self._wallet_changes
+            cursor.execute(
+                "UPDATE wallets AS w SET balance = COALESCE(c.balance, w.balance), "
+                "held = w.held + c.held_delta, frozen = COALESCE(c.frozen, w.frozen), "
+                "version = c.version FROM unnest(%s::uuid[], %s::bigint[], %s::bigint[], "
+                "%s::boolean[], %s::bigint[]) AS c(wallet_id, balance, held_delta, frozen, version) "
+                "WHERE w.wallet_id = c.wallet_id",
+                (list(changes), [c.get("balance") for c in changes.values()],
+                 [c["held_delta"] for c in changes.values()],
+                 [c.get("frozen") for c in changes.values()],
+                 [c["version"] for c in changes.values()]))
+        _copy(cursor, "wallet_transactions (wallet_id, seq, entry_id, type, direction, amount, "
+              "currency, status, counterparty, reference, created_at, balance_after)",
+              self._history)
+        _copy(cursor, "payment_orders (id, type, status, initiated_by, payer_wallet_id, "
+              "payee_wallet_id, amount, currency, note, psp_reference, failure_reason, postings, "
+              "created_at, updated_at)", self._orders_created.values())
         if self._order_changes:
-            cursor.executemany(
-                "UPDATE payment_orders SET status = COALESCE(%s, status), "
-                "postings = COALESCE(%s::jsonb, postings), "
-                "psp_reference = COALESCE(%s, psp_reference), "
-                "failure_reason = COALESCE(%s, failure_reason), updated_at = %s WHERE id = %s",
-                self._order_changes)
-        if self._ledger_deltas:
-            cursor.executemany(
-                "INSERT INTO ledger_accounts (account_id, currency, balance) VALUES (%s, %s, %s) "
+            folded = list(self._order_changes.values())
+            cursor.execute(
+                "UPDATE payment_orders AS o SET status = COALESCE(c.status, o.status), "
+                "postings = COALESCE(c.postings::jsonb, o.postings), "
+                "psp_reference = COALESCE(c.psp_reference, o.psp_reference), "
+                "failure_reason = COALESCE(c.failure_reason, o.failure_reason), "
+                "updated_at = c.updated_at FROM unnest(%s::uuid[], %s::text[], %s::text[], "
+                "%s::text[], %s::text[], %s::timestamptz[]) AS c(id, status, postings, "
+                "psp_reference, failure_reason, updated_at) WHERE o.id = c.id",
+                (list(self._order_changes), *([f[i] for f in folded] for i in range(5))))
+        deltas = [(account, currency, delta)
+                  for (account, currency), delta in self._ledger_deltas.items() if delta]
+        if deltas:
+            cursor.execute(  # in key order, as every writer of these rows locks them
+                "INSERT INTO ledger_accounts (account_id, currency, balance) "
+                "SELECT * FROM unnest(%s::uuid[], %s::text[], %s::bigint[]) ORDER BY 1, 2 "
                 "ON CONFLICT (account_id, currency) "
                 "DO UPDATE SET balance = ledger_accounts.balance + EXCLUDED.balance",
-                [(account, currency, delta)
-                 for (account, currency), delta in sorted(self._ledger_deltas.items())
-                 if delta])
+                ([d[0] for d in deltas], [d[1] for d in deltas], [d[2] for d in deltas]))
 
     # The check against the events
 
