@@ -1,11 +1,16 @@
-"""P2P transfers over HTTP against a real GoPay, next to PostgreSQL's own ceiling for the same write.
+"""P2P transfers, or QR payments to one merchant, over HTTP against a real GoPay, beside pgbench.
 
     .venv/bin/python benchmarks/transfers.py --clients 64 --seconds 20 --workers 1
     .venv/bin/python benchmarks/transfers.py --workers 2 --payees 4   # two API processes, hot payees
+    .venv/bin/python benchmarks/transfers.py --projection-worker --pay qr   # 64 clients, one merchant
 
 Starts a throwaway embedded PostgreSQL and `gopay serve`, registers and funds wallets, then
-`--clients` concurrent clients send transfers between random wallets for `--seconds`. Prints
-transfers/s, p50/p99 latency and every non-2xx answer; then checks that money was conserved.
+`--clients` concurrent clients send transfers between random wallets for `--seconds`. With
+`--pay qr` they pay instead one open-amount QR code of a single merchant (`POST
+/v1/qr-payments`, each payment with its own Idempotency-Key and an amount the payer enters),
+so that every payment credits the same hot wallet. Prints payments per second, p50/p99
+latency and every non-2xx answer; then checks that money was conserved, the merchant's
+balance included (the benchmark sets no fees).
 In the same run pgbench measures the raw ceiling of one transaction inserting two event rows
 and updating two balance rows, with and without the event-table lock the eventsourcing
 library takes, and the ratio between GoPay and that ceiling.
@@ -34,6 +39,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from tests.merchants import merchant, qr_code
 from tests.support import (
     PASSWORD,
     GoPayProcess,
@@ -92,9 +98,9 @@ lags: list[float] = []  # projection lag seen during the last drive(), in second
 
 
 async def drive(url: str, tokens: list[tuple[str, str]], clients: int, seconds: float,
-                payees: int) -> tuple[list[float], Counter[int], int]:
-    """`clients` concurrent senders, each paying one of the first `payees` wallets; returns
-    latencies of 201s, status counts, transfers made.
+                payees: int, qr_payload: str | None = None) -> tuple[list[float], Counter[int], int]:
+    """`clients` concurrent senders, each paying one of the first `payees` wallets, or with
+    `qr_payload` that open-amount code; returns latencies of 201s, status counts, payments made.
 
     aiohttp, because httpx's async pool tops out near 250 requests/s with 64 connections
     here, which would measure the client instead of GoPay.
@@ -109,15 +115,21 @@ async def drive(url: str, tokens: list[tuple[str, str]], clients: int, seconds: 
 
         async def client() -> None:
             while time.perf_counter() < deadline:
-                _, recipient = random.choice(tokens[:payees])
-                token, sender = random.choice(tokens)
-                if sender == recipient:
-                    continue
+                if qr_payload is None:
+                    _, recipient = random.choice(tokens[:payees])
+                    token, sender = random.choice(tokens)
+                    if sender == recipient:
+                        continue
+                    path = "/v1/transfers"
+                    body = {"recipient": recipient, "amount": random.randint(1, 100),
+                            "currency": "USD"}
+                else:
+                    token, _ = random.choice(tokens)
+                    path = "/v1/qr-payments"
+                    body = {"qr_payload": qr_payload, "amount": random.randint(1, 100)}
                 started = time.perf_counter()
                 async with http.post(
-                        "/v1/transfers",
-                        json={"recipient": recipient, "amount": random.randint(1, 100),
-                              "currency": "USD"},
+                        path, json=body,
                         headers={"Authorization": f"Bearer {token}",
                                  "Idempotency-Key": uuid.uuid4().hex}) as response:
                     await response.read()
@@ -141,6 +153,7 @@ WRK_SCRIPT = """
 local pairs = {pairs}
 local payees = {payees}
 local run = "{run}"
+local qr_payload = "{qr_payload}"
 local counter = 0
 local thread_id = 0
 local next_id = 0
@@ -157,11 +170,18 @@ end
 function request()
   counter = counter + 1
   local sender = pairs[math.random(#pairs)]
-  local recipient = pairs[math.random(payees)]
-  while recipient[2] == sender[2] do recipient = pairs[math.random(payees)] end
-  local body = string.format('{{"recipient":"%s","amount":%d,"currency":"USD"}}',
-                             recipient[2], math.random(1, 100))
-  return wrk.format("POST", "/v1/transfers", {{
+  local path, body
+  if qr_payload == "" then
+    local recipient = pairs[math.random(payees)]
+    while recipient[2] == sender[2] do recipient = pairs[math.random(payees)] end
+    path = "/v1/transfers"
+    body = string.format('{{"recipient":"%s","amount":%d,"currency":"USD"}}',
+                         recipient[2], math.random(1, 100))
+  else
+    path = "/v1/qr-payments"
+    body = string.format('{{"qr_payload":"%s","amount":%d}}', qr_payload, math.random(1, 100))
+  end
+  return wrk.format("POST", path, {{
     ["Authorization"] = "Bearer " .. sender[1],
     ["Content-Type"] = "application/json",
     ["Idempotency-Key"] = string.format("%s-%d-%d", run, thread_id, counter),
@@ -181,15 +201,17 @@ end
 
 
 def drive_wrk(url: str, tokens: list[tuple[str, str]], clients: int, seconds: float,
-              payees: int) -> tuple[float, float, float, dict[str, int], int]:
+              payees: int, qr_payload: str | None = None
+              ) -> tuple[float, float, float, dict[str, int], int]:
     """`clients` connections from wrk, a C load generator that leaves the CPU to GoPay; each
-    pays one of the first `payees` wallets.
+    pays one of the first `payees` wallets, or with `qr_payload` that open-amount code.
 
-    Returns transfers/s, p50 and p99 in seconds, answers by kind, and transfers made.
+    Returns payments/s, p50 and p99 in seconds, answers by kind, and payments made.
     """
     pairs = "{" + ",".join(f'{{"{token}","{wallet}"}}' for token, wallet in tokens) + "}"
     script = Path(tempfile.mkstemp(suffix=".lua")[1])
-    script.write_text(WRK_SCRIPT.format(pairs=pairs, payees=payees, run=uuid.uuid4().hex[:12]))
+    script.write_text(WRK_SCRIPT.format(pairs=pairs, payees=payees, run=uuid.uuid4().hex[:12],
+                                        qr_payload=qr_payload or ""))
     lags.clear()
     stop = threading.Event()
 
@@ -225,12 +247,17 @@ def main() -> None:
                         help="pay only the first N wallets (a few hot merchants); default: all")
     parser.add_argument("--projection-worker", action="store_true",
                         help="run the projections in a `gopay worker` of their own")
+    parser.add_argument("--pay", choices=("transfer", "qr"), default="transfer",
+                        help="what the clients pay: transfers between the wallets, or one "
+                             "open-amount QR code of a single merchant (a hot wallet)")
     parser.add_argument("--pgbench-seconds", type=int, default=10)
     parser.add_argument("--client", choices=("wrk", "aiohttp"),
                         default="wrk" if shutil.which("wrk") else "aiohttp",
                         help="load generator: wrk (apt-get install wrk) leaves the CPU to "
                              "GoPay; aiohttp tops out near 1,600 requests/s here")
     args = parser.parse_args()
+    if args.pay == "qr" and args.payees is not None:
+        parser.error("--payees chooses the wallets transfers go to; --pay qr pays one merchant")
     payees = min(args.payees or args.wallets, args.wallets)
 
     work = Path(tempfile.mkdtemp(prefix="gopay-bench-"))
@@ -249,25 +276,38 @@ def main() -> None:
                 fund(admin, wallet.user["wallet_id"], 10_000_000)
             tokens = [(w.http.headers["Authorization"].split()[1], w.user["wallet_id"])
                       for w in wallets]
+            shop, qr_payload = None, None
+            if args.pay == "qr":
+                shop = merchant(api.url, "Hot Merchant")
+                qr_payload = qr_code(shop, reference="till 1")["qr_payload"]
+            paying = "one merchant by QR" if shop else str(payees)
+            paid = ("QR payments to one merchant, one open-amount code" if shop
+                    else "transfers between random wallets" if payees == args.wallets
+                    else f"transfers from random wallets to the first {payees}")
             print(f"GoPay: {args.clients} clients, {args.workers} API process(es), "
                   f"projections in {'a worker' if worker else 'the API'}, "
-                  f"{args.wallets} wallets paying {payees}, {args.seconds:.0f} s")
+                  f"{args.wallets} wallets paying {paying}, {args.seconds:.0f} s")
             if args.client == "wrk":
                 rate, p50, p99, answers, made = drive_wrk(api.url, tokens, args.clients,
-                                                          args.seconds, payees)
+                                                          args.seconds, payees, qr_payload)
             else:
                 started = time.perf_counter()
                 latencies, statuses, made = asyncio.run(
-                    drive(api.url, tokens, args.clients, args.seconds, payees))
+                    drive(api.url, tokens, args.clients, args.seconds, payees, qr_payload))
                 rate = made / (time.perf_counter() - started)
                 quantiles = statistics.quantiles(latencies, n=100)
                 p50, p99, answers = quantiles[49], quantiles[98], dict(statuses)
             print(f"  client:          {args.client}")
-            print(f"  transfers/s:     {rate:,.0f}")
+            print(f"  paid:            {paid}")
+            print(f"  {'payments/s:' if shop else 'transfers/s:':<17}{rate:,.0f}")
             print(f"  latency p50/p99: {p50 * 1000:.1f} ms / {p99 * 1000:.1f} ms")
             print(f"  answers:         {answers}")
-            total = sum(login(api.url, w.user["email"], PASSWORD).balance() for w in wallets)
+            payers = [login(api.url, w.user["email"], PASSWORD) for w in wallets]
+            received = login(api.url, shop.user["email"], PASSWORD).balance() if shop else 0
+            total = sum(payer.balance() for payer in payers) + received
             print(f"  money conserved: {total == 10_000_000 * args.wallets}")
+            if shop:
+                print(f"  merchant holds:  {received:,} (minor units)")
             print(f"  projection lag:  max {max(lags, default=0):.2f} s during the load, "
                   f"{httpx.get(f'{api.url}/health/ready').json()['projection_lag_seconds']:.2f} s after")
         finally:
