@@ -9,7 +9,7 @@ from typing import Any
 import anyio.to_thread
 from fastapi import FastAPI
 
-from gopay.api.fast_lane import TransferFastLane
+from gopay.api.fast_lane import PaymentFastLane
 from gopay.api.metrics import MetricsMiddleware
 from gopay.api.problems import MEDIA_TYPE, install_problem_handlers
 from gopay.api.routes import (
@@ -102,7 +102,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Mobile wallet and payments on an event-sourced double-entry ledger.",
         lifespan=lifespan,
     )
-    app.add_middleware(TransferFastLane)  # innermost: its answers get the headers and metrics
+    app.add_middleware(PaymentFastLane)  # innermost: its answers get the headers and metrics
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(MetricsMiddleware)
     install_problem_handlers(app)

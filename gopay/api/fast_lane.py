@@ -1,86 +1,136 @@
-"""The fast lane: a well-formed transfer by a signed-in customer, without FastAPI's machinery.
+"""The fast lane: a well-formed payment by a signed-in customer, without FastAPI's machinery.
 
-`POST /v1/transfers` is the request a payments system serves most. Through FastAPI it spent
-more interpreter time on routing, dependency solving and response validation than on the
-transfer itself. This lane sits under the metrics and security-header middleware and takes
-only requests it can answer exactly as the route would: a JSON body that `TransferCreate`
-accepts, a live bearer token of a customer, well-formed headers, an amount below the step-up
-threshold. It runs the same command the route runs and answers the same body; a refusal
-of that command gets the answer of the same `domain_problem` the route's handler uses.
-Anything else, whether a missing token, a bad body or a code to check, goes to the route
-unchanged, with its body replayed, so every check of the request keeps one implementation.
+`POST /v1/transfers` and `POST /v1/qr-payments` are the requests a payments system serves
+most. Through FastAPI they spent more interpreter time on routing, dependency solving and
+response validation than on the payment itself. This lane sits under the metrics and
+security-header middleware and takes only requests it can answer exactly as the route would:
+a JSON body that the route's model accepts, a live bearer token of a customer, well-formed
+headers, an amount below the step-up threshold. It runs the same command the route runs and
+answers the same body; a refusal of that command gets the answer of the same
+`domain_problem` the route's handler uses. Anything else, whether a missing token, a bad
+body or a code to check, goes to the route unchanged, with its body replayed, so every check
+of the request keeps one implementation.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import APIRouter
 from fastapi.routing import APIRoute
 from prometheus_client import Counter
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gopay.aggregates.errors import DomainError
+from gopay.api.merchant_schemas import QrPaymentCreate
 from gopay.api.problems import STORE_UNAVAILABLE, domain_problem, store_unavailable_response
-from gopay.api.routes.transfers import (
-    create_transfer,
-    router,
-    transfer_command,
-    transfer_public,
-)
+from gopay.api.routes import qr_payments, transfers
 from gopay.api.schemas import TransferCreate
+from gopay.commands import Command
+from gopay.security.qr_codes import read_qr_payload
 from gopay.security.tokens import AccessClaims, read_access_token
+from gopay.system import System
 
-ROUTE = next(route for route in router.routes
-             if isinstance(route, APIRoute) and route.endpoint is create_transfer)
-PATH = ROUTE.path
-TAKEN = Counter("gopay_fast_lane_transfers_total",
-                "Transfer requests by who answered them: the fast lane, or the route",
-                ["by"])
+TAKEN = Counter("gopay_fast_lane_requests_total",
+                "Payment requests the fast lane can take, by operation and who answered them: "
+                "the fast lane, or the route", ["operation", "by"])
 JSON_HEADERS = [(b"content-type", b"application/json")]
 
+# What the lane makes of a request: the command to run, or None for the route to answer.
+Plan = Callable[[System, AccessClaims, Any, str | None], Command[Any] | None]
 
-class TransferFastLane:
-    """Answers plain transfers itself and passes everything else on; see the module docstring."""
+
+@dataclass(frozen=True)
+class Lane:
+    """One request the fast lane takes: the route it stands in for, and how to serve it."""
+
+    route: APIRoute
+    body: type[BaseModel]
+    plan: Plan
+    answer: Callable[[Any], BaseModel]
+
+    @property
+    def operation(self) -> str:
+        return f"POST {self.route.path}"
+
+
+def _route(router: APIRouter, endpoint: Callable[..., Any]) -> APIRoute:
+    return next(route for route in router.routes
+                if isinstance(route, APIRoute) and route.endpoint is endpoint)
+
+
+def _transfer(system: System, claims: AccessClaims, body: TransferCreate,
+              key: str | None) -> Command[Any] | None:
+    if body.amount >= system.settings.step_up_amount:
+        return None
+    return transfers.transfer_command(claims, body, key)
+
+
+def _qr_payment(system: System, claims: AccessClaims, body: QrPaymentCreate,
+                key: str | None) -> Command[Any] | None:
+    if claims.kind != "person":
+        return None
+    try:
+        terms = read_qr_payload(body.qr_payload, system.settings.qr_key)
+    except DomainError:  # the route refuses it, in its words
+        return None
+    if (terms.amount or body.amount or 0) >= system.settings.step_up_amount:
+        return None
+    return qr_payments.qr_payment_command(claims, body, terms, key)
+
+
+LANES = {lane.route.path: lane for lane in (
+    Lane(_route(transfers.router, transfers.create_transfer), TransferCreate, _transfer,
+         transfers.transfer_public),
+    Lane(_route(qr_payments.router, qr_payments.pay_qr_code), QrPaymentCreate, _qr_payment,
+         qr_payments.qr_payment_answer),
+)}
+
+
+class PaymentFastLane:
+    """Answers plain payments itself and passes everything else on; see the module docstring."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] != PATH or scope["method"] != "POST":
+        lane = LANES.get(scope["path"]) if scope["type"] == "http" else None
+        if lane is None or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
         body = await _read_body(receive)
         if body is None:  # the client went away before sending its request: nobody to answer
             return
+        system = scope["app"].state.system
         try:
-            request = await self._plain_transfer(scope, body)
+            command = await self._plain_request(lane, scope, body)
         except STORE_UNAVAILABLE as error:  # the session check could not reach the store
             await store_unavailable_response(error)(scope, receive, send)
             return
-        if request is None:
-            TAKEN.labels("route").inc()
+        if command is None:
+            TAKEN.labels(lane.operation, "route").inc()
             await self.app(scope, _replay(body, receive), send)
             return
-        TAKEN.labels("fast_lane").inc()
-        claims, transfer, idempotency_key = request
-        scope["route"] = ROUTE  # what the metrics label requests by
-        system = scope["app"].state.system
+        TAKEN.labels(lane.operation, "fast_lane").inc()
+        scope["route"] = lane.route  # what the metrics label requests by
         try:
-            outcome = await system.commands.run_async(
-                transfer_command(claims, transfer, idempotency_key))
+            outcome = await system.commands.run_async(command)
         except DomainError as error:  # exactly what the route's exception handler answers
             await domain_problem(error)(scope, receive, send)
             return
         except STORE_UNAVAILABLE as error:  # as the route's handler answers it
             await store_unavailable_response(error)(scope, receive, send)
             return
-        content = transfer_public(outcome.value).model_dump_json().encode()
+        content = lane.answer(outcome.value).model_dump_json().encode()
         await send({"type": "http.response.start", "status": 201,
                     "headers": [(b"content-length", str(len(content)).encode()), *JSON_HEADERS]})
         await send({"type": "http.response.body", "body": content})
 
-    async def _plain_transfer(self, scope: Scope, body: bytes
-                              ) -> tuple[AccessClaims, TransferCreate, str | None] | None:
-        """The caller, the transfer and its key, when the route would take them as they are."""
+    async def _plain_request(self, lane: Lane, scope: Scope, body: bytes) -> Command[Any] | None:
+        """The request's command, when the route would take the request as it is."""
         headers: dict[bytes, bytes] = {}
         for name, value in scope["headers"]:
             if name in headers:  # a repeated header: let the route decide what it means
@@ -98,14 +148,15 @@ class TransferFastLane:
             key = idempotency_key.decode("ascii") if idempotency_key is not None else None
             claims = read_access_token(authorization[7:].decode("ascii"),
                                        system.settings.signing_key)
-            transfer = TransferCreate.model_validate_json(body)
+            request = lane.body.model_validate_json(body)
         except (UnicodeDecodeError, ValidationError):
             return None
-        if (claims is None or claims.wallet_id is None
-                or transfer.amount >= system.settings.step_up_amount
-                or not await scope["app"].state.session_gate.is_alive(claims.session_id)):
+        if claims is None or claims.wallet_id is None:
             return None
-        return claims, transfer, key
+        command = lane.plan(system, claims, request, key)
+        if command is None or not await scope["app"].state.session_gate.is_alive(claims.session_id):
+            return None
+        return command
 
 
 async def _read_body(receive: Receive) -> bytes | None:

@@ -13,12 +13,14 @@ from fastapi.concurrency import run_in_threadpool
 
 from gopay.aggregates.ledger import SystemAccount, TransactionType
 from gopay.aggregates.payment_order import PaymentOrder
+from gopay.aggregates.qr_code import QrTerms
 from gopay.api.deps import Customer, IdempotencyKey, SecondFactor, SystemDep, fingerprint
 from gopay.api.merchant_schemas import QrPaymentCreate, QrPaymentPublic
 from gopay.api.problems import Problem
 from gopay.api.step_up import confirm_step_up
 from gopay.commands.qr_payments import PayQrCode
 from gopay.security.qr_codes import read_qr_payload
+from gopay.security.tokens import AccessClaims
 
 router = APIRouter(prefix="/v1/qr-payments", tags=["QR payments"])
 
@@ -35,7 +37,7 @@ def qr_payment_public(order_id: UUID, status: str, amount: int, currency: str,
                            fee=fee, created_at=created_at)
 
 
-def _public(order: PaymentOrder) -> QrPaymentPublic:
+def qr_payment_answer(order: PaymentOrder) -> QrPaymentPublic:
     return qr_payment_public(order.id, order.status, order.amount, order.currency,
                              order.payer_wallet_id, order.payee_wallet_id, order.note,
                              [p.as_record() for p in order.postings], order.created_on)
@@ -60,10 +62,18 @@ async def pay_qr_code(body: QrPaymentCreate, caller: Customer, system: SystemDep
     if amount >= system.settings.step_up_amount:
         await run_in_threadpool(confirm_step_up, system, caller, amount, PayQrCode.operation,
                                 idempotency_key, otp)
-    outcome = await system.commands.run_async(PayQrCode(
-        caller_id=caller.user_id, payer_wallet_id=caller.wallet_id, terms=terms,
-        amount=body.amount, idempotency_key=idempotency_key, fingerprint=fingerprint(body)))
-    return _public(outcome.value)
+    outcome = await system.commands.run_async(
+        qr_payment_command(caller, body, terms, idempotency_key))
+    return qr_payment_answer(outcome.value)
+
+
+def qr_payment_command(caller: AccessClaims, body: QrPaymentCreate, terms: QrTerms,
+                       idempotency_key: str | None) -> PayQrCode:
+    """The command behind a QR payment request (the route's and the fast lane's)."""
+    assert caller.wallet_id is not None, "customers have a wallet"
+    return PayQrCode(caller_id=caller.user_id, payer_wallet_id=caller.wallet_id, terms=terms,
+                     amount=body.amount, idempotency_key=idempotency_key,
+                     fingerprint=fingerprint(body))
 
 
 @router.get("/{payment_id}", response_model=QrPaymentPublic)
