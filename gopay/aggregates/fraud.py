@@ -161,6 +161,17 @@ class Activity(Aggregate):
     def average(self) -> int:
         return self.paid_total // self.paid_count if self.paid_count else 0
 
+    def summary(self, now: datetime) -> dict[str, int]:
+        """The sender's recent activity as a reviewer reads it."""
+        last_hour = self.in_window(now, 3600)
+        last_day = self.in_window(now, 86_400)
+        return {"payments_last_hour": len(last_hour),
+                "amount_last_hour": sum(a.amount for a in last_hour),
+                "payments_last_day": len(last_day),
+                "amount_last_day": sum(a.amount for a in last_day),
+                "payments_total": self.paid_count, "average_payment": self.average,
+                "devices": len(self.devices)}
+
     def screened(self, *, order_id: UUID, at: datetime, amount: int, recipient: str,
                  device: str | None, verdict: Verdict, keep: timedelta) -> None:
         """Record screening's decision; a payment not refused counts from now on."""
@@ -232,10 +243,22 @@ class Review(Aggregate):
     def id_for(order_id: UUID) -> UUID:
         return uuid5(LEDGER_NAMESPACE, f"review/{order_id}")
 
-    @event("Opened")
+    class Opened(Aggregate.Created):
+        order_id: UUID
+        sender_wallet_id: UUID
+        amount: int
+        currency: str
+        score: int
+        reasons: tuple[str, ...]
+        sender_activity: Mapping[str, int]
+
+    @event(Opened)
     def __init__(self, id: UUID, order_id: UUID, sender_wallet_id: UUID, amount: int,
-                 currency: str, score: int, reasons: tuple[str, ...]) -> None:
+                 currency: str, score: int, reasons: tuple[str, ...],
+                 sender_activity: Mapping[str, int]) -> None:
         self.order_id = order_id
+        # What the sender had done when the payment was held, for the reviewer.
+        self.sender_activity = MappingProxyType(dict(sender_activity))
         self.sender_wallet_id = sender_wallet_id
         self.amount = amount
         self.currency = currency

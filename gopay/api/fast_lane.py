@@ -22,6 +22,7 @@ from gopay.aggregates.errors import DomainError
 from gopay.api.problems import STORE_UNAVAILABLE, domain_problem, store_unavailable_response
 from gopay.api.routes.transfers import (
     create_transfer,
+    request_country,
     router,
     transfer_command,
     transfer_public,
@@ -64,17 +65,24 @@ class TransferFastLane:
         claims, transfer, idempotency_key = request
         scope["route"] = ROUTE  # what the metrics label requests by
         system = scope["app"].state.system
+        client = scope.get("client")
+        forwarded = next((value.decode("latin-1") for name, value in scope["headers"]
+                          if name == b"x-forwarded-for"), None)
+        country = request_country(system.settings.trusted_proxies,
+                                  client[0] if client else None, forwarded)
         try:
             outcome = await system.commands.run_async(
-                transfer_command(claims, transfer, idempotency_key))
+                transfer_command(claims, transfer, idempotency_key, country))
         except DomainError as error:  # exactly what the route's exception handler answers
             await domain_problem(error)(scope, receive, send)
             return
         except STORE_UNAVAILABLE as error:  # as the route's handler answers it
             await store_unavailable_response(error)(scope, receive, send)
             return
-        content = transfer_public(outcome.value).model_dump_json().encode()
-        await send({"type": "http.response.start", "status": 201,
+        public = transfer_public(outcome.value)
+        content = public.model_dump_json().encode()
+        status = 202 if public.status == "held_for_review" else 201
+        await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-length", str(len(content)).encode()), *JSON_HEADERS]})
         await send({"type": "http.response.body", "body": content})
 

@@ -39,6 +39,7 @@ from gopay.commands.bus import Command, Commands, Context, Outcome
 __all__ = ["Command", "Commands", "Context", "Outcome", "adjustment", "adjustment_proposals",
            "api_keys", "bill_payments", "biller_settlements", "billers", "cash_ins", "cash_outs",
            "devices", "fraud_reviews", "kyc", "mobile_operators", "payment_methods",
-           "payment_requests", "payouts", "profile", "psp_outcomes", "qr_payments", "recharges", "reconciliation", "recovery",
+           "payment_requests", "payouts", "profile", "psp_outcomes", "qr_payments", "recharges",
+           "reconciliation", "recovery",
            "refunds", "registration", "sign_in", "staff", "topups", "transfer", "two_factor",
            "webhook_endpoints"]

@@ -235,7 +235,8 @@ def _hold_for_review(flow: MoneyFlow, order: PaymentOrder, context: Context,
     _defer(flow, order, context)
     unit.add(Review(id=Review.id_for(order.id), order_id=order.id, sender_wallet_id=flow.payer.id,
                     amount=flow.money.amount, currency=flow.money.currency,
-                    score=screening.verdict.score, reasons=screening.verdict.reasons))
+                    score=screening.verdict.score, reasons=screening.verdict.reasons,
+                    sender_activity=screening.sender_activity))
 
 
 def _post(flow: MoneyFlow, order: PaymentOrder, context: Context) -> None:

@@ -66,6 +66,7 @@ class Screening:
     payment: Payment
     sender_wallet_id: UUID
     keep: timedelta
+    sender_activity: dict[str, int]  # as it was before this payment, for a reviewer
 
     def record(self, unit: UnitOfWork) -> None:
         """The decision as an event on the sender's activity (and the device's)."""
@@ -115,7 +116,8 @@ def screen(command: MoneyCommand, flow: MoneyFlow, order_id: UUID, unit: UnitOfW
     if context.fraud_screening == "monitor" and verdict.outcome != Outcome.ALLOW:
         verdict = replace(verdict, outcome=Outcome.ALLOW,
                           reasons=(f"monitor only: would {verdict.outcome}", *verdict.reasons))
-    return Screening(verdict, order_id, now, payment, flow.payer.id, rules.longest_window)
+    return Screening(verdict, order_id, now, payment, flow.payer.id, rules.longest_window,
+                     sender.summary(now) if sender is not None else {})
 
 
 def judge(rules: RuleSet, payment: Payment, sender: Activity | None, device: Activity | None,

@@ -30,6 +30,7 @@ from gopay.projections.providers import ProviderProjection, ProviderView
 from gopay.projections.psp_orders import PspOrderProjection, PspOrderView
 from gopay.projections.psp_tasks import PspTaskProjection, PspTaskView
 from gopay.projections.reconciliation import ReconciliationProjection, ReconciliationView
+from gopay.projections.reviews import ReviewProjection, ReviewView
 from gopay.projections.runner import PagedProjectionRunner, lag_seconds
 from gopay.projections.security import SecurityProjection, SecurityView
 from gopay.projections.view import Check, PagedView, StoredStates
@@ -51,6 +52,7 @@ READ_MODELS: tuple[tuple[type[Projection[Any]], type[PagedView]], ...] = (
     (PspOrderProjection, PspOrderView),
     (ReconciliationProjection, ReconciliationView),
     (AdjustmentProposalProjection, AdjustmentProposalView),
+    (ReviewProjection, ReviewView),
 )
 
 
@@ -114,6 +116,7 @@ class ReadSide:
         self.psp_orders = cast(PspOrderView, by_class[PspOrderView])
         self.reconciliation = cast(ReconciliationView, by_class[ReconciliationView])
         self.adjustment_proposals = cast(AdjustmentProposalView, by_class[AdjustmentProposalView])
+        self.reviews = cast(ReviewView, by_class[ReviewView])
         self._datastore = views[0].datastore
 
     def start(self) -> ReadSide:
