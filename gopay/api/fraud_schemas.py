@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from gopay.api.schemas import UtcDatetime
 
@@ -35,6 +35,8 @@ class ReviewDecision(BaseModel):
 
 
 class VelocityRule(BaseModel):
+    model_config = ConfigDict(strict=True)  # a threshold is a number, never `true` or "5"
+
     window_seconds: int = Field(ge=1, le=86_400)
     max_count: int = Field(ge=0)
     max_amount: int = Field(ge=0)
@@ -43,6 +45,8 @@ class VelocityRule(BaseModel):
 
 class FraudRulesDocument(BaseModel):
     """Every threshold and score in force: PUT takes back what GET gave, changed."""
+
+    model_config = ConfigDict(strict=True)
 
     hold_score: int = Field(ge=1)
     refuse_score: int = Field(ge=1)
