@@ -56,6 +56,10 @@ class MoneyCommand(Command[PaymentOrder]):
 
     operation: ClassVar[str]  # names the operation in the order id a key derives
     screened: ClassVar[bool] = False  # someone paying out of their wallet: screened for fraud
+    # Whether screening may hold it for review: not when the command also settles something
+    # else at once (a QR code or a payment request is paid in the same batch), which a
+    # rejection could not undo; such a payment is refused where another would be held.
+    may_hold: ClassVar[bool] = True
 
     @cached_property
     def order_id(self) -> UUID:
@@ -203,7 +207,7 @@ def _move_money(command: M, unit: UnitOfWork, context: Context,
             raise FraudSuspected("this payment looks like fraud and was refused: "
                                  + "; ".join(screening.verdict.reasons))
         if screening is not None and screening.verdict.outcome == Outcome.HOLD:
-            _hold_for_review(flow, order, context, screening, unit)
+            _hold_for_review(command, flow, order, context, screening, unit)
         else:
             (_defer if flow.deferred else _post)(flow, order, context)
     except tuple(RECORDED_REFUSALS.values()) as refusal:
@@ -222,13 +226,14 @@ def _move_money(command: M, unit: UnitOfWork, context: Context,
     return order
 
 
-def _hold_for_review(flow: MoneyFlow, order: PaymentOrder, context: Context,
-                     screening: Screening, unit: UnitOfWork) -> None:
+def _hold_for_review(command: MoneyCommand, flow: MoneyFlow, order: PaymentOrder,
+                     context: Context, screening: Screening, unit: UnitOfWork) -> None:
     """Hold the payer's money (and fee) with the entry planned, for a reviewer to decide:
     approving completes the order (`complete`), rejecting cancels it (`cancel`)."""
-    if flow.deferred:
-        # A deferred flow's outside work (a PSP call, say) is already on its way: it cannot
-        # wait for a reviewer, so a payment that would be held is refused instead.
+    if flow.deferred or not command.may_hold:
+        # A deferred flow's outside work (a PSP call, say) is already on its way, and some
+        # commands settle more than the payment: they cannot wait for a reviewer, so a
+        # payment that would be held is refused instead.
         raise FraudSuspected("this payment needs a review and cannot wait for one: "
                              + "; ".join(screening.verdict.reasons))
     assert isinstance(flow.payer, Wallet), "only payments out of a wallet are screened"

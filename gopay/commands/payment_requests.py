@@ -47,6 +47,7 @@ class PayPaymentRequest(MoneyCommand):
 
     operation = "payment-request-payment"
     screened = True
+    may_hold = False
     request_id: UUID
     payer_wallet_id: UUID
 

@@ -47,6 +47,7 @@ class PayQrCode(MoneyCommand):
 
     operation = "qr_payment"
     screened = True
+    may_hold = False
     payer_wallet_id: UUID
     terms: QrTerms
     amount: int | None = None  # only for an open-amount code
