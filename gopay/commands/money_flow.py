@@ -219,7 +219,7 @@ def _move_money(command: M, unit: UnitOfWork, context: Context,
         order.fail(reason=refusal.code, detail=str(refusal))
         unit.add(order)
         if isinstance(refusal, FraudSuspected) and screening is not None:
-            screening.record(unit)
+            screening.refused().record(unit)
         return order
     if screening is not None:
         screening.record(unit)

@@ -68,6 +68,10 @@ class Screening:
     keep: timedelta
     sender_activity: dict[str, int]  # as it was before this payment, for a reviewer
 
+    def refused(self) -> Screening:
+        """This screening as a refusal (a payment that would be held but cannot wait)."""
+        return replace(self, verdict=replace(self.verdict, outcome=Outcome.REFUSE))
+
     def record(self, unit: UnitOfWork) -> None:
         """The decision as an event on the sender's activity (and the device's)."""
         subjects = [(Activity.id_for_sender(self.sender_wallet_id),
