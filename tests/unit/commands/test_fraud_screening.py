@@ -15,6 +15,7 @@ from gopay.aggregates.user import User
 from gopay.commands.fraud_reviews import ApproveReview, ChangeFraudRules, RejectReview
 from gopay.commands.screening import is_held_for_review
 from tests.unit.commands.in_memory import InMemoryGoPay, settings, wallet_id
+from tests.unit.commands.test_payment_requests import ask, pay, request_now
 
 # Generous everywhere: each test tightens the one rule it is about.
 RELAXED = RuleSet(sender_velocity=Velocity(3600, 1000, 10**12, 60),
@@ -137,6 +138,18 @@ class TestRules:
         gopay.fund(ada, 100)
         gopay.transfer(ada, grace.email, 10)
         assert gopay.events(Activity.id_for_sender(wallet_id(ada))) == []
+
+
+    def test_a_payment_that_cannot_wait_is_refused_not_held(
+            self, gopay: InMemoryGoPay, ada: User, grace: User) -> None:
+        """Paying a request settles it in the same batch, which a rejection could not undo: where a
+        transfer would be held, it is refused, and the request stays open."""
+        use_rules(gopay, sender_velocity=Velocity(3600, 0, 10**12, 60))
+        request = ask(gopay, grace, ada.email, 100)
+        with pytest.raises(FraudSuspected, match="cannot wait"):
+            pay(gopay, ada, request)
+        assert request_now(gopay, request).status == "open"
+        assert (gopay.balance(ada), gopay.wallet(ada).held) == (9_000, 0)
 
 
 class TestReview:
