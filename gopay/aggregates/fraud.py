@@ -67,7 +67,9 @@ class RuleSet:
     history_multiple: int = 20
     history_min_payments: int = 3
     history_min_amount: int = 100_000
-    history_score: int = 50
+    # Alone it only flags (a rent payment is large too): with a new device or a foreign
+    # country it holds.
+    history_score: int = 30
     # A device the sender never paid from (when they have paid from another), from this amount.
     new_device_amount: int = 100_000
     new_device_score: int = 50

@@ -81,7 +81,8 @@ class TestRules:
     def test_amount_far_above_history(self, gopay: InMemoryGoPay, ada: User,
                                       grace: User) -> None:
         """Up to five times the sender's average passes, above it is held."""
-        use_rules(gopay, history_multiple=5, history_min_payments=3, history_min_amount=0)
+        use_rules(gopay, history_multiple=5, history_min_payments=3, history_min_amount=0,
+                  history_score=50)
         for _ in range(3):
             gopay.transfer(ada, grace.email, 100)
         assert gopay.transfer(ada, grace.email, 500).status == OrderStatus.SUCCEEDED
