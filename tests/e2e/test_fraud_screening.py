@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from tests.support import Client, GoPayServer, fund, register, staff
 
 
@@ -19,7 +21,7 @@ def test_hold_review_and_refuse(server: GoPayServer, server_env: dict[str, str],
     assert changed.status_code == 200 and changed.json() == rules
     assert admin.get("/v1/admin/fraud-rules").json() == rules
 
-    def send(amount: int, to: Client = bob) -> tuple[int, dict]:
+    def send(amount: int, to: Client = bob) -> tuple[int, dict[str, Any]]:
         response = alice.post("/v1/transfers", {"recipient": to.user["email"],
                                                 "amount": amount, "currency": "USD"})
         return response.status_code, response.json()
