@@ -10,6 +10,7 @@ from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -78,6 +79,12 @@ class Settings(BaseSettings):
     psp_retry_max_delay: float = Field(default=120.0, gt=0)
     psp_retry_attempts: int = Field(default=12, ge=1)
     psp_call_grace: float = Field(default=15.0, ge=0)
+    # Fraud screening of outgoing payments: `on` holds or refuses what the rules say,
+    # `monitor` only records what they would do (load tests, trying thresholds), `off`.
+    fraud_screening: Literal["on", "monitor", "off"] = "on"
+    # Proxies whose X-Forwarded-For names the client (addresses or networks, comma-separated);
+    # from anyone else the header is ignored and the connection's address is the client's.
+    trusted_proxies: str = ""
     # The mobile operators' gateway that recharges go through (unset: the PSP's URL, whose
     # bundled simulator plays the operators too) and the API key GoPay presents to it (unset:
     # the PSP's). Its calls are timed and retried as the PSP's are.

@@ -54,7 +54,8 @@ def command_context(app: GoPay, settings: Settings, clock: Clock = utc_now) -> C
                                      per_address=settings.login_failures_per_address,
                                      window=timedelta(seconds=settings.login_window_seconds)),
         recovery_ttl=timedelta(minutes=settings.recovery_token_minutes),
-        psp_call_grace=timedelta(seconds=settings.psp_call_grace))
+        psp_call_grace=timedelta(seconds=settings.psp_call_grace),
+        fraud_screening=settings.fraud_screening)
 
 
 @dataclass

@@ -24,6 +24,7 @@ from gopay.api.routes import (
     devices,
     external_payments,
     fees,
+    fraud,
     health,
     me,
     merchant_api_keys,
@@ -111,7 +112,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                    psp_webhooks, admin, audit, reconciliation, adjustment_proposals, health,
                    billers, bill_payments, operators, recharges, merchant_qr, qr_payments,
                    merchant_payments, merchant_api_keys, merchant_webhooks, fees, agents,
-                   cash_outs, payment_requests, notifications, merchant_payouts):
+                   cash_outs, payment_requests, notifications, merchant_payouts, fraud):
         app.include_router(module.router)
     return app
 

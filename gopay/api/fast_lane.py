@@ -6,10 +6,10 @@ response validation than on the payment itself. This lane sits under the metrics
 security-header middleware and takes only requests it can answer exactly as the route would:
 a JSON body that the route's model accepts, a live bearer token of a customer, well-formed
 headers, an amount below the step-up threshold. It runs the same command the route runs and
-answers the same body; a refusal of that command gets the answer of the same
-`domain_problem` the route's handler uses. Anything else, whether a missing token, a bad
-body or a code to check, goes to the route unchanged, with its body replayed, so every check
-of the request keeps one implementation.
+answers the same body (202 for a payment held for review); a refusal of that command gets
+the answer of the same `domain_problem` the route's handler uses. Anything else, whether a
+missing token, a bad body or a code to check, goes to the route unchanged, with its body
+replayed, so every check of the request keeps one implementation.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ TAKEN = Counter("gopay_fast_lane_requests_total",
 JSON_HEADERS = [(b"content-type", b"application/json")]
 
 # What the lane makes of a request: the command to run, or None for the route to answer.
-Plan = Callable[[System, AccessClaims, Any, str | None], Command[Any] | None]
+Plan = Callable[[System, AccessClaims, Any, str | None, Scope], Command[Any] | None]
 
 
 @dataclass(frozen=True)
@@ -63,14 +63,19 @@ def _route(router: APIRouter, endpoint: Callable[..., Any]) -> APIRoute:
 
 
 def _transfer(system: System, claims: AccessClaims, body: TransferCreate,
-              key: str | None) -> Command[Any] | None:
+              key: str | None, scope: Scope) -> Command[Any] | None:
     if body.amount >= system.settings.step_up_amount:
         return None
-    return transfers.transfer_command(claims, body, key)
+    client = scope.get("client")
+    forwarded = next((value.decode("latin-1") for name, value in scope["headers"]
+                      if name == b"x-forwarded-for"), None)
+    country = transfers.request_country(system.settings.trusted_proxies,
+                                        client[0] if client else None, forwarded)
+    return transfers.transfer_command(claims, body, key, country)
 
 
 def _qr_payment(system: System, claims: AccessClaims, body: QrPaymentCreate,
-                key: str | None) -> Command[Any] | None:
+                key: str | None, scope: Scope) -> Command[Any] | None:
     if claims.kind != "person":
         return None
     try:
@@ -124,8 +129,10 @@ class PaymentFastLane:
         except STORE_UNAVAILABLE as error:  # as the route's handler answers it
             await store_unavailable_response(error)(scope, receive, send)
             return
-        content = lane.answer(outcome.value).model_dump_json().encode()
-        await send({"type": "http.response.start", "status": 201,
+        public = lane.answer(outcome.value)
+        content = public.model_dump_json().encode()
+        status = 202 if getattr(public, "status", None) == "held_for_review" else 201
+        await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-length", str(len(content)).encode()), *JSON_HEADERS]})
         await send({"type": "http.response.body", "body": content})
 
@@ -153,7 +160,7 @@ class PaymentFastLane:
             return None
         if claims is None or claims.wallet_id is None:
             return None
-        command = lane.plan(system, claims, request, key)
+        command = lane.plan(system, claims, request, key, scope)
         if command is None or not await scope["app"].state.session_gate.is_alive(claims.session_id):
             return None
         return command

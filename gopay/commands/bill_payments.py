@@ -27,6 +27,7 @@ class PayBill(MoneyCommand):
     """Pay `money` from the caller's wallet to a biller, for the bill `customer_reference` names."""
 
     operation = "bill_payment"
+    screened = True
     wallet_id: UUID
     biller_id: UUID
     customer_reference: str

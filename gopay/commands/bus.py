@@ -61,6 +61,7 @@ class Context:
     recovery_ttl: timedelta
     # How long a PSP call waits for the request that made it before a background attempt.
     psp_call_grace: timedelta = timedelta(seconds=15)
+    fraud_screening: str = "on"  # on | monitor | off (see Settings.fraud_screening)
 
     def today(self) -> date:
         return self.clock().date()

@@ -60,6 +60,7 @@ class RequestCashOut(MoneyCommand):
     `valid_for` and survives `attempts` wrong guesses."""
 
     operation = "cash-out"
+    screened = True
     wallet_id: UUID
     agent_id: UUID
     money: Money

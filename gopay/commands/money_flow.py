@@ -21,6 +21,7 @@ from uuid import UUID, uuid4
 
 from gopay.aggregates.errors import AccountFrozen, CurrencyMismatch, DomainError, InsufficientFunds
 from gopay.aggregates.fees import Fee, FeePayer
+from gopay.aggregates.fraud import FraudSuspected, Outcome, Review
 from gopay.aggregates.ledger import Posting, SystemAccount, TransactionType
 from gopay.aggregates.limits import LimitExceeded
 from gopay.aggregates.money import Money
@@ -28,11 +29,13 @@ from gopay.aggregates.payment_order import OrderStatus, PaymentOrder, order_id_f
 from gopay.aggregates.wallet import Wallet
 from gopay.commands.bus import Command, Context, in_batch
 from gopay.commands.idempotency import repeat_of
+from gopay.commands.screening import Screening, screen, screening_probes
 from gopay.group_commit import UnitOfWork
 
 # Refusals the ledger decides (not input errors), recorded on the order of a keyed request.
 RECORDED_REFUSALS: dict[str, type[DomainError]] = {
-    error.code: error for error in (InsufficientFunds, AccountFrozen, LimitExceeded)
+    error.code: error for error in (InsufficientFunds, AccountFrozen, LimitExceeded,
+                                    FraudSuspected)
 }
 
 Party = Wallet | SystemAccount
@@ -46,7 +49,17 @@ class MoneyCommand(Command[PaymentOrder]):
     idempotency_key: str | None = None
     fingerprint: str = ""
 
+    # Where the request came from, for fraud screening: the signed-in device and the
+    # country of the client's address (None when unknown).
+    device_id: str | None = None
+    client_country: str | None = None
+
     operation: ClassVar[str]  # names the operation in the order id a key derives
+    screened: ClassVar[bool] = False  # someone paying out of their wallet: screened for fraud
+    # Whether screening may hold it for review: not when the command also settles something
+    # else at once (a QR code or a payment request is paid in the same batch), which a
+    # rejection could not undo; such a payment is refused where another would be held.
+    may_hold: ClassVar[bool] = True
 
     @cached_property
     def order_id(self) -> UUID:
@@ -94,7 +107,8 @@ def money_flow(command_type: type[M]) -> Callable[[Declaration[M]], Declaration[
         def move_money(command: M, unit: UnitOfWork, context: Context) -> PaymentOrder:
             return _move_money(command, unit, context, declare)
 
-        in_batch(command_type, probes=_own_order, answer=repeat_refusal)(move_money)
+        probes = _screened_probes if command_type.screened else _own_order
+        in_batch(command_type, probes=probes, answer=repeat_refusal)(move_money)
         return declare
     return register
 
@@ -160,6 +174,14 @@ def _own_order(command: MoneyCommand) -> tuple[UUID, ...]:
     return (command.order_id,)
 
 
+def _screened_probes(command: MoneyCommand) -> tuple[UUID, ...]:
+    # The sender's activity, the device's and the rules may not exist yet: asked about with
+    # the order, in the batch's one query, instead of one read each.
+    payer = next((wallet_id for name in ("sender_wallet_id", "payer_wallet_id", "wallet_id")
+                  if (wallet_id := getattr(command, name, None)) is not None), None)
+    return (command.order_id, *screening_probes(command, payer))
+
+
 def _move_money(command: M, unit: UnitOfWork, context: Context,
                 declare: Declaration[M]) -> PaymentOrder:
     key = command.idempotency_key
@@ -179,16 +201,47 @@ def _move_money(command: M, unit: UnitOfWork, context: Context,
                          currency=flow.money.currency, note=flow.reference,
                          request_fingerprint=command.fingerprint)
     unit.add(order)
+    screening = screen(command, flow, order.id, unit, context)
     try:
-        (_defer if flow.deferred else _post)(flow, order, context)
+        if screening is not None and screening.verdict.outcome == Outcome.REFUSE:
+            raise FraudSuspected("this payment looks like fraud and was refused: "
+                                 + "; ".join(screening.verdict.reasons))
+        if screening is not None and screening.verdict.outcome == Outcome.HOLD:
+            _hold_for_review(command, flow, order, context, screening, unit)
+        else:
+            (_defer if flow.deferred else _post)(flow, order, context)
     except tuple(RECORDED_REFUSALS.values()) as refusal:
-        if key is None:
+        # A fraud refusal is recorded even without a key: every screening decision is an event.
+        if key is None and not isinstance(refusal, FraudSuspected):
             raise
         unit.confirm_fresh()
         unit.rollback()
         order.fail(reason=refusal.code, detail=str(refusal))
         unit.add(order)
+        if isinstance(refusal, FraudSuspected) and screening is not None:
+            screening.refused().record(unit)
+        return order
+    if screening is not None:
+        screening.record(unit)
     return order
+
+
+def _hold_for_review(command: MoneyCommand, flow: MoneyFlow, order: PaymentOrder,
+                     context: Context, screening: Screening, unit: UnitOfWork) -> None:
+    """Hold the payer's money (and fee) with the entry planned, for a reviewer to decide:
+    approving completes the order (`complete`), rejecting cancels it (`cancel`)."""
+    if flow.deferred or not command.may_hold:
+        # A deferred flow's outside work (a PSP call, say) is already on its way, and some
+        # commands settle more than the payment: they cannot wait for a reviewer, so a
+        # payment that would be held is refused instead.
+        raise FraudSuspected("this payment needs a review and cannot wait for one: "
+                             + "; ".join(screening.verdict.reasons))
+    assert isinstance(flow.payer, Wallet), "only payments out of a wallet are screened"
+    _defer(flow, order, context)
+    unit.add(Review(id=Review.id_for(order.id), order_id=order.id, sender_wallet_id=flow.payer.id,
+                    amount=flow.money.amount, currency=flow.money.currency,
+                    score=screening.verdict.score, reasons=screening.verdict.reasons,
+                    sender_activity=screening.sender_activity))
 
 
 def _post(flow: MoneyFlow, order: PaymentOrder, context: Context) -> None:

@@ -46,6 +46,8 @@ class PayPaymentRequest(MoneyCommand):
     """The payer (caller) pays a request addressed to their wallet: a transfer to the requester."""
 
     operation = "payment-request-payment"
+    screened = True
+    may_hold = False
     request_id: UUID
     payer_wallet_id: UUID
 

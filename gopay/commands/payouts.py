@@ -28,6 +28,7 @@ class RequestPayout(MoneyCommand):
     """Pay `money` out of the caller's wallet to their saved bank account or card."""
 
     operation = "payout"
+    screened = True
     wallet_id: UUID
     payment_method_id: UUID
     money: Money

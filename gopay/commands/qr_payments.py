@@ -46,6 +46,8 @@ class PayQrCode(MoneyCommand):
     """Pay the QR code whose (already verified) terms are `terms`, from the payer's wallet."""
 
     operation = "qr_payment"
+    screened = True
+    may_hold = False
     payer_wallet_id: UUID
     terms: QrTerms
     amount: int | None = None  # only for an open-amount code

@@ -30,6 +30,7 @@ class RequestRecharge(MoneyCommand):
     """Top `phone_number` (E.164) up with `money` of airtime on an operator's network."""
 
     operation = "recharge"
+    screened = True
     wallet_id: UUID
     operator_id: UUID
     phone_number: str

@@ -20,6 +20,7 @@ class Transfer(MoneyCommand):
     """Send `money` to the wallet `recipient` names (an e-mail, a phone or a wallet id)."""
 
     operation = "transfer"
+    screened = True
     sender_wallet_id: UUID
     recipient: str
     money: Money

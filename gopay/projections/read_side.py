@@ -33,6 +33,7 @@ from gopay.projections.providers import ProviderProjection, ProviderView
 from gopay.projections.psp_orders import PspOrderProjection, PspOrderView
 from gopay.projections.psp_tasks import PspTaskProjection, PspTaskView
 from gopay.projections.reconciliation import ReconciliationProjection, ReconciliationView
+from gopay.projections.reviews import ReviewProjection, ReviewView
 from gopay.projections.runner import REBUILD_PAGE_SIZE, PagedProjectionRunner, lag_seconds
 from gopay.projections.security import SecurityProjection, SecurityView
 from gopay.projections.view import Check, PagedView, StoredStates
@@ -57,6 +58,7 @@ READ_MODELS: tuple[tuple[type[Projection[Any]], type[PagedView]], ...] = (
     (NotificationProjection, NotificationView),
     # After the wallets view: its queries join the wallets and payment orders that one writes.
     (PayoutScheduleProjection, PayoutScheduleView),
+    (ReviewProjection, ReviewView),
 )
 
 
@@ -122,6 +124,7 @@ class ReadSide:
         self.adjustment_proposals = cast(AdjustmentProposalView, by_class[AdjustmentProposalView])
         self.notifications = cast(NotificationView, by_class[NotificationView])
         self.payout_schedules = cast(PayoutScheduleView, by_class[PayoutScheduleView])
+        self.reviews = cast(ReviewView, by_class[ReviewView])
         self._datastore = views[0].datastore
         # Where every read model has got, in one round trip (one per view adds up, and
         # read-your-writes asks it again and again while it waits).

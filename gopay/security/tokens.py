@@ -23,6 +23,7 @@ class AccessClaims:
     kind: str
     role: str | None
     wallet_id: UUID | None
+    device_id: str | None = None  # the device signed in on, for fraud screening
 
 
 def issue_access_token(claims: AccessClaims, key: str, ttl: timedelta) -> str:
@@ -31,7 +32,7 @@ def issue_access_token(claims: AccessClaims, key: str, ttl: timedelta) -> str:
         "iss": ISSUER, "sub": str(claims.user_id), "sid": str(claims.session_id),
         "kind": claims.kind, "role": claims.role,
         "wallet_id": str(claims.wallet_id) if claims.wallet_id else None,
-        "iat": now, "exp": now + ttl, "typ": "access",
+        "iat": now, "exp": now + ttl, "typ": "access", "dev": claims.device_id,
     }
     return jwt.encode(payload, key, algorithm=ALGORITHM)
 
@@ -65,7 +66,8 @@ def _verify(token: str, key: str) -> tuple[AccessClaims, float] | None:
             return None
         wallet_id = payload.get("wallet_id")
         claims = AccessClaims(UUID(payload["sub"]), UUID(payload["sid"]), payload["kind"],
-                              payload.get("role"), UUID(wallet_id) if wallet_id else None)
+                              payload.get("role"), UUID(wallet_id) if wallet_id else None,
+                              payload.get("dev") if isinstance(payload.get("dev"), str) else None)
         return claims, float(payload["exp"])
     except (jwt.PyJWTError, KeyError, ValueError, TypeError):
         return None

@@ -7,6 +7,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
+from gopay.aggregates.fraud import RuleSet
 from tests.support import PASSWORD, Client, login, register, staff
 
 # "company" is a merchant; "merchant_api_key" is its server, calling with an sk_live_ key.
@@ -112,6 +113,12 @@ ALLOWED: dict[str, set[str]] = {
     "GET /v1/notifications/unread-count": SIGNED_IN,
     "GET /v1/notifications/{id}": SIGNED_IN,
     "POST /v1/notifications/{id}/read": SIGNED_IN,
+    # Fraud screening: the review queue (deciding: then 404 for the target's id), the rules.
+    "GET /v1/admin/reviews": {"admin", "sub_admin", "support"},
+    "POST /v1/admin/reviews/{id}/approve": {"admin", "sub_admin", "support"},
+    "POST /v1/admin/reviews/{id}/reject": {"admin", "sub_admin", "support"},
+    "GET /v1/admin/fraud-rules": {"admin"},
+    "PUT /v1/admin/fraud-rules": {"admin"},
 }
 
 
@@ -187,6 +194,8 @@ def request(endpoint: str, client: Client, target: Client) -> httpx.Response:
         "POST /v1/admin/adjustments": lambda: {
             "wallet_id": target.user["wallet_id"], "direction": "credit", "amount": 1,
             "currency": "USD", "reason": "role table check"},
+        # The rules in force, unchanged: the other cases must not meet tighter ones.
+        "PUT /v1/admin/fraud-rules": lambda: RuleSet().as_document(),
         # A proposal moves nothing until another staff member approves it.
         "POST /v1/admin/adjustment-proposals": lambda: {
             "account": target.user["wallet_id"], "direction": "credit", "amount": 1,

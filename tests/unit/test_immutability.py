@@ -33,6 +33,7 @@ from gopay.aggregates.api_key import ApiKey
 from gopay.aggregates.biller import Biller
 from gopay.aggregates.cash_out import CashOut, CashOutSlot, CashOutStatus, CodeEntry
 from gopay.aggregates.device import DeviceStatus
+from gopay.aggregates.fraud import Activity, FraudRules, Outcome, Review, RuleSet, Verdict
 from gopay.aggregates.ledger import Posting, SystemAccount, TransactionType
 from gopay.aggregates.limits import DEFAULT_LIMITS
 from gopay.aggregates.mobile_operator import MobileOperator
@@ -383,6 +384,34 @@ def code_entry_story() -> Iterator[Aggregate]:
                     detail="wrong code: 2 tries left", attempts_left=2)
 
 
+def activity_story() -> Iterator[Aggregate]:
+    now = datetime(2026, 3, 13, 9, 26, 40, tzinfo=UTC)
+    activity = Activity(id=uuid4(), subject="wallet/x")
+    yield activity
+    for outcome in (Outcome.ALLOW, Outcome.HOLD, Outcome.REFUSE):
+        activity.screened(order_id=uuid4(), at=now, amount=100, recipient="r", device="phone",
+                          verdict=Verdict(outcome, 10, ("why",), ("rule",)),
+                          keep=timedelta(hours=1))
+        yield activity
+
+
+def fraud_rules_story() -> Iterator[Aggregate]:
+    rules = FraudRules(id=uuid4())
+    yield rules
+    rules.change(RuleSet(blocked_counterparties=("a@example.com",)), by=uuid4())
+    yield rules
+
+
+def review_story() -> Iterator[Aggregate]:
+    for decide in ("approve", "reject"):
+        review = Review(id=uuid4(), order_id=uuid4(), sender_wallet_id=uuid4(), amount=1,
+                        currency="USD", score=60, reasons=("too fast",),
+                        sender_activity={"payments_last_hour": 3})
+        yield review
+        getattr(review, decide)(by=uuid4(), note="checked")
+        yield review
+
+
 def payment_request_story() -> Iterator[Aggregate]:
     now = datetime(2026, 3, 13, 9, 26, 40, tzinfo=UTC)
 
@@ -494,6 +523,9 @@ STORIES: dict[type[Aggregate], Story] = {
     CashOutSlot: cash_out_slot_story,
     CodeEntry: code_entry_story,
     PaymentRequest: payment_request_story,
+    Activity: activity_story,
+    FraudRules: fraud_rules_story,
+    Review: review_story,
     ReconciliationRun: reconciliation_run_story,
     AdjustmentProposal: adjustment_proposal_story,
     NotificationPreferences: notification_preferences_story,

@@ -49,7 +49,8 @@ def shown_user(system: System, user_id: Any, position: int) -> UserPublic:
 def token_pair(system: System, signed_in: SignedIn) -> TokenPair:
     user, session = signed_in.user, signed_in.session
     ttl = timedelta(minutes=system.settings.access_token_minutes)
-    claims = AccessClaims(user.id, session.id, user.kind, user.role, user.wallet_id)
+    claims = AccessClaims(user.id, session.id, user.kind, user.role, user.wallet_id,
+                          session.device_id)
     return TokenPair(access_token=issue_access_token(claims, system.settings.signing_key, ttl),
                      refresh_token=signed_in.refresh_token, expires_in=int(ttl.total_seconds()))
 

@@ -4,21 +4,25 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 
 from gopay.aggregates.ledger import TransactionType
 from gopay.aggregates.money import Money
 from gopay.api.bill_schemas import BillPaymentCreate, BillPaymentPublic
 from gopay.api.deps import Customer, IdempotencyKey, SecondFactor, SystemDep, fingerprint
 from gopay.api.problems import Problem
+from gopay.api.routes.transfers import SCREENING_RESPONSES
 from gopay.api.step_up import confirm_step_up
 from gopay.commands.bill_payments import PayBill
+from gopay.commands.screening import is_held_for_review
 
 router = APIRouter(prefix="/v1/bill-payments", tags=["bills"])
 
 
-@router.post("", status_code=201, response_model=BillPaymentPublic)
-def pay_bill(body: BillPaymentCreate, caller: Customer, system: SystemDep,
+@router.post("", status_code=201, response_model=BillPaymentPublic,
+             responses={202: {**SCREENING_RESPONSES[202], "model": BillPaymentPublic},
+                        422: SCREENING_RESPONSES[422]})
+def pay_bill(body: BillPaymentCreate, caller: Customer, system: SystemDep, response: Response,
              idempotency_key: IdempotencyKey = None,
              otp: SecondFactor = None) -> BillPaymentPublic:
     """Pay a biller from the wallet; both histories carry `customer_reference`.
@@ -33,7 +37,11 @@ def pay_bill(body: BillPaymentCreate, caller: Customer, system: SystemDep,
         customer_reference=body.customer_reference,
         money=Money.positive(body.amount, body.currency),
         idempotency_key=idempotency_key, fingerprint=fingerprint(body))).value
-    return BillPaymentPublic(id=order.id, status=order.status, biller_id=body.biller_id,
+    held = is_held_for_review(order)
+    if held:
+        response.status_code = 202
+    return BillPaymentPublic(id=order.id, status="held_for_review" if held else order.status,
+                             biller_id=body.biller_id,
                              customer_reference=order.note, amount=order.amount,
                              currency=order.currency, wallet_id=caller.wallet_id,
                              created_at=order.created_on)

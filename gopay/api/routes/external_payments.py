@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 
 from gopay.aggregates.ledger import TransactionType
 from gopay.aggregates.money import Money
@@ -13,6 +13,7 @@ from gopay.aggregates.payment_order import OrderStatus, PaymentOrder
 from gopay.aggregates.psp_task import PspTask
 from gopay.api.deps import Customer, IdempotencyKey, SecondFactor, SystemDep, fingerprint
 from gopay.api.problems import Problem
+from gopay.api.routes.transfers import request_country
 from gopay.api.schemas import ExternalPaymentCreate, ExternalPaymentPublic
 from gopay.api.step_up import confirm_step_up
 from gopay.commands.money_flow import MoneyCommand
@@ -80,7 +81,7 @@ def create_top_up(body: ExternalPaymentCreate, caller: Customer, system: SystemD
              responses={202: {"description": "Accepted: the PSP has not paid it yet",
                               "model": ExternalPaymentPublic}})
 def create_payout(body: ExternalPaymentCreate, caller: Customer, system: SystemDep,
-                  response: Response, idempotency_key: IdempotencyKey = None,
+                  response: Response, request: Request, idempotency_key: IdempotencyKey = None,
                   otp: SecondFactor = None) -> ExternalPaymentPublic:
     """Pay out to a saved bank account or card; the money is held at once.
 
@@ -89,11 +90,15 @@ def create_payout(body: ExternalPaymentCreate, caller: Customer, system: SystemD
     """
     assert caller.wallet_id is not None, "customers have a wallet"
     confirm_step_up(system, caller, body.amount, RequestPayout.operation, idempotency_key, otp)
+    country = request_country(system.settings.trusted_proxies,
+                              request.client.host if request.client else None,
+                              request.headers.get("x-forwarded-for"))
     return _request(system, RequestPayout(
         caller_id=caller.user_id, wallet_id=caller.wallet_id,
         payment_method_id=body.payment_method_id,
         money=Money.positive(body.amount, body.currency),
-        idempotency_key=idempotency_key, fingerprint=fingerprint(body)), response)
+        idempotency_key=idempotency_key, fingerprint=fingerprint(body),
+        device_id=caller.device_id, client_country=country), response)
 
 
 @router.get("/v1/topups/{order_id}", response_model=ExternalPaymentPublic)

@@ -1,0 +1,322 @@
+"""Fraud screening's write model: a sender's recent activity, the rules, and held payments' reviews.
+
+`Activity` is what the velocity and history rules read, kept per sender wallet (and per
+device): it is loaded and changed by the very command that moves the money, in the same
+group commit, so two payments racing are screened one after the other and cannot both slip
+under a limit. `FraudRules` is the one document of thresholds admins change. A `Review` is a
+payment held for a person to decide.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Any
+from uuid import UUID, uuid5
+
+from eventsourcing.domain import Aggregate, event
+
+from gopay.aggregates.errors import DomainError, InvalidState, ValidationFailed
+from gopay.aggregates.ledger import LEDGER_NAMESPACE
+
+# The most payments an activity remembers: a velocity limit beyond it cannot be enforced.
+MAX_REMEMBERED = 1000
+# The most devices a sender's activity remembers as known.
+MAX_DEVICES = 20
+
+
+class FraudSuspected(DomainError):
+    """The payment looks like fraud: refused, with the rules' reasons."""
+
+    code = "fraud_suspected"
+
+
+class Outcome(StrEnum):
+    ALLOW = "allow"
+    HOLD = "hold"
+    REFUSE = "refuse"
+
+
+@dataclass(frozen=True)
+class Velocity:
+    """At most `max_count` payments and `max_amount` minor units in `window_seconds`."""
+
+    window_seconds: int
+    max_count: int
+    max_amount: int
+    score: int
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    """Every rule's threshold and score, and the scores that hold or refuse a payment."""
+
+    hold_score: int = 50
+    refuse_score: int = 100
+    # Per sender wallet, per device (every account on it), per recipient (of this sender).
+    # The defaults let a busy merchant or a load test through, and sit above the KYC tiers'
+    # daily limits (which already bound amounts): admins tighten them to their traffic.
+    sender_velocity: Velocity = Velocity(3600, 1000, 10**10, 60)
+    device_velocity: Velocity = Velocity(3600, 2000, 10**10, 60)
+    recipient_velocity: Velocity = Velocity(3600, 500, 10**10, 60)
+    # An amount `history_multiple` times the sender's average, once they have paid
+    # `history_min_payments` times, from `history_min_amount` up.
+    history_multiple: int = 20
+    history_min_payments: int = 3
+    history_min_amount: int = 100_000
+    # Alone it only flags (a rent payment is large too): with a new device or a foreign
+    # country it holds.
+    history_score: int = 30
+    # A device the sender never paid from (when they have paid from another), from this amount.
+    new_device_amount: int = 100_000
+    new_device_score: int = 50
+    # The client's country (from its address) is not the account's.
+    country_score: int = 30
+    # Payments to these wallets, e-mails or phones are refused.
+    blocked_counterparties: tuple[str, ...] = ()
+    blocked_score: int = 100
+
+    def __post_init__(self) -> None:
+        scores = [self.hold_score, self.refuse_score, self.history_score, self.new_device_score,
+                  self.country_score, self.blocked_score, *(v.score for v in self.velocities)]
+        counts = [self.history_multiple, self.history_min_payments, self.history_min_amount,
+                  self.new_device_amount,
+                  *(n for v in self.velocities for n in (v.window_seconds, v.max_count,
+                                                         v.max_amount))]
+        if any(n < 0 for n in scores + counts) or self.hold_score < 1 or self.refuse_score < 1:
+            raise ValidationFailed("thresholds and scores are whole numbers, not negative; "
+                                   "hold and refuse scores at least 1")
+        if any(v.window_seconds > 86_400 or v.window_seconds < 1 for v in self.velocities):
+            raise ValidationFailed("a velocity window is 1 to 86400 seconds")
+
+    @property
+    def velocities(self) -> tuple[Velocity, ...]:
+        return (self.sender_velocity, self.device_velocity, self.recipient_velocity)
+
+    @property
+    def longest_window(self) -> timedelta:
+        return timedelta(seconds=max(v.window_seconds for v in self.velocities))
+
+    def as_document(self) -> dict[str, Any]:
+        document = asdict(self)
+        document["blocked_counterparties"] = list(self.blocked_counterparties)
+        return document
+
+    @classmethod
+    def from_document(cls, document: Mapping[str, Any]) -> RuleSet:
+        values = dict(document)
+        try:
+            for name in ("sender_velocity", "device_velocity", "recipient_velocity"):
+                if name in values:
+                    values[name] = Velocity(**values[name])
+            values["blocked_counterparties"] = tuple(values.get("blocked_counterparties", ()))
+            return cls(**values)
+        except TypeError as error:
+            raise ValidationFailed(f"not a fraud rules document: {error}") from None
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """A payment the activity counts: when, how much, to whom, from which device."""
+
+    at: str
+    amount: int
+    recipient: str
+    device: str | None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What screening decided, with the score and each rule's reason."""
+
+    outcome: Outcome
+    score: int
+    reasons: tuple[str, ...] = ()
+    rules: tuple[str, ...] = field(default=())  # the rules that tripped, for the metrics
+
+
+class Activity(Aggregate):
+    """A sender's (or a device's) payments in the rules' longest window, and their history."""
+
+    @staticmethod
+    def id_for_sender(wallet_id: UUID) -> UUID:
+        return uuid5(LEDGER_NAMESPACE, f"activity/wallet/{wallet_id}")
+
+    @staticmethod
+    def id_for_device(device_id: str) -> UUID:
+        return uuid5(LEDGER_NAMESPACE, f"activity/device/{device_id}")
+
+    @event("Started")
+    def __init__(self, id: UUID, subject: str) -> None:
+        self.subject = subject
+        self.recent: tuple[Attempt, ...] = ()
+        self.paid_count = 0  # every payment that went through, for the sender's average
+        self.paid_total = 0
+        self.devices: tuple[str, ...] = ()
+
+    def in_window(self, now: datetime, seconds: int) -> tuple[Attempt, ...]:
+        since = (now - timedelta(seconds=seconds)).isoformat()
+        return tuple(a for a in self.recent if a.at > since)
+
+    @property
+    def average(self) -> int:
+        return self.paid_total // self.paid_count if self.paid_count else 0
+
+    def summary(self, now: datetime) -> dict[str, int]:
+        """The sender's recent activity as a reviewer reads it."""
+        last_hour = self.in_window(now, 3600)
+        last_day = self.in_window(now, 86_400)
+        return {"payments_last_hour": len(last_hour),
+                "amount_last_hour": sum(a.amount for a in last_hour),
+                "payments_last_day": len(last_day),
+                "amount_last_day": sum(a.amount for a in last_day),
+                "payments_total": self.paid_count, "average_payment": self.average,
+                "devices": len(self.devices)}
+
+    def screened(self, *, order_id: UUID, at: datetime, amount: int, recipient: str,
+                 device: str | None, verdict: Verdict, keep: timedelta) -> None:
+        """Record screening's decision; a payment not refused counts from now on."""
+        self._screened(order_id=order_id, at=at.isoformat(), amount=amount, recipient=recipient,
+                       device=device, outcome=verdict.outcome.value, score=verdict.score,
+                       reasons=list(verdict.reasons),
+                       keep_since=(at - keep).isoformat())
+
+    class Screened(Aggregate.Event):
+        order_id: UUID
+        at: str
+        amount: int
+        recipient: str
+        device: str | None
+        outcome: str
+        score: int
+        reasons: list[str]
+        keep_since: str
+
+    @event(Screened)
+    def _screened(self, order_id: UUID, at: str, amount: int, recipient: str,
+                  device: str | None, outcome: str, score: int, reasons: list[str],
+                  keep_since: str) -> None:
+        if outcome == Outcome.REFUSE:
+            return
+        kept = [a for a in self.recent if a.at > keep_since][-(MAX_REMEMBERED - 1):]
+        self.recent = (*kept, Attempt(at, amount, recipient, device))
+        self.paid_count += 1
+        self.paid_total += amount
+        if device is not None and device not in self.devices:
+            self.devices = (*self.devices, device)[-MAX_DEVICES:]
+
+
+class FraudRules(Aggregate):
+    """The thresholds in force: one document, each change an event with who made it."""
+
+    ID = uuid5(LEDGER_NAMESPACE, "fraud-rules")
+
+    @event("Created")
+    def __init__(self, id: UUID) -> None:
+        self.document: Mapping[str, Any] = _frozen(RuleSet().as_document())
+
+    @property
+    def rules(self) -> RuleSet:
+        return RuleSet.from_document(_thawed(self.document))
+
+    def change(self, rules: RuleSet, *, by: UUID) -> None:
+        self._changed(document=rules.as_document(), by=by)
+
+    class Changed(Aggregate.Event):
+        document: dict[str, Any]
+        by: UUID
+
+    @event(Changed)
+    def _changed(self, document: dict[str, Any], by: UUID) -> None:
+        self.document = _frozen(document)
+
+
+class ReviewStatus(StrEnum):
+    OPEN = "open"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
+class Review(Aggregate):
+    """A payment held for review: who sent how much to whom, why it was held, and the decision."""
+
+    @staticmethod
+    def id_for(order_id: UUID) -> UUID:
+        return uuid5(LEDGER_NAMESPACE, f"review/{order_id}")
+
+    class Opened(Aggregate.Created):
+        order_id: UUID
+        sender_wallet_id: UUID
+        amount: int
+        currency: str
+        score: int
+        reasons: tuple[str, ...]
+        sender_activity: Mapping[str, int]
+
+    @event(Opened)
+    def __init__(self, id: UUID, order_id: UUID, sender_wallet_id: UUID, amount: int,
+                 currency: str, score: int, reasons: tuple[str, ...],
+                 sender_activity: Mapping[str, int]) -> None:
+        self.order_id = order_id
+        # What the sender had done when the payment was held, for the reviewer.
+        self.sender_activity = MappingProxyType(dict(sender_activity))
+        self.sender_wallet_id = sender_wallet_id
+        self.amount = amount
+        self.currency = currency
+        self.score = score
+        self.reasons = tuple(reasons)
+        self.status = ReviewStatus.OPEN
+        self.decided_by: UUID | None = None
+        self.note = ""
+
+    def approve(self, *, by: UUID, note: str = "") -> None:
+        self._check_open()
+        self._approved(by=by, note=note)
+
+    def reject(self, *, by: UUID, note: str = "") -> None:
+        self._check_open()
+        self._rejected(by=by, note=note)
+
+    def _check_open(self) -> None:
+        if self.status != ReviewStatus.OPEN:
+            raise InvalidState(f"this review is {self.status} already")
+
+    class Approved(Aggregate.Event):
+        by: UUID
+        note: str
+
+    @event(Approved)
+    def _approved(self, by: UUID, note: str) -> None:
+        self.status = ReviewStatus.APPROVED
+        self.decided_by = by
+        self.note = note
+
+    class Rejected(Aggregate.Event):
+        by: UUID
+        note: str
+
+    @event(Rejected)
+    def _rejected(self, by: UUID, note: str) -> None:
+        self.status = ReviewStatus.REJECTED
+        self.decided_by = by
+        self.note = note
+
+
+def _frozen(value: Any) -> Any:
+    """A JSON document as immutable values: mappings become proxies, lists tuples."""
+    if isinstance(value, Mapping):
+        return MappingProxyType({k: _frozen(v) for k, v in value.items()})
+    if isinstance(value, list | tuple):
+        return tuple(_frozen(v) for v in value)
+    return value
+
+
+def _thawed(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _thawed(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return [_thawed(v) for v in value]
+    return value

@@ -1,0 +1,206 @@
+"""Fraud screening of an outgoing payment, inside the command that moves its money.
+
+`money_flow` asks `screen` about every command that says it is `screened` (people paying
+out of their wallet). The rules read the sender's `Activity` (and the device's) from the
+same unit of work the payment is booked in, so the group commit serialises them: of two
+payments racing for the last place under a velocity limit, the second sees the first. The
+decision is recorded on the activity in the same batch: every decision is an event.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+from uuid import UUID
+
+from prometheus_client import Counter
+
+from gopay.aggregates.fraud import (
+    Activity,
+    Attempt,
+    FraudRules,
+    Outcome,
+    RuleSet,
+    Velocity,
+    Verdict,
+)
+from gopay.aggregates.ledger import TransactionType
+from gopay.aggregates.payment_order import OrderStatus, PaymentOrder
+from gopay.aggregates.user import User
+from gopay.aggregates.wallet import Wallet
+from gopay.group_commit import UnitOfWork
+
+if TYPE_CHECKING:
+    from gopay.commands.bus import Context
+    from gopay.commands.money_flow import MoneyCommand, MoneyFlow
+
+SCREENED = Counter("gopay_fraud_screenings_total",
+                   "Payments screened, by outcome and by the rule that tripped ('none': no rule)",
+                   ["outcome", "rule"])
+
+# Payments that move their money at once: pending only while held for review.
+HELD_WHEN_PENDING = frozenset({TransactionType.TRANSFER, TransactionType.QR_PAYMENT,
+                               TransactionType.BILL_PAYMENT})
+
+
+@dataclass(frozen=True)
+class Payment:
+    """What the rules look at in one payment."""
+
+    amount: int
+    recipient: str  # the payee as the sender's activity names it
+    counterparties: frozenset[str]  # every name of the payee a block list may use
+    device: str | None
+    client_country: str | None
+    account_country: str | None
+
+
+@dataclass(frozen=True)
+class Screening:
+    """A payment's verdict, and how to record it on the activities it was judged on."""
+
+    verdict: Verdict
+    order_id: UUID
+    at: datetime
+    payment: Payment
+    sender_wallet_id: UUID
+    keep: timedelta
+    sender_activity: dict[str, int]  # as it was before this payment, for a reviewer
+
+    def refused(self) -> Screening:
+        """This screening as a refusal (a payment that would be held but cannot wait)."""
+        return replace(self, verdict=replace(self.verdict, outcome=Outcome.REFUSE))
+
+    def record(self, unit: UnitOfWork) -> None:
+        """The decision as an event on the sender's activity (and the device's)."""
+        subjects = [(Activity.id_for_sender(self.sender_wallet_id),
+                     f"wallet/{self.sender_wallet_id}")]
+        if self.payment.device is not None:
+            subjects.append((Activity.id_for_device(self.payment.device),
+                             f"device/{self.payment.device}"))
+        for activity_id, subject in subjects:
+            activity = _activity(unit, activity_id, subject)
+            activity.screened(order_id=self.order_id, at=self.at, amount=self.payment.amount,
+                              recipient=self.payment.recipient, device=self.payment.device,
+                              verdict=self.verdict, keep=self.keep)
+        for rule in self.verdict.rules or ("none",):
+            SCREENED.labels(self.verdict.outcome.value, rule).inc()
+
+
+def screening_probes(command: MoneyCommand, wallet_id: UUID | None) -> tuple[UUID, ...]:
+    """Ids screening may find absent (asked about with the batch's other probes)."""
+    probes = [FraudRules.ID]
+    if wallet_id is not None:
+        probes.append(Activity.id_for_sender(wallet_id))
+    if command.device_id:
+        probes.append(Activity.id_for_device(command.device_id))
+    return tuple(probes)
+
+
+def screen(command: MoneyCommand, flow: MoneyFlow, order_id: UUID, unit: UnitOfWork,
+           context: Context) -> Screening | None:
+    """The verdict on a payment, or None if it is not screened (or screening is off)."""
+    if (context.fraud_screening == "off" or not command.screened
+            or not isinstance(flow.payer, Wallet)):
+        return None
+    stored_rules = unit.find(FraudRules.ID, FraudRules)
+    rules = stored_rules.rules if stored_rules is not None else RuleSet()
+    sender = unit.find(Activity.id_for_sender(flow.payer.id), Activity)
+    device = (unit.find(Activity.id_for_device(command.device_id), Activity)
+              if command.device_id else None)
+    payment = Payment(
+        amount=flow.money.amount,
+        recipient=str(flow.payee.id) if isinstance(flow.payee, Wallet) else flow.payee.value,
+        counterparties=_names_of(command, flow),
+        device=command.device_id, client_country=command.client_country,
+        account_country=_account_country(command, unit))
+    now = context.clock()
+    verdict = judge(rules, payment, sender, device, now)
+    if context.fraud_screening == "monitor" and verdict.outcome != Outcome.ALLOW:
+        verdict = replace(verdict, outcome=Outcome.ALLOW,
+                          reasons=(f"monitor only: would {verdict.outcome}", *verdict.reasons))
+    return Screening(verdict, order_id, now, payment, flow.payer.id, rules.longest_window,
+                     sender.summary(now) if sender is not None else {})
+
+
+def judge(rules: RuleSet, payment: Payment, sender: Activity | None, device: Activity | None,
+          now: datetime) -> Verdict:
+    """Every rule's say on a payment, summed into one score and an outcome."""
+    tripped: list[tuple[str, int, str]] = []
+    recent = sender.recent if sender is not None else ()
+    to_recipient = tuple(a for a in recent if a.recipient == payment.recipient)
+    for rule, velocity, attempts in (
+            ("sender_velocity", rules.sender_velocity, recent),
+            ("recipient_velocity", rules.recipient_velocity, to_recipient),
+            ("device_velocity", rules.device_velocity, device.recent if device else ())):
+        reason = _too_fast(velocity, attempts, payment.amount, now)
+        if reason:
+            tripped.append((rule, velocity.score, reason))
+    if (sender is not None and sender.paid_count >= rules.history_min_payments
+            and payment.amount >= rules.history_min_amount
+            and payment.amount > rules.history_multiple * sender.average):
+        reason = (f"{payment.amount} is over {rules.history_multiple} times the sender's "
+                  f"average payment ({sender.average})")
+        tripped.append(("history", rules.history_score, reason))
+    if (payment.device is not None and sender is not None and sender.devices
+            and payment.device not in sender.devices
+            and payment.amount >= rules.new_device_amount):
+        tripped.append(("new_device", rules.new_device_score,
+                        f"{payment.amount} from a device the sender never paid from"))
+    if (payment.client_country and payment.account_country
+            and payment.client_country != payment.account_country):
+        reason = f"paying from {payment.client_country}, the account is in {payment.account_country}"
+        tripped.append(("country", rules.country_score, reason))
+    blocked = payment.counterparties & {c.strip().lower() for c in rules.blocked_counterparties}
+    if blocked:
+        tripped.append(("blocked_counterparty", rules.blocked_score,
+                        f"the payee is blocked ({', '.join(sorted(blocked))})"))
+    tripped = [t for t in tripped if t[1] > 0]
+    score = sum(points for _, points, _ in tripped)
+    outcome = (Outcome.REFUSE if score >= rules.refuse_score
+               else Outcome.HOLD if score >= rules.hold_score else Outcome.ALLOW)
+    return Verdict(outcome, score, tuple(reason for _, _, reason in tripped),
+                   tuple(rule for rule, _, _ in tripped))
+
+
+def is_held_for_review(order: PaymentOrder) -> bool:
+    """Whether a payment that moves its money at once is waiting for a reviewer."""
+    return order.status == OrderStatus.PENDING and order.order_type in HELD_WHEN_PENDING
+
+
+def _too_fast(velocity: Velocity, attempts: tuple[Attempt, ...], amount: int,
+              now: datetime) -> str:
+    since = (now - timedelta(seconds=velocity.window_seconds)).isoformat()
+    window = [a for a in attempts if a.at > since]
+    if len(window) + 1 > velocity.max_count:
+        return (f"{len(window) + 1} payments in {velocity.window_seconds} s "
+                f"(at most {velocity.max_count})")
+    total = sum(a.amount for a in window) + amount
+    if total > velocity.max_amount:
+        return f"{total} paid in {velocity.window_seconds} s (at most {velocity.max_amount})"
+    return ""
+
+
+def _names_of(command: MoneyCommand, flow: MoneyFlow) -> frozenset[str]:
+    names = {str(flow.payee.id) if isinstance(flow.payee, Wallet) else flow.payee.value}
+    recipient = getattr(command, "recipient", None)  # as a transfer's sender named them
+    if isinstance(recipient, str):
+        names.add(recipient.strip().lower())
+    return frozenset(names)
+
+
+def _account_country(command: MoneyCommand, unit: UnitOfWork) -> str | None:
+    """The sender's country, read only when the request's country is known to compare it."""
+    if not command.client_country:
+        return None
+    user = unit.find(command.caller_id, User)
+    return user.country.upper() if user is not None and user.country else None
+
+
+def _activity(unit: UnitOfWork, activity_id: UUID, subject: str) -> Activity:
+    activity = unit.find(activity_id, Activity)
+    if activity is None:
+        activity = Activity(id=activity_id, subject=subject)
+        unit.add(activity)
+    return activity
