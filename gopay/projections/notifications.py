@@ -29,6 +29,7 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
 
+from gopay.aggregates.fraud import Review
 from gopay.aggregates.ledger import LEDGER_NAMESPACE, TransactionType
 from gopay.aggregates.notification_preferences import SECURITY_TYPES, NotificationPreferences
 from gopay.aggregates.payment_order import PaymentOrder
@@ -75,7 +76,10 @@ made AS (
            COALESCE((SELECT jsonb_build_object('order_id', o.order_id, 'amount', o.amount,
                                                'currency', o.currency)
                      FROM notification_orders o WHERE o.order_id = %(order)s::uuid),
-                    '{}'::jsonb) || %(data)s,
+                    '{}'::jsonb)
+           || COALESCE((SELECT jsonb_build_object('payment_id', r.order_id)
+                        FROM notification_reviews r WHERE r.review_id = %(order)s::uuid),
+                       '{}'::jsonb) || %(data)s,
            %(at)s, %(position)s, w.in_app, w.email
     FROM wanted w WHERE w.in_app OR w.email
     ON CONFLICT (id) DO NOTHING RETURNING id, user_id, in_app, email),
@@ -90,8 +94,9 @@ SELECT (SELECT count(*) FROM made WHERE in_app) AS in_app, (SELECT count(*) FROM
 class NotificationView(PagedView):
     """People's notices, and what the projection needs to know to address them."""
 
+    # The notices themselves are kept: see the docstring.
     tables = ("notification_users", "notification_orders", "notification_devices",
-              "notification_preferences")  # the notices themselves are kept: see the docstring
+              "notification_preferences", "notification_reviews")
     schema_statements = (
         """CREATE TABLE IF NOT EXISTS notification_users (
             user_id uuid PRIMARY KEY, wallet_id uuid, email text NOT NULL, full_name text NOT NULL)""",
@@ -100,6 +105,8 @@ class NotificationView(PagedView):
             order_id uuid PRIMARY KEY, order_type text NOT NULL, wallet_id uuid NOT NULL,
             amount bigint NOT NULL,
             currency text NOT NULL, planned boolean NOT NULL DEFAULT false)""",
+        """CREATE TABLE IF NOT EXISTS notification_reviews (
+            review_id uuid PRIMARY KEY, order_id uuid NOT NULL)""",
         """CREATE TABLE IF NOT EXISTS notification_devices (
             user_id uuid NOT NULL, device_id text NOT NULL, first_position bigint NOT NULL,
             PRIMARY KEY (user_id, device_id))""",
@@ -326,10 +333,29 @@ class NotificationProjection(Projection[NotificationView]):
         self._notify(e, tracking, "security.two_factor_changed", user=e.originator_id,
                      data={"enabled": False})
 
-    # `review.decided`: when the fraud review's decision event exists, register it here with
-    # `self._notify(e, tracking, "review.decided", user=<the sender>, data={"decision": ...,
-    # "amount": ..., "currency": ..., "payment_id": ...})`; its wording is in
-    # `gopay.notifications.letters.WORDING` already.
+    # A payment held for review: its sender is told the decision, by the review's id (kept as
+    # the "order" a notice is addressed by; `payment_id` names the payment itself).
+
+    @process_event.register
+    def _(self, e: Review.Opened, tracking: Tracking) -> None:
+        self.view.step("INSERT INTO notification_orders (order_id, order_type, wallet_id, amount, "
+                       "currency, planned) VALUES (%s, 'review', %s, %s, %s, true) "
+                       "ON CONFLICT DO NOTHING",
+                       (e.originator_id, e.sender_wallet_id, e.amount, e.currency))
+        self.view.step("INSERT INTO notification_reviews (review_id, order_id) VALUES (%s, %s) "
+                       "ON CONFLICT DO NOTHING", (e.originator_id, e.order_id))
+
+    @process_event.register
+    def _(self, e: Review.Approved, tracking: Tracking) -> None:
+        self._review_decided(e, tracking, "approve")
+
+    @process_event.register
+    def _(self, e: Review.Rejected, tracking: Tracking) -> None:
+        self._review_decided(e, tracking, "reject")
+
+    def _review_decided(self, e: Any, tracking: Tracking, decision: str) -> None:
+        self._notify(e, tracking, "review.decided", order=e.originator_id, order_type="review",
+                     data={"decision": decision})
 
     def _notify(self, e: Any, tracking: Tracking, kind: str, *, user: UUID | None = None,
                 wallet: UUID | None = None, order: UUID | None = None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from email import message_from_bytes
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import psycopg
 import pytest
@@ -13,8 +13,10 @@ from aiosmtpd.controller import Controller
 from tenacity import stop_after_attempt, wait_fixed
 
 from gopay.aggregates.errors import ValidationFailed
+from gopay.aggregates.fraud import Review, RuleSet, Velocity
 from gopay.aggregates.instruments import bank_account, card
 from gopay.aggregates.money import Money
+from gopay.commands.fraud_reviews import ApproveReview, ChangeFraudRules, RejectReview
 from gopay.commands.kyc import DecideKyc, SubmitKyc
 from gopay.commands.notification_preferences import ChangeNotificationPreferences
 from gopay.commands.payment_methods import AddPaymentMethod
@@ -24,12 +26,15 @@ from gopay.commands.psp_outcomes import SettleWithPsp
 from gopay.commands.recovery import ConfirmRecovery, RequestRecovery
 from gopay.commands.sign_in import SignIn
 from gopay.commands.topups import RequestTopUp
+from gopay.commands.transfer import Transfer
 from gopay.notifications.outbox import Outbox
 from gopay.projections.read_side import ReadSide
 from gopay.psp.port import OperationStatus
 from gopay.retry import RetryPolicy
 from gopay.system import System
 from tests.support import ADMIN, free_port, open_wallets, transfer
+
+STAFF_ID = uuid4()
 
 
 def notices(database_url: str, user_id: UUID) -> list[dict[str, Any]]:
@@ -134,6 +139,25 @@ class TestEachTypeIsToldOncePerChannel:
                                       document_number="X1234567", date_of_birth=date(1990, 1, 1)))
         system.commands.run(DecideKyc(staff_id=staff_id, user_id=person.id, decision="approve"))
         once_by_both(told(system, database_url, person.id, "kyc.decided"))
+
+    @pytest.mark.parametrize("decision", ["approve", "reject"])
+    def test_review_decided(self, system: System, database_url: str, people: list[Any],
+                            decision: str) -> None:
+        """A payment held for review: its sender is told the decision, once, with the payment."""
+        sender, recipient = people
+        system.commands.run(ChangeFraudRules(staff_id=STAFF_ID, document=RuleSet(
+            sender_velocity=Velocity(3600, 0, 10**12, 60)).as_document()))
+        order = system.commands.run(Transfer(
+            caller_id=sender.id, sender_wallet_id=sender.wallet_id, recipient=recipient.email,
+            money=Money(700, "USD"), fingerprint="f")).value
+        decide = ApproveReview if decision == "approve" else RejectReview
+        system.commands.run(decide(review_id=Review.id_for(order.id), staff_id=STAFF_ID))
+        once_by_both(told(system, database_url, sender.id, "review.decided"))
+        with psycopg.connect(database_url) as conn:
+            [(data,)] = conn.execute("SELECT data FROM user_notifications WHERE user_id = %s AND "
+                                     "type = 'review.decided'", (sender.id,)).fetchall()
+        assert (data["decision"], data["payment_id"], data["amount"]) == (decision, str(order.id), 700)
+        assert told(system, database_url, recipient.id, "review.decided") == []
 
     def test_password_changed(self, system: System, database_url: str, people: list[Any]) -> None:
         person = people[0]
