@@ -160,7 +160,11 @@ def complete(order: PaymentOrder, unit: UnitOfWork, *, psp_fee: Money | None = N
         assert agent_id in (order.payer_wallet_id, order.payee_wallet_id), "an agent of the order"
         _pay_commission(unit.get(agent_id, Wallet), Money(earned, currency), order.id, order.note)
     costs = _psp_cost(_clearing_of(planned, currency), psp_fee)
-    order.succeed(*_merged([*order.planned_postings, *costs]))
+    # Merged, one posting per account; unless that nets to nothing (a top-up whose GoPay fee
+    # took all of it, and the PSP's the same again): then the legs as they are, since an
+    # order that succeeds with no posting would book its plan instead.
+    order.succeed(*(_merged([*order.planned_postings, *costs])
+                    or [*order.planned_postings, *costs]))
 
 
 def cancel(order: PaymentOrder, unit: UnitOfWork, *, reason: str, detail: str = "") -> None:

@@ -312,7 +312,11 @@ class LedgerMachine(RuleBasedStateMachine):
             conn.execute(f"ALTER DATABASE {self.database_name} SET synchronous_commit = off")
         config = Settings(database_url=self.database_url, var_dir=var_dir,
                           secret_key=SECRET_KEY, db_pool_size=2, fees=FEES,
-                          kyc_limits=json.loads(UNLIMITED))  # limits: tests/unit/test_limits.py
+                          kyc_limits=json.loads(UNLIMITED),  # limits: tests/unit/test_limits.py
+                          # Screened and recorded, never held or refused: the rules' verdicts are
+                          # tests/unit/commands/test_fraud_screening.py's and the integration
+                          # race's; here every payment is judged by the ledger's own rules.
+                          fraud_screening="monitor")
         prepare_database(config, self.database_url)
         self.system = System.connect(config, self.database_url)
         self.app = self.system.app

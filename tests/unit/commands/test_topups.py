@@ -142,6 +142,17 @@ class TestSucceeding:
         books = gopay.check_books()
         assert (books.of(SystemAccount.PSP_CLEARING), books.of(SystemAccount.FEES)) == (-9_975, 5)
 
+    def test_a_top_up_the_fees_take_whole_books_what_happened(self) -> None:
+        """30 in, GoPay's fee of 30, the PSP's of 30 too: the wallet gets nothing, and the
+        books say so (the legs as they are, not the plan, which had no PSP fee in it)."""
+        gopay = top_up_fee(fixed=30)
+        ada = gopay.register("ada@example.com")
+        order = gopay.settle(gopay.top_up(ada, gopay.add_card(ada), 30), fee=30)
+        assert order.status == OrderStatus.SUCCEEDED
+        books = gopay.check_books()
+        assert (books.of(SystemAccount.PSP_CLEARING), books.of(SystemAccount.FEES)) == (0, 0)
+        assert gopay.wallet(ada).balance == 0
+
     def test_the_call_task_is_done_once_the_order_is_settled(self, gopay: InMemoryGoPay,
                                                              ada: User, visa: PaymentMethod) -> None:
         order = gopay.settle(gopay.top_up(ada, visa, 1_000))
