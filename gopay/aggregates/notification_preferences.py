@@ -15,7 +15,7 @@ from gopay.aggregates.ledger import LEDGER_NAMESPACE
 NOTIFICATION_TYPES = (
     "transfer.received", "topup.succeeded", "topup.failed", "payout.paid", "payout.failed",
     "payment_request.received", "login.new_device", "kyc.decided", "review.decided",
-    "security.password_changed", "security.two_factor_changed")
+    "security.password_changed", "security.two_factor_changed", "support.reply")
 CHANNELS = ("email", "in_app")
 # Told by every channel whatever the user prefers: a thief must not be able to silence them.
 SECURITY_TYPES = frozenset({"login.new_device", "security.password_changed",

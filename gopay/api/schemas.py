@@ -140,7 +140,7 @@ class UserPublic(BaseModel):
 NotificationType = Literal[
     "transfer.received", "topup.succeeded", "topup.failed", "payout.paid", "payout.failed",
     "payment_request.received", "login.new_device", "kyc.decided", "review.decided",
-    "security.password_changed", "security.two_factor_changed"]
+    "security.password_changed", "security.two_factor_changed", "support.reply"]
 
 
 class NotificationChoice(BaseModel):

@@ -31,6 +31,7 @@ from gopay.commands import (
     registration,
     sign_in,
     staff,
+    support_tickets,
     topups,
     transfer,
     two_factor,
@@ -43,5 +44,5 @@ __all__ = ["Command", "Commands", "Context", "Outcome", "adjustment", "adjustmen
            "devices", "fraud_reviews", "kyc", "merchant_payouts", "mobile_operators",
            "notification_preferences", "payment_methods", "payment_requests", "payouts",
            "profile", "psp_outcomes", "qr_payments", "recharges", "reconciliation", "recovery",
-           "refunds", "registration", "sign_in", "staff", "topups", "transfer", "two_factor",
-           "webhook_endpoints"]
+           "refunds", "registration", "sign_in", "staff", "support_tickets", "topups",
+           "transfer", "two_factor", "webhook_endpoints"]

@@ -49,6 +49,8 @@ WORDING: Mapping[str, tuple[str, str]] = {
                        "passed review and went through.{% else %}Your payment of "
                        "{{ money(amount, currency) }} was stopped after review and the money was "
                        "released.{% endif %}")),
+    "support.reply": ("Support replied to your ticket",
+                      "{{ excerpt }}{% if truncated %}…{% endif %} Reply in the app to continue."),
     "security.password_changed": ("Your password was changed",
                                   ("Your GoPay password was changed and every session was signed "
                                   "out. If this was not you, contact support at once.")),

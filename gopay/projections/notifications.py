@@ -34,6 +34,7 @@ from gopay.aggregates.ledger import LEDGER_NAMESPACE, TransactionType
 from gopay.aggregates.notification_preferences import SECURITY_TYPES, NotificationPreferences
 from gopay.aggregates.payment_order import PaymentOrder
 from gopay.aggregates.payment_request import PaymentRequest
+from gopay.aggregates.support_ticket import SupportTicket
 from gopay.aggregates.user import User
 from gopay.aggregates.wallet import Wallet
 from gopay.notifications.letters import Letter, letter, title_and_body
@@ -45,6 +46,9 @@ DELIVERY_LAG = Histogram("gopay_notification_delivery_seconds",
                          "From the event to the notice reaching its channel (in-app: created; "
                          "e-mail: taken by the SMTP server)", ["channel"],
                          buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600))
+
+# How much of a support reply a notice quotes (the ticket holds it whole).
+REPLY_EXCERPT = 280
 
 PASSWORD_RESET: type[Any] = User.PasswordReset  # type: ignore[attr-defined]  # declared by @event("PasswordReset")
 # The PSP orders whose outcome their owner is told of (a refusal at the request is answered there).
@@ -305,6 +309,12 @@ class NotificationProjection(Projection[NotificationView]):
         self._notify(e, tracking, "payment_request.received", user=e.payer_id, data={
             "payment_request_id": str(e.originator_id), "amount": e.amount,
             "currency": e.currency, "note": e.note, "expires_at": e.expires_at})
+
+    @process_event.register
+    def _(self, e: SupportTicket.StaffReplied, tracking: Tracking) -> None:
+        self._notify(e, tracking, "support.reply", user=e.customer_id, data={
+            "ticket_id": str(e.originator_id), "message_id": str(e.message_id),
+            "excerpt": e.body[:REPLY_EXCERPT], "truncated": len(e.body) > REPLY_EXCERPT})
 
     # The account and its security
 

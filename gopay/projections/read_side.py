@@ -36,6 +36,7 @@ from gopay.projections.reconciliation import ReconciliationProjection, Reconcili
 from gopay.projections.reviews import ReviewProjection, ReviewView
 from gopay.projections.runner import REBUILD_PAGE_SIZE, PagedProjectionRunner, lag_seconds
 from gopay.projections.security import SecurityProjection, SecurityView
+from gopay.projections.support_tickets import SupportTicketProjection, SupportTicketView
 from gopay.projections.view import Check, PagedView, StoredStates
 from gopay.projections.wallets import WalletProjection, WalletView
 from gopay.projections.webhook_deliveries import WebhookDeliveryProjection, WebhookDeliveryView
@@ -59,6 +60,8 @@ READ_MODELS: tuple[tuple[type[Projection[Any]], type[PagedView]], ...] = (
     # After the wallets view: its queries join the wallets and payment orders that one writes.
     (PayoutScheduleProjection, PayoutScheduleView),
     (ReviewProjection, ReviewView),
+    # After the wallets view too: a ticket shows its transaction from that view's table.
+    (SupportTicketProjection, SupportTicketView),
 )
 
 
@@ -125,6 +128,7 @@ class ReadSide:
         self.notifications = cast(NotificationView, by_class[NotificationView])
         self.payout_schedules = cast(PayoutScheduleView, by_class[PayoutScheduleView])
         self.reviews = cast(ReviewView, by_class[ReviewView])
+        self.support_tickets = cast(SupportTicketView, by_class[SupportTicketView])
         self._datastore = views[0].datastore
         # Where every read model has got, in one round trip (one per view adds up, and
         # read-your-writes asks it again and again while it waits).

@@ -42,6 +42,7 @@ from gopay.aggregates.notification_preferences import NotificationPreferences
 from gopay.aggregates.payment_method import PaymentMethod, SavedMethods
 from gopay.aggregates.payment_order import PaymentOrder
 from gopay.aggregates.payment_request import PaymentRequest
+from gopay.aggregates.support_ticket import SupportTicket
 from gopay.aggregates.payout_schedule import PayoutSchedule
 from gopay.aggregates.psp_task import PspTask, TaskKind
 from gopay.aggregates.qr_code import QrCode
@@ -433,6 +434,22 @@ def payment_request_story() -> Iterator[Aggregate]:
         yield answered
 
 
+def support_ticket_story() -> Iterator[Aggregate]:
+    customer, staff = uuid4(), uuid4()
+    ticket = SupportTicket.open(id=uuid4(), customer_id=customer, customer_wallet_id=uuid4(),
+                                subject="Card declined", message_id=uuid4(), body="Why?",
+                                transaction_id=uuid4())
+    yield ticket
+    ticket.reply(message_id=uuid4(), staff_id=staff, body="Which card?")
+    yield ticket
+    ticket.write(message_id=uuid4(), body="The Visa")
+    yield ticket
+    ticket.assign(staff_id=staff, by=uuid4())
+    yield ticket
+    ticket.close(by=staff)
+    yield ticket
+
+
 def reconciliation_run_story() -> Iterator[Aggregate]:
     first, second = uuid4(), uuid4()
     run = ReconciliationRun(id=uuid4(), file_sha256="ab" * 32, file_name="2026-03-12.csv",
@@ -523,6 +540,7 @@ STORIES: dict[type[Aggregate], Story] = {
     CashOutSlot: cash_out_slot_story,
     CodeEntry: code_entry_story,
     PaymentRequest: payment_request_story,
+    SupportTicket: support_ticket_story,
     Activity: activity_story,
     FraudRules: fraud_rules_story,
     Review: review_story,
