@@ -42,13 +42,13 @@ from gopay.aggregates.notification_preferences import NotificationPreferences
 from gopay.aggregates.payment_method import PaymentMethod, SavedMethods
 from gopay.aggregates.payment_order import PaymentOrder
 from gopay.aggregates.payment_request import PaymentRequest
-from gopay.aggregates.support_ticket import SupportTicket
 from gopay.aggregates.payout_schedule import PayoutSchedule
 from gopay.aggregates.psp_task import PspTask, TaskKind
 from gopay.aggregates.qr_code import QrCode
 from gopay.aggregates.reconciliation import ReconciliationRun
 from gopay.aggregates.refunds import PaymentRefunds
 from gopay.aggregates.session import Session, token_digest
+from gopay.aggregates.support_ticket import SupportTicket
 from gopay.aggregates.user import Device, EmailIndex, PhoneIndex, User
 from gopay.aggregates.wallet import Hold, Wallet
 from gopay.aggregates.webhook_endpoint import WebhookEndpoint

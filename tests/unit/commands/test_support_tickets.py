@@ -1,4 +1,4 @@
-"""Support tickets: opened by a customer about their own transactions only, open ⇄ pending, closed for good."""
+"""Support tickets: about one's own transactions only, open ⇄ pending, closed for good."""
 
 from __future__ import annotations
 
