@@ -341,6 +341,22 @@ def notification(people: People) -> Owned:
     return Owned(notice["id"], str(uuid.uuid4()), (alice,), is_unchanged)
 
 
+def support_ticket(people: People) -> Owned:
+    """Alice's ticket about her transfer to Bob: only she may read it or write to it (Bob,
+    a party to the transfer, is not one to her ticket)."""
+    alice = people.alice
+    fund(people.admin, alice.user["wallet_id"], 1_000)
+    sent = _ok(alice.post("/v1/transfers", {"recipient": people.bob.user["email"], "amount": 100,
+                                            "currency": "USD"}), 201)
+    ticket = _ok(alice.post("/v1/support/tickets", {"subject": "Wrong amount", "body": "Help",
+                                                    "transaction_id": sent["id"]}), 201)
+
+    def is_unchanged() -> None:
+        assert _ok(alice.get(f"/v1/support/tickets/{ticket['id']}")) == ticket
+
+    return Owned(ticket["id"], str(uuid.uuid4()), (alice,), is_unchanged)
+
+
 # Every id-taking endpoint a customer may call: what it is called on, and with what body.
 CASES: dict[tuple[str, str], tuple[Callable[[People], Owned], dict[str, Any] | None]] = {
     ("GET", "/v1/payment-methods/{method_id}"): (payment_method, None),
@@ -370,6 +386,8 @@ CASES: dict[tuple[str, str], tuple[Callable[[People], Owned], dict[str, Any] | N
     ("POST", "/v1/payment-requests/{request_id}/cancel"): (payment_request, None),
     ("GET", "/v1/notifications/{notification_id}"): (notification, None),
     ("POST", "/v1/notifications/{notification_id}/read"): (notification, None),
+    ("GET", "/v1/support/tickets/{ticket_id}"): (support_ticket, None),
+    ("POST", "/v1/support/tickets/{ticket_id}/messages"): (support_ticket, {"body": "Me too"}),
 }
 
 

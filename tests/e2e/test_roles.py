@@ -119,6 +119,15 @@ ALLOWED: dict[str, set[str]] = {
     "POST /v1/admin/reviews/{id}/reject": {"admin", "sub_admin", "support"},
     "GET /v1/admin/fraud-rules": {"admin"},
     "PUT /v1/admin/fraud-rules": {"admin"},
+    # Support tickets: customers open and write (then 404 for the target's id), support staff
+    # reply, assign and close, auditors only read.
+    "POST /v1/support/tickets": CUSTOMERS,
+    "GET /v1/support/tickets": CUSTOMERS,
+    "GET /v1/support/tickets/{id}": CUSTOMERS | {"admin", "support", "auditor"},
+    "POST /v1/support/tickets/{id}/messages": CUSTOMERS | {"admin", "support"},
+    "GET /v1/admin/tickets": {"admin", "support", "auditor"},
+    "POST /v1/admin/tickets/{id}/assign": {"admin", "support"},
+    "POST /v1/admin/tickets/{id}/close": {"admin", "support"},
 }
 
 
@@ -194,6 +203,9 @@ def request(endpoint: str, client: Client, target: Client) -> httpx.Response:
         "POST /v1/admin/adjustments": lambda: {
             "wallet_id": target.user["wallet_id"], "direction": "credit", "amount": 1,
             "currency": "USD", "reason": "role table check"},
+        "POST /v1/support/tickets": lambda: {"subject": "Role table", "body": "checking"},
+        "POST /v1/support/tickets/{id}/messages": lambda: {"body": "checking"},
+        "POST /v1/admin/tickets/{id}/assign": lambda: {"staff_id": target.user["id"]},
         # The rules in force, unchanged: the other cases must not meet tighter ones.
         "PUT /v1/admin/fraud-rules": lambda: RuleSet().as_document(),
         # A proposal moves nothing until another staff member approves it.
