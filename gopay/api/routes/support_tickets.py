@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -199,7 +200,8 @@ def _ticket_id(text: str) -> UUID:
         raise Problem(404, NOT_FOUND) from None
 
 
-def _cursor(cursor: str | None, seen: Any, system: System) -> UUID | None:
+def _cursor(cursor: str | None, seen: Callable[[dict[str, Any]], bool],
+            system: System) -> UUID | None:
     """The id a page starts after: a ticket the caller may list, else 422."""
     after = id_cursor(cursor)
     if after is None:
