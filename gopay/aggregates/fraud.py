@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from functools import lru_cache
 from types import MappingProxyType
 from typing import Any
 from uuid import UUID, uuid5
@@ -141,11 +142,14 @@ class Verdict:
 class Activity(Aggregate):
     """A sender's (or a device's) payments in the rules' longest window, and their history."""
 
+    # Asked twice for every payment screened: remembered rather than hashed again.
     @staticmethod
+    @lru_cache(maxsize=100_000)
     def id_for_sender(wallet_id: UUID) -> UUID:
         return uuid5(LEDGER_NAMESPACE, f"activity/wallet/{wallet_id}")
 
     @staticmethod
+    @lru_cache(maxsize=100_000)
     def id_for_device(device_id: str) -> UUID:
         return uuid5(LEDGER_NAMESPACE, f"activity/device/{device_id}")
 
@@ -217,10 +221,7 @@ class FraudRules(Aggregate):
     @event("Created")
     def __init__(self, id: UUID) -> None:
         self.document: Mapping[str, Any] = _frozen(RuleSet().as_document())
-
-    @property
-    def rules(self) -> RuleSet:
-        return RuleSet.from_document(_thawed(self.document))
+        self.rules = RuleSet()  # the document read once, not for every payment screened
 
     def change(self, rules: RuleSet, *, by: UUID) -> None:
         self._changed(document=rules.as_document(), by=by)
@@ -232,6 +233,7 @@ class FraudRules(Aggregate):
     @event(Changed)
     def _changed(self, document: dict[str, Any], by: UUID) -> None:
         self.document = _frozen(document)
+        self.rules = RuleSet.from_document(document)
 
 
 class ReviewStatus(StrEnum):
@@ -313,10 +315,3 @@ def _frozen(value: Any) -> Any:
         return tuple(_frozen(v) for v in value)
     return value
 
-
-def _thawed(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {k: _thawed(v) for k, v in value.items()}
-    if isinstance(value, tuple):
-        return [_thawed(v) for v in value]
-    return value

@@ -66,7 +66,12 @@ class Screening:
     payment: Payment
     sender_wallet_id: UUID
     keep: timedelta
-    sender_activity: dict[str, int]  # as it was before this payment, for a reviewer
+    sender: Activity | None  # as it was before this payment, for a reviewer
+
+    @property
+    def sender_activity(self) -> dict[str, int]:
+        """The sender's recent activity as a reviewer reads it (only a held payment asks)."""
+        return self.sender.summary(self.at) if self.sender is not None else {}
 
     def refused(self) -> Screening:
         """This screening as a refusal (a payment that would be held but cannot wait)."""
@@ -120,8 +125,7 @@ def screen(command: MoneyCommand, flow: MoneyFlow, order_id: UUID, unit: UnitOfW
     if context.fraud_screening == "monitor" and verdict.outcome != Outcome.ALLOW:
         verdict = replace(verdict, outcome=Outcome.ALLOW,
                           reasons=(f"monitor only: would {verdict.outcome}", *verdict.reasons))
-    return Screening(verdict, order_id, now, payment, flow.payer.id, rules.longest_window,
-                     sender.summary(now) if sender is not None else {})
+    return Screening(verdict, order_id, now, payment, flow.payer.id, rules.longest_window, sender)
 
 
 def judge(rules: RuleSet, payment: Payment, sender: Activity | None, device: Activity | None,

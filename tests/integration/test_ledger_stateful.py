@@ -736,8 +736,11 @@ class LedgerMachine(RuleBasedStateMachine):
             left = data.draw(st.integers(0, ext.dispute[1] // 2), label="left")
             spent = self.available(ext.customer.wallet_id) - left
             if data.draw(one_time_in_four, label="spent") and spent > 0:
-                self.adjust(ext.customer, "debit", spent, wrong_currency=False, key=None,
-                            reason="spent before the chargeback")
+                while spent > 0:  # in debits an adjustment may make (MAX_AMOUNT at most)
+                    self.adjust(ext.customer, "debit", min(spent, MAX_AMOUNT),
+                                wrong_currency=False, key=None,
+                                reason="spent before the chargeback")
+                    spent -= MAX_AMOUNT
                 event("spent before the chargeback")
         via = data.draw(st.sampled_from(["webhook", "webhook again", "command"]), label="via")
         reference, amount, dispute_fee = ext.dispute
