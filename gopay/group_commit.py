@@ -438,8 +438,9 @@ class GroupCommitter:
                 self._seen = last  # nobody stored anything between: no need to read it back
             BATCH_SIZE.observe(len(accepted))
             touched = set().union(*(pending.touched for pending in accepted))
-            self.known.put(filter(self._remember, unit.aggregates(touched - unsaved)))
-            self.known.forget(unsaved)
+            saved = unit.aggregates(touched - unsaved)
+            self.known.put(filter(self._remember, saved))
+            self.known.forget([*unsaved, *(a.id for a in saved if not self._remember(a))])
             for pending in accepted:
                 pending.answer(position=max(
                     (positions[(e.originator_id, e.originator_version)] for e in pending.events),

@@ -155,7 +155,8 @@ def charge_back(command: ChargeBack, unit: UnitOfWork, context: Context) -> Mone
                      psp_fee=Money(command.psp_fee, command.money.currency) if command.psp_fee else None)
 
 
-@in_batch(ReceiveWebhook)
+# A webhook's task is new but for a repeated delivery: asked about with the batch's probes.
+@in_batch(ReceiveWebhook, probes=lambda command: (PspTask.id_for_webhook(command.event_id),))
 def receive_webhook(command: ReceiveWebhook, unit: UnitOfWork, context: Context) -> PspTask | None:
     task_id = PspTask.id_for_webhook(command.event_id)
     if unit.find(task_id, PspTask) is not None:

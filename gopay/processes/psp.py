@@ -209,7 +209,12 @@ class PspProcess:
                          self.policies.webhook)
             return
         try:
-            if task.operation in SETTLING:
+            order = self.app.find(task.order_id, PaymentOrder)
+            if task.operation in SETTLING and order is not None and order.status != OrderStatus.PENDING:
+                # The call's answer settled it first (as usual): read here, in the caller's
+                # thread, rather than by the writer's batch, which every command waits on.
+                self.commands.run(CompleteTask(task_id=task.id, outcome=f"already {order.status}"))
+            elif task.operation in SETTLING:
                 self._settle(task.order_id, task, status=SETTLING[task.operation],
                              psp_reference=str(data.get("psp_reference", "")),
                              fee=int(data.get("fee") or 0),
