@@ -16,6 +16,7 @@ from gopay.api.routes import (
     adjustment_proposals,
     admin,
     agents,
+    analytics,
     audit,
     auth,
     bill_payments,
@@ -112,7 +113,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                    psp_webhooks, admin, audit, reconciliation, adjustment_proposals, health,
                    billers, bill_payments, operators, recharges, merchant_qr, qr_payments,
                    merchant_payments, merchant_api_keys, merchant_webhooks, fees, agents,
-                   cash_outs, payment_requests, notifications, merchant_payouts, fraud):
+                   cash_outs, payment_requests, notifications, merchant_payouts, fraud, analytics):
         app.include_router(module.router)
     return app
 

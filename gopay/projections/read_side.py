@@ -22,6 +22,7 @@ from gopay.projections.adjustment_proposals import (
     AdjustmentProposalProjection,
     AdjustmentProposalView,
 )
+from gopay.projections.analytics import AnalyticsProjection, AnalyticsView
 from gopay.projections.cash_outs import CashOutProjection, CashOutView
 from gopay.projections.directory import DirectoryProjection, DirectoryView
 from gopay.projections.merchant import MerchantProjection, MerchantView
@@ -59,6 +60,7 @@ READ_MODELS: tuple[tuple[type[Projection[Any]], type[PagedView]], ...] = (
     # After the wallets view: its queries join the wallets and payment orders that one writes.
     (PayoutScheduleProjection, PayoutScheduleView),
     (ReviewProjection, ReviewView),
+    (AnalyticsProjection, AnalyticsView),
 )
 
 
@@ -125,6 +127,7 @@ class ReadSide:
         self.notifications = cast(NotificationView, by_class[NotificationView])
         self.payout_schedules = cast(PayoutScheduleView, by_class[PayoutScheduleView])
         self.reviews = cast(ReviewView, by_class[ReviewView])
+        self.analytics = cast(AnalyticsView, by_class[AnalyticsView])
         self._datastore = views[0].datastore
         # Where every read model has got, in one round trip (one per view adds up, and
         # read-your-writes asks it again and again while it waits).
