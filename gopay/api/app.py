@@ -47,6 +47,7 @@ from gopay.api.routes import (
 from gopay.api.schemas import Problem
 from gopay.api.security_headers import SecurityHeadersMiddleware
 from gopay.api.session_gate import SessionGate
+from gopay.dashboard import routes as dashboard
 from gopay.recorder import EventRecorder
 from gopay.scheduler import start_jobs
 from gopay.settings import Settings
@@ -115,6 +116,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                    merchant_payments, merchant_api_keys, merchant_webhooks, fees, agents,
                    cash_outs, payment_requests, notifications, merchant_payouts, fraud, analytics):
         app.include_router(module.router)
+    app.include_router(dashboard.router)
     return app
 
 
