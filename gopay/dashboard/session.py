@@ -25,7 +25,7 @@ ACCESS_COOKIE = "gopay_staff"
 REFRESH_COOKIE = "gopay_staff_refresh"
 LOGIN_CSRF_COOKIE = "gopay_login_csrf"
 COOKIE_PATH = "/admin"
-# In-process calls need some origin; the API never sees it (no proxy header is trusted for it).
+# In-process calls need some origin; nothing in the API reads it.
 INTERNAL_BASE_URL = "http://gopay.internal"
 
 
@@ -81,6 +81,9 @@ async def call_api(request: Request, method: str, path: str, *, token: str | Non
     client = (request.client.host, request.client.port) if request.client else ("127.0.0.1", 0)
     transport = httpx.ASGITransport(app=request.app, raise_app_exceptions=False, client=client)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
+    if forwarded := request.headers.get("x-forwarded-for"):
+        # Behind a trusted proxy the API finds the client's address here, as for any request.
+        headers["X-Forwarded-For"] = forwarded
     async with httpx.AsyncClient(transport=transport, base_url=INTERNAL_BASE_URL) as api:
         return await api.request(method, path, json=json, params=params, headers=headers)
 

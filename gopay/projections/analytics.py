@@ -13,24 +13,82 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from typing import Any
 from uuid import UUID
 
 from eventsourcing.dispatch import singledispatchmethod
 from eventsourcing.persistence import Tracking
 from eventsourcing.projection import Projection
-from psycopg import Cursor
+from eventsourcing.utils import get_topic
+from psycopg import Connection, Cursor
 from psycopg.rows import DictRow
+from psycopg.sql import SQL, Literal
 
 from gopay.aggregates.ledger import TransactionType
 from gopay.aggregates.payment_order import PaymentOrder
 from gopay.aggregates.user import User
 from gopay.aggregates.wallet import Wallet
-from gopay.projections.view import PagedView
+from gopay.projections.view import Check, PagedView, StoredStates
 
 # The daily table's metrics besides the order types: fees charged, and orders that failed.
 FEES = "fee"
 FAILED = "failed"
+
+# The events this read model shows, by the names the check below gives them.
+TOPICS = {name: get_topic(cls) for name, cls in (
+    ("created", PaymentOrder.Created), ("succeeded", PaymentOrder.Succeeded),
+    ("failed", PaymentOrder.Failed), ("registered", User.Registered),
+    ("credited", Wallet.Credited), ("debited", Wallet.Debited), ("captured", Wallet.Captured))}
+
+# The read model recomputed in SQL from the events' stored JSON, and compared table by table:
+# how many rows of each differ. It says what the projection below says, and must change with it.
+DRIFT = """
+WITH events AS MATERIALIZED (
+  SELECT e.originator_id AS id, e.topic, r.order_type, r.entry_type, r.amount, r.currency,
+    (r.wallet_id ->> '_data_')::uuid AS wallet_id,
+    ((r."timestamp" ->> '_data_')::timestamptz AT TIME ZONE 'UTC')::date AS day
+  FROM ({events}) AS e, jsonb_to_record(e.state) AS r("timestamp" jsonb, order_type text,
+    entry_type text, amount bigint, currency text, wallet_id jsonb)),
+orders AS (
+  SELECT id, min(order_type) FILTER (WHERE topic = {created}) AS type,
+    min(amount) FILTER (WHERE topic = {created}) AS amount,
+    min(currency) FILTER (WHERE topic = {created}) AS currency,
+    min(day) FILTER (WHERE topic = {succeeded}) AS succeeded_on,
+    min(day) FILTER (WHERE topic = {failed}) AS failed_on
+  FROM events WHERE topic IN ({created}, {succeeded}, {failed}) GROUP BY id),
+customers AS (
+  SELECT wallet_id, id AS user_id, day AS registered_on FROM events
+  WHERE topic = {registered} AND wallet_id IS NOT NULL),
+daily AS (
+  SELECT succeeded_on AS day, currency, type AS metric, count(*) AS count,
+    sum(amount)::bigint AS volume
+  FROM orders WHERE type IS NOT NULL AND succeeded_on IS NOT NULL GROUP BY 1, 2, 3
+  UNION ALL
+  SELECT failed_on, currency, 'failed', count(*), sum(amount)::bigint
+  FROM orders WHERE type IS NOT NULL AND failed_on IS NOT NULL GROUP BY 1, 2
+  UNION ALL
+  SELECT day, currency, 'fee', count(*), sum(amount)::bigint FROM events
+  WHERE topic IN ({debited}, {captured}) AND entry_type = 'fee' GROUP BY 1, 2),
+active AS (
+  SELECT DISTINCT e.day, c.user_id FROM events AS e JOIN customers AS c ON c.wallet_id = e.id
+  WHERE e.topic IN ({credited}, {debited}, {captured})),
+open_orders AS (
+  SELECT id, type, amount, currency FROM orders
+  WHERE type IS NOT NULL AND succeeded_on IS NULL AND failed_on IS NULL)
+SELECT
+  (SELECT count(*) FROM daily AS e FULL JOIN analytics_daily AS a USING (day, currency, metric)
+   WHERE (e.count, e.volume) IS DISTINCT FROM (a.count, a.volume)) AS analytics_daily,
+  (SELECT count(*) FROM customers AS e FULL JOIN analytics_customers AS a USING (wallet_id)
+   WHERE (e.user_id, e.registered_on) IS DISTINCT FROM (a.user_id, a.registered_on))
+   AS analytics_customers,
+  (SELECT count(*) FROM (SELECT *, true AS expected FROM active) AS e
+   FULL JOIN (SELECT *, true AS shown FROM analytics_active_users) AS a USING (day, user_id)
+   WHERE e.expected IS NULL OR a.shown IS NULL) AS analytics_active_users,
+  (SELECT count(*) FROM open_orders AS e FULL JOIN analytics_open_orders AS a USING (id)
+   WHERE (e.type, e.amount, e.currency) IS DISTINCT FROM (a.type, a.amount, a.currency))
+   AS analytics_open_orders
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +209,21 @@ class AnalyticsView(PagedView):
                 "AS a(day, wallet_id) JOIN analytics_customers AS c USING (wallet_id) "
                 "ORDER BY 1, 2 ON CONFLICT DO NOTHING",
                 ([a[0] for a in active], [a[1] for a in active]))
+
+    # The check against the events
+
+    def checks(self, application_name: str) -> list[Check]:
+        """Every table, recomputed from the events up to the view's position."""
+        return [partial(self._drift, application_name)]
+
+    def _drift(self, application_name: str, conn: Connection[DictRow],
+               states: StoredStates) -> list[str]:
+        events = states(list(TOPICS.values()), self.position_in(conn, application_name))
+        row = conn.execute(SQL(DRIFT).format(
+            events=events, **{name: Literal(topic) for name, topic in TOPICS.items()})).fetchone()
+        assert row is not None
+        return [f"the read model's {table} differ from the events in {rows} rows"
+                for table, rows in row.items() if rows]
 
     # Queries
 

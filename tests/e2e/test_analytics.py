@@ -146,7 +146,8 @@ class TestAnalytics:
 
     @pytest.mark.parametrize("params", [{"from": "2026-12-02", "to": "2026-12-01"},
                                         {"from": "yesterday"}, {"to": "2026-13-01"},
-                                        {"from": "2020-01-01", "to": "2026-01-01"}])
+                                        {"from": "2020-01-01", "to": "2026-01-01"},
+                                        {"from": "9999-12-31"}, {"to": "0001-01-01"}])
     def test_a_bad_period_is_a_422(self, gopay: Deployment, params: dict[str, str]) -> None:
         """Reversed, malformed or over-long periods are refused as problems, never a 500."""
         response = gopay.admin.get("/v1/admin/analytics", params=params)
@@ -179,3 +180,6 @@ class TestAnalytics:
         # The new admin has no wallet: no figure changes.
         assert after == before
         assert_matches(after, load)
+        verdict = staff(gopay.server.url, gopay.server.env, "auditor").get("/v1/audit/verify")
+        assert verdict.status_code == 200, verdict.text
+        assert verdict.json()["projections_match"] is True, verdict.json()

@@ -119,6 +119,8 @@ ALLOWED: dict[str, set[str]] = {
     "POST /v1/admin/reviews/{id}/reject": {"admin", "sub_admin", "support"},
     "GET /v1/admin/fraud-rules": {"admin"},
     "PUT /v1/admin/fraud-rules": {"admin"},
+    # Business analytics: the API.md roles, and auditors, who see everything.
+    "GET /v1/admin/analytics": {"admin", "sub_admin", "finance", "auditor"},
 }
 
 

@@ -12,6 +12,7 @@ from gopay.aggregates.money import Money
 from gopay.commands.adjustment import Adjust, Direction
 from gopay.commands.registration import Register
 from gopay.projections.analytics import report
+from gopay.reconcile.audit import drift
 from gopay.system import System
 from tests.support import open_wallets, transfer
 
@@ -43,6 +44,7 @@ def test_orders_ending_pages_after_they_began_count_once_and_in_their_currency(
     one_by_one = todays_report(system)
     assert system.read_side.analytics.query("SELECT count(*) AS n FROM analytics_open_orders") == [
         {"n": 0}]
+    assert drift(system.app, system.read_side) == []
     system.read_side.rebuild()
     assert todays_report(system) == one_by_one
 
@@ -54,3 +56,21 @@ def test_orders_ending_pages_after_they_began_count_once_and_in_their_currency(
         5, 1, {"USD": 10**9})
     assert (totals["new_users"], totals["active_users"]) == (3, 3)  # staff are no users
     assert totals["fees"] == {}
+
+
+def test_the_check_finds_figures_the_events_do_not_say(system: System) -> None:
+    """`gopay audit verify`'s comparison of the read model with the events: silent while
+    they agree, and names the table whose rows were changed behind the projection's back."""
+    commands = system.commands
+    alice, bob = open_wallets(commands, 2, 5_000)
+    assert transfer(commands, alice, bob, 1_200) == "succeeded"
+    with pytest.raises(DomainError):
+        transfer(commands, alice, bob, 10**9, key="too-much")
+    system.read_side.catch_up()
+    assert drift(system.app, system.read_side) == []
+    with system.app.recorder.datastore.transaction(commit=True) as cursor:  # type: ignore[attr-defined]
+        cursor.execute("UPDATE analytics_daily SET volume = volume + 1 WHERE metric = 'transfer'")
+        cursor.execute("DELETE FROM analytics_active_users WHERE user_id = %s", (bob.id,))
+    assert drift(system.app, system.read_side) == [
+        "the read model's analytics_daily differ from the events in 1 rows",
+        "the read model's analytics_active_users differ from the events in 1 rows"]

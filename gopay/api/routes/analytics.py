@@ -27,9 +27,12 @@ MAX_DAYS = 366
 
 def period(since: date | None, until: date | None) -> tuple[date, date]:
     """The days asked for: by default the last 30 up to today (UTC); at most a year."""
-    until = until or (since + timedelta(days=DEFAULT_DAYS - 1) if since
-                      else datetime.now(UTC).date())
-    since = since or until - timedelta(days=DEFAULT_DAYS - 1)
+    try:
+        until = until or (since + timedelta(days=DEFAULT_DAYS - 1) if since
+                          else datetime.now(UTC).date())
+        since = since or until - timedelta(days=DEFAULT_DAYS - 1)
+    except OverflowError:  # 30 days from 9999-12-31, or before 0001-01-01
+        raise Problem(422, "the period runs past the calendar's ends", "validation_error") from None
     if since > until:
         raise Problem(422, "`from` is after `to`", "validation_error")
     if (until - since).days >= MAX_DAYS:
