@@ -4,7 +4,8 @@ One browser session tells the story: an admin signs in with a second factor, app
 payment held for review, reads the overview (whose figures are the analytics API's), opens a
 chart, finds a customer and freezes them (and the API then refuses their transfer), and a
 form without its CSRF token is refused; then an auditor signs in, is offered no change
-anywhere and is refused one posted all the same. A screenshot of every page is kept in `test-artifacts/dashboard/`.
+anywhere and is refused one posted all the same. A screenshot of every page is kept in
+`test-artifacts/dashboard/`.
 """
 
 from __future__ import annotations
