@@ -205,6 +205,15 @@ def test_staff_run_gopay_from_the_dashboard(server: GoPayServer, dashboard: Dash
     assert (session_cookie["secure"], session_cookie["httpOnly"], session_cookie["sameSite"]) == (
         True, True, "Strict")
 
+    # Without its access token (expired, say) the session goes on with its refresh token.
+    refresh_token = cookies["gopay_staff_refresh"]["value"]
+    dashboard.browser.delete_cookie("gopay_staff")
+    dashboard.open("/admin")
+    assert dashboard.path() == "/admin"
+    renewed = {cookie["name"]: cookie["value"] for cookie in dashboard.browser.get_cookies()}
+    assert renewed["gopay_staff_refresh"] != refresh_token  # used once, then replaced
+    assert "gopay_staff" in renewed
+
     # The held payment waits in the review queue; approved there, it is carried out.
     assert dashboard.value("#open-reviews") == "1"
     dashboard.click("#open-reviews")
