@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from importlib.resources import files
 from typing import Annotated, Any
+from urllib.parse import urlencode
 from uuid import UUID
 
 from fastapi import APIRouter, Form, Query, Request
@@ -311,7 +312,7 @@ async def _change(request: Request, system: System, csrf_token: str | None, api_
     if answer.status_code >= 300:
         detail = _problem(answer).get("detail") or "the change was refused"
         return refused(staff, answer.status_code, f"Refused: {detail}")
-    query = "&".join(f"{k}={v}" for k, v in {**(params or {}), "done": done}.items())
+    query = urlencode({**(params or {}), "done": done})
     response = RedirectResponse(f"{back_to}?{query}", status_code=303)
     if staff.renewed:
         keep_tokens(response, staff.renewed)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pyotp
 import pytest
 from selenium import webdriver
@@ -191,6 +192,16 @@ def test_staff_run_gopay_from_the_dashboard(server: GoPayServer, dashboard: Dash
     assert bob.post("/v1/transfers", {"recipient": alice.user["email"], "amount": 10**7,
                                       "currency": "USD"}, key="far-too-much").status_code == 422
 
+    # The sign-in form has a CSRF token of its own: a sign-in posted without it gets nowhere.
+    auditor = staff(server.url, server.env, "auditor")
+    auditor_email = auditor.get("/v1/me").json()["email"]
+    for form in ({"email": auditor_email, "password": PASSWORD},
+                 {"email": auditor_email, "password": PASSWORD, "csrf_token": ""}):
+        forged = httpx.post(f"{server.url}/admin/login", data=form, cookies={
+            "gopay_login_csrf": form.get("csrf_token", "")}, timeout=30)
+        assert forged.status_code == 403, forged.text
+        assert "gopay_staff" not in forged.cookies
+
     # A browser opening GoPay lands on the sign-in page; without the code it is asked for it.
     dashboard.open("/")
     assert dashboard.path() == "/admin/login"
@@ -294,8 +305,7 @@ def test_staff_run_gopay_from_the_dashboard(server: GoPayServer, dashboard: Dash
     assert Client(server.url, session_cookie["value"]).get("/v1/admin/analytics").status_code == 401
 
     # An auditor sees every page and no button that changes anything.
-    auditor = staff(server.url, server.env, "auditor")
-    dashboard.sign_in(auditor.get("/v1/me").json()["email"], PASSWORD)
+    dashboard.sign_in(auditor_email, PASSWORD)
     assert dashboard.one("#role").text == "auditor"
     assert int(dashboard.value('[data-figure="month.payments"]')) == analytics["totals"]["payments"]
     dashboard.screenshot("08-auditor-overview")
