@@ -114,9 +114,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                    psp_webhooks, admin, audit, reconciliation, adjustment_proposals, health,
                    billers, bill_payments, operators, recharges, merchant_qr, qr_payments,
                    merchant_payments, merchant_api_keys, merchant_webhooks, fees, agents,
-                   cash_outs, payment_requests, notifications, merchant_payouts, fraud, analytics):
+                   cash_outs, payment_requests, notifications, merchant_payouts, fraud):
         app.include_router(module.router)
-    app.include_router(dashboard.router)
+    app.include_router(analytics.router)
+    app.include_router(dashboard.router)  # /admin, and / that leads there
     return app
 
 
