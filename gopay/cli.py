@@ -99,6 +99,7 @@ def up(host: Host = "127.0.0.1", port: Port = 8000,
         companions.enter_context(_companion("worker"))
         projections_led_elsewhere(database_url, within=60)
         typer.echo(f"GoPay API docs:   http://{host}:{port}/docs")
+        typer.echo(f"Admin dashboard:  http://{host}:{port}/admin")
         typer.echo(f"Health:           http://{host}:{port}/health/ready")
         typer.echo(f"Metrics:          http://{host}:{port}/metrics")
         typer.echo(f"PSP:              {settings.psp_base_url}")

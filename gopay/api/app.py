@@ -16,6 +16,7 @@ from gopay.api.routes import (
     adjustment_proposals,
     admin,
     agents,
+    analytics,
     audit,
     auth,
     bill_payments,
@@ -47,6 +48,7 @@ from gopay.api.routes import (
 from gopay.api.schemas import Problem
 from gopay.api.security_headers import SecurityHeadersMiddleware
 from gopay.api.session_gate import SessionGate
+from gopay.dashboard import routes as dashboard
 from gopay.recorder import EventRecorder
 from gopay.scheduler import start_jobs
 from gopay.settings import Settings
@@ -116,6 +118,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                    cash_outs, payment_requests, notifications, merchant_payouts, fraud,
                    support_tickets):
         app.include_router(module.router)
+    app.include_router(analytics.router)
+    app.include_router(dashboard.router)  # /admin, and / that leads there
     return app
 
 

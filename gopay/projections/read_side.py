@@ -22,6 +22,7 @@ from gopay.projections.adjustment_proposals import (
     AdjustmentProposalProjection,
     AdjustmentProposalView,
 )
+from gopay.projections.analytics import AnalyticsProjection, AnalyticsView
 from gopay.projections.cash_outs import CashOutProjection, CashOutView
 from gopay.projections.directory import DirectoryProjection, DirectoryView
 from gopay.projections.merchant import MerchantProjection, MerchantView
@@ -62,6 +63,7 @@ READ_MODELS: tuple[tuple[type[Projection[Any]], type[PagedView]], ...] = (
     (ReviewProjection, ReviewView),
     # After the wallets view too: a ticket shows its transaction from that view's table.
     (SupportTicketProjection, SupportTicketView),
+    (AnalyticsProjection, AnalyticsView),
 )
 
 
@@ -129,6 +131,7 @@ class ReadSide:
         self.payout_schedules = cast(PayoutScheduleView, by_class[PayoutScheduleView])
         self.reviews = cast(ReviewView, by_class[ReviewView])
         self.support_tickets = cast(SupportTicketView, by_class[SupportTicketView])
+        self.analytics = cast(AnalyticsView, by_class[AnalyticsView])
         self._datastore = views[0].datastore
         # Where every read model has got, in one round trip (one per view adds up, and
         # read-your-writes asks it again and again while it waits).

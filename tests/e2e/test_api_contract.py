@@ -29,14 +29,15 @@ from tests.support import Client, GoPayServer, login, register
 # GoPay signed; a biller's IBAN passes mod-97; an adjustment's account must exist, hold its
 # currency and pair with the entry's other side; a security notice cannot be turned off; a
 # support ticket may be about the caller's own transactions only, its list cursors must name a
-# ticket the caller may list, and tickets are assigned only to support or admin staff.
+# ticket the caller may list, and tickets are assigned only to support or admin staff; an
+# analytics period runs forwards, within the calendar, for at most a year.
 BUSINESS_RULES = {"PATCH /v1/me", "POST /v1/payment-methods", "GET /v1/payment-methods", "POST /v1/me/kyc",
                   "POST /v1/transfers", "POST /v1/admin/adjustments", "POST /v1/topups",
                   "POST /v1/payouts", "POST /v1/qr-payments", "POST /v1/admin/billers",
                   "POST /v1/payment-requests", "GET /v1/payment-requests",
                   "POST /v1/admin/adjustment-proposals", "POST /v1/support/tickets",
                   "GET /v1/support/tickets", "GET /v1/admin/tickets",
-                  "POST /v1/admin/tickets/{ticket_id}/assign"}
+                  "POST /v1/admin/tickets/{ticket_id}/assign", "GET /v1/admin/analytics"}
 # The PSP's callbacks are signed over their raw body: a schema-valid one without GoPay's
 # signature is refused with 400, as API.md has it.
 SIGNED = {"POST /v1/psp/webhooks"}

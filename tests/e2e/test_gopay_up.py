@@ -46,6 +46,9 @@ class TestGopayUp:
             person = register(url)
             email = person.user["email"]
             assert "API docs:" in log.read_text()
+            assert f"Admin dashboard:  {url}/admin" in log.read_text()
+            landing = httpx.get(url, follow_redirects=True, timeout=10)
+            assert (landing.status_code, landing.url.path) == (200, "/admin/login")
             assert _top_up_with_a_card(person) == "succeeded"  # the bundled PSP simulator
             assert sorted(_children(process.pid)) == ["psp-sim", "worker"]
         finally:

@@ -128,6 +128,8 @@ ALLOWED: dict[str, set[str]] = {
     "GET /v1/admin/tickets": {"admin", "support", "auditor"},
     "POST /v1/admin/tickets/{id}/assign": {"admin", "support"},
     "POST /v1/admin/tickets/{id}/close": {"admin", "support"},
+    # Business analytics: the API.md roles, and auditors, who see everything.
+    "GET /v1/admin/analytics": {"admin", "sub_admin", "finance", "auditor"},
 }
 
 

@@ -1,0 +1,331 @@
+"""Business analytics: per UTC day and currency, what moved (by type), the fees, failures and users.
+
+A payment order counts on the day it succeeded (or failed), with the type, amount and
+currency its `Created` event gave; an order still pending at the end of a page waits in a
+small table until its outcome comes. The fees are the fee lines of wallets' histories (what
+customers paid GoPay); an active user is a customer whose wallet had a line that day (sent
+or received money); a new user is a customer who registered that day. Staff are no users
+here: they have no wallet.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from functools import partial
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.dispatch import singledispatchmethod
+from eventsourcing.persistence import Tracking
+from eventsourcing.projection import Projection
+from eventsourcing.utils import get_topic
+from psycopg import Connection, Cursor
+from psycopg.rows import DictRow
+from psycopg.sql import SQL, Literal
+
+from gopay.aggregates.ledger import TransactionType
+from gopay.aggregates.payment_order import PaymentOrder
+from gopay.aggregates.user import User
+from gopay.aggregates.wallet import Wallet
+from gopay.projections.view import Check, PagedView, StoredStates
+
+# The daily table's metrics besides the order types: fees charged, and orders that failed.
+FEES = "fee"
+FAILED = "failed"
+
+# The events this read model shows, by the names the check below gives them.
+TOPICS = {name: get_topic(cls) for name, cls in (
+    ("created", PaymentOrder.Created), ("succeeded", PaymentOrder.Succeeded),
+    ("failed", PaymentOrder.Failed), ("registered", User.Registered),
+    ("credited", Wallet.Credited), ("debited", Wallet.Debited), ("captured", Wallet.Captured))}
+
+# The read model recomputed in SQL from the events' stored JSON, and compared table by table:
+# how many rows of each differ. It says what the projection below says, and must change with it.
+DRIFT = """
+WITH events AS MATERIALIZED (
+  SELECT e.originator_id AS id, e.topic, r.order_type, r.entry_type, r.amount, r.currency,
+    (r.wallet_id ->> '_data_')::uuid AS wallet_id,
+    ((r."timestamp" ->> '_data_')::timestamptz AT TIME ZONE 'UTC')::date AS day
+  FROM ({events}) AS e, jsonb_to_record(e.state) AS r("timestamp" jsonb, order_type text,
+    entry_type text, amount bigint, currency text, wallet_id jsonb)),
+orders AS (
+  SELECT id, min(order_type) FILTER (WHERE topic = {created}) AS type,
+    min(amount) FILTER (WHERE topic = {created}) AS amount,
+    min(currency) FILTER (WHERE topic = {created}) AS currency,
+    min(day) FILTER (WHERE topic = {succeeded}) AS succeeded_on,
+    min(day) FILTER (WHERE topic = {failed}) AS failed_on
+  FROM events WHERE topic IN ({created}, {succeeded}, {failed}) GROUP BY id),
+customers AS (
+  SELECT wallet_id, id AS user_id, day AS registered_on FROM events
+  WHERE topic = {registered} AND wallet_id IS NOT NULL),
+daily AS (
+  SELECT succeeded_on AS day, currency, type AS metric, count(*) AS count,
+    sum(amount)::bigint AS volume
+  FROM orders WHERE type IS NOT NULL AND succeeded_on IS NOT NULL GROUP BY 1, 2, 3
+  UNION ALL
+  SELECT failed_on, currency, 'failed', count(*), sum(amount)::bigint
+  FROM orders WHERE type IS NOT NULL AND failed_on IS NOT NULL GROUP BY 1, 2
+  UNION ALL
+  SELECT day, currency, 'fee', count(*), sum(amount)::bigint FROM events
+  WHERE topic IN ({debited}, {captured}) AND entry_type = 'fee' GROUP BY 1, 2),
+active AS (
+  SELECT DISTINCT e.day, c.user_id FROM events AS e JOIN customers AS c ON c.wallet_id = e.id
+  WHERE e.topic IN ({credited}, {debited}, {captured})),
+open_orders AS (
+  SELECT id, type, amount, currency FROM orders
+  WHERE type IS NOT NULL AND succeeded_on IS NULL AND failed_on IS NULL)
+SELECT
+  (SELECT count(*) FROM daily AS e FULL JOIN analytics_daily AS a USING (day, currency, metric)
+   WHERE (e.count, e.volume) IS DISTINCT FROM (a.count, a.volume)) AS analytics_daily,
+  (SELECT count(*) FROM customers AS e FULL JOIN analytics_customers AS a USING (wallet_id)
+   WHERE (e.user_id, e.registered_on) IS DISTINCT FROM (a.user_id, a.registered_on))
+   AS analytics_customers,
+  (SELECT count(*) FROM (SELECT *, true AS expected FROM active) AS e
+   FULL JOIN (SELECT *, true AS shown FROM analytics_active_users) AS a USING (day, user_id)
+   WHERE e.expected IS NULL OR a.shown IS NULL) AS analytics_active_users,
+  (SELECT count(*) FROM open_orders AS e FULL JOIN analytics_open_orders AS a USING (id)
+   WHERE (e.type, e.amount, e.currency) IS DISTINCT FROM (a.type, a.amount, a.currency))
+   AS analytics_open_orders
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class OrderFacts:
+    """What analytics needs of an order from its `Created` event."""
+
+    order_type: str
+    amount: int
+    currency: str
+
+
+def _day(at: datetime) -> date:
+    """The UTC day of a moment."""
+    return at.astimezone(UTC).date()
+
+
+class AnalyticsView(PagedView):
+    """Daily counts and volumes per currency and metric, the customers, and who was active when."""
+
+    tables = ("analytics_daily", "analytics_customers", "analytics_active_users",
+              "analytics_open_orders")
+    schema_statements = (
+        # metric: an order type (succeeded orders), 'fee' (fee lines) or 'failed' (orders).
+        """CREATE TABLE IF NOT EXISTS analytics_daily (
+            day date NOT NULL, currency text NOT NULL, metric text NOT NULL,
+            count bigint NOT NULL, volume bigint NOT NULL,
+            PRIMARY KEY (day, currency, metric))""",
+        """CREATE TABLE IF NOT EXISTS analytics_customers (
+            wallet_id uuid PRIMARY KEY, user_id uuid NOT NULL, registered_on date NOT NULL)""",
+        """CREATE INDEX IF NOT EXISTS analytics_customers_day_idx
+            ON analytics_customers (registered_on)""",
+        """CREATE TABLE IF NOT EXISTS analytics_active_users (
+            day date NOT NULL, user_id uuid NOT NULL, PRIMARY KEY (day, user_id))""",
+        """CREATE TABLE IF NOT EXISTS analytics_open_orders (
+            id uuid PRIMARY KEY, type text NOT NULL, amount bigint NOT NULL,
+            currency text NOT NULL)""",
+    )
+
+    def start_page(self) -> None:
+        self._created: dict[UUID, OrderFacts] = {}
+        # Outcomes of orders created before this page: (order id, metric or None, day).
+        self._outcomes_of_older: list[tuple[UUID, bool, date]] = []
+        self._daily: dict[tuple[date, str, str], list[int]] = defaultdict(lambda: [0, 0])
+        self._customers: list[tuple[UUID, UUID, date]] = []
+        self._active: set[tuple[date, UUID]] = set()
+
+    # Collecting a page (called by the projection, in log order)
+
+    def order_created(self, order_id: UUID, facts: OrderFacts) -> None:
+        self._created[order_id] = facts
+
+    def order_ended(self, order_id: UUID, *, succeeded: bool, at: datetime) -> None:
+        facts = self._created.pop(order_id, None)
+        if facts is None:
+            self._outcomes_of_older.append((order_id, succeeded, _day(at)))
+        else:
+            self._count(_day(at), facts, succeeded=succeeded)
+
+    def fee_paid(self, amount: int, currency: str, at: datetime) -> None:
+        totals = self._daily[_day(at), currency, FEES]
+        totals[0] += 1
+        totals[1] += amount
+
+    def customer_registered(self, wallet_id: UUID, user_id: UUID, at: datetime) -> None:
+        self._customers.append((wallet_id, user_id, _day(at)))
+
+    def wallet_moved(self, wallet_id: UUID, at: datetime) -> None:
+        self._active.add((_day(at), wallet_id))
+
+    def _count(self, day: date, facts: OrderFacts, *, succeeded: bool) -> None:
+        totals = self._daily[day, facts.currency, facts.order_type if succeeded else FAILED]
+        totals[0] += 1
+        totals[1] += facts.amount
+
+    # Writing a page
+
+    def write_page(self, cursor: Cursor[DictRow]) -> None:
+        if self._outcomes_of_older:
+            cursor.execute("DELETE FROM analytics_open_orders WHERE id = ANY(%s) "
+                           "RETURNING id, type, amount, currency",
+                           ([order_id for order_id, _, _ in self._outcomes_of_older],))
+            known = {row["id"]: OrderFacts(row["type"], row["amount"], row["currency"])
+                     for row in cursor.fetchall()}
+            for order_id, succeeded, day in self._outcomes_of_older:
+                if order_id in known:  # else created before analytics could see it: none
+                    self._count(day, known[order_id], succeeded=succeeded)
+        if self._created:  # still open at the end of the page: their outcome comes later
+            cursor.execute(
+                "INSERT INTO analytics_open_orders (id, type, amount, currency) "
+                "SELECT * FROM unnest(%s::uuid[], %s::text[], %s::bigint[], %s::text[]) "
+                "ON CONFLICT (id) DO NOTHING",
+                (list(self._created), [f.order_type for f in self._created.values()],
+                 [f.amount for f in self._created.values()],
+                 [f.currency for f in self._created.values()]))
+        if self._daily:
+            keys = sorted(self._daily)  # in key order, as every writer of these rows locks them
+            cursor.execute(
+                "INSERT INTO analytics_daily (day, currency, metric, count, volume) "
+                "SELECT * FROM unnest(%s::date[], %s::text[], %s::text[], %s::bigint[], "
+                "%s::bigint[]) ON CONFLICT (day, currency, metric) DO UPDATE SET "
+                "count = analytics_daily.count + EXCLUDED.count, "
+                "volume = analytics_daily.volume + EXCLUDED.volume",
+                ([k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys],
+                 [self._daily[k][0] for k in keys], [self._daily[k][1] for k in keys]))
+        if self._customers:
+            cursor.execute(
+                "INSERT INTO analytics_customers (wallet_id, user_id, registered_on) "
+                "SELECT * FROM unnest(%s::uuid[], %s::uuid[], %s::date[]) "
+                "ON CONFLICT (wallet_id) DO NOTHING",
+                ([c[0] for c in self._customers], [c[1] for c in self._customers],
+                 [c[2] for c in self._customers]))
+        if self._active:
+            active = sorted(self._active)
+            # Only customers' wallets count: a biller's or an operator's is no user.
+            cursor.execute(
+                "INSERT INTO analytics_active_users (day, user_id) "
+                "SELECT DISTINCT a.day, c.user_id FROM unnest(%s::date[], %s::uuid[]) "
+                "AS a(day, wallet_id) JOIN analytics_customers AS c USING (wallet_id) "
+                "ORDER BY 1, 2 ON CONFLICT DO NOTHING",
+                ([a[0] for a in active], [a[1] for a in active]))
+
+    # The check against the events
+
+    def checks(self, application_name: str) -> list[Check]:
+        """Every table, recomputed from the events up to the view's position."""
+        return [partial(self._drift, application_name)]
+
+    def _drift(self, application_name: str, conn: Connection[DictRow],
+               states: StoredStates) -> list[str]:
+        events = states(list(TOPICS.values()), self.position_in(conn, application_name))
+        row = conn.execute(SQL(DRIFT).format(
+            events=events, **{name: Literal(topic) for name, topic in TOPICS.items()})).fetchone()
+        assert row is not None
+        return [f"the read model's {table} differ from the events in {rows} rows"
+                for table, rows in row.items() if rows]
+
+    # Queries
+
+    def daily(self, since: date, until: date) -> list[dict[str, Any]]:
+        """Every (day, currency, metric) row between the two days, both included."""
+        return self.query("SELECT * FROM analytics_daily WHERE day BETWEEN %s AND %s "
+                          "ORDER BY day, currency, metric", (since, until))
+
+    def new_users(self, since: date, until: date) -> dict[date, int]:
+        return {row["day"]: row["users"] for row in self.query(
+            "SELECT registered_on AS day, count(*) AS users FROM analytics_customers "
+            "WHERE registered_on BETWEEN %s AND %s GROUP BY 1", (since, until))}
+
+    def active_users(self, since: date, until: date) -> tuple[dict[date, int], int]:
+        """Active customers per day, and how many different ones over the whole period."""
+        per_day = {row["day"]: row["users"] for row in self.query(
+            "SELECT day, count(*) AS users FROM analytics_active_users "
+            "WHERE day BETWEEN %s AND %s GROUP BY 1", (since, until))}
+        rows = self.query("SELECT count(DISTINCT user_id) AS users FROM analytics_active_users "
+                          "WHERE day BETWEEN %s AND %s", (since, until))
+        return per_day, int(rows[0]["users"]) if rows else 0
+
+
+class AnalyticsProjection(Projection[AnalyticsView]):
+    """Turns payment orders, wallet lines and registrations into the daily business figures."""
+
+    name = "analytics_projection"
+
+    @singledispatchmethod
+    def process_event(self, domain_event: Any, tracking: Tracking) -> None:
+        """Events this read model does not show."""
+
+    @process_event.register
+    def _(self, e: PaymentOrder.Created, tracking: Tracking) -> None:
+        self.view.order_created(e.originator_id, OrderFacts(e.order_type, e.amount, e.currency))
+
+    @process_event.register
+    def _(self, e: PaymentOrder.Succeeded, tracking: Tracking) -> None:
+        self.view.order_ended(e.originator_id, succeeded=True, at=e.timestamp)
+
+    @process_event.register
+    def _(self, e: PaymentOrder.Failed, tracking: Tracking) -> None:
+        self.view.order_ended(e.originator_id, succeeded=False, at=e.timestamp)
+
+    @process_event.register
+    def _(self, e: User.Registered, tracking: Tracking) -> None:
+        if e.wallet_id is not None:
+            self.view.customer_registered(e.wallet_id, e.originator_id, e.timestamp)
+
+    @process_event.register
+    def _(self, e: Wallet.Credited, tracking: Tracking) -> None:
+        self.view.wallet_moved(e.originator_id, e.timestamp)
+
+    @process_event.register
+    def _(self, e: Wallet.Debited, tracking: Tracking) -> None:
+        self._paid(e.originator_id, e.entry_type, e.amount, e.currency, e.timestamp)
+
+    @process_event.register
+    def _(self, e: Wallet.Captured, tracking: Tracking) -> None:
+        self._paid(e.originator_id, e.entry_type, e.amount, e.currency, e.timestamp)
+
+    def _paid(self, wallet_id: UUID, entry_type: str, amount: int, currency: str,
+              at: datetime) -> None:
+        self.view.wallet_moved(wallet_id, at)
+        if entry_type == TransactionType.FEE:
+            self.view.fee_paid(amount, currency, at)
+
+
+def report(view: AnalyticsView, since: date, until: date) -> dict[str, Any]:
+    """The figures of every day from `since` to `until` (empty days included) and their totals,
+    amounts per currency in minor units, as `GET /v1/admin/analytics` answers them."""
+    days = {since + timedelta(days=n): _empty_day() for n in range((until - since).days + 1)}
+    totals = _empty_day()
+    for row in view.daily(since, until):
+        for figures in (days[row["day"]], totals):
+            _add(figures, row["metric"], row["currency"], row["count"], row["volume"])
+    for day, users in view.new_users(since, until).items():
+        days[day]["new_users"] = users
+        totals["new_users"] += users
+    active, totals["active_users"] = view.active_users(since, until)
+    for day, users in active.items():
+        days[day]["active_users"] = users
+    return {"from": since, "to": until,
+            "days": [{"date": day, **figures} for day, figures in days.items()],
+            "totals": totals}
+
+
+def _empty_day() -> dict[str, Any]:
+    return {"by_type": {}, "fees": {}, "fee_count": 0, "new_users": 0, "active_users": 0,
+            "payments": 0, "failed": 0, "failed_volume": {}}
+
+
+def _add(figures: dict[str, Any], metric: str, currency: str, count: int, volume: int) -> None:
+    """Add one daily row's count and volume to a day's (or the period's) figures."""
+    if metric == FEES:
+        figures["fee_count"] += count
+        figures["fees"][currency] = figures["fees"].get(currency, 0) + volume
+    elif metric == FAILED:
+        figures["failed"] += count
+        figures["failed_volume"][currency] = figures["failed_volume"].get(currency, 0) + volume
+    else:
+        figures["payments"] += count
+        by_type = figures["by_type"].setdefault(metric, {"count": 0, "volume": {}})
+        by_type["count"] += count
+        by_type["volume"][currency] = by_type["volume"].get(currency, 0) + volume

@@ -1,0 +1,331 @@
+"""The admin dashboard in a real headless browser: Debian's chromium driven by Selenium.
+
+One browser session tells the story: an admin signs in with a second factor, approves a
+payment held for review, reads the overview (whose figures are the analytics API's), opens a
+chart, finds a customer and freezes them (and the API then refuses their transfer), and a
+form without its CSRF token is refused; then an auditor signs in, is offered no change
+anywhere and is refused one posted all the same. A screenshot of every page is kept in
+`test-artifacts/dashboard/`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pyotp
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.wait import WebDriverWait
+
+from gopay.dashboard.charts import money_text
+from tests.conftest import new_database
+from tests.support import PASSWORD, Client, GoPayServer, fund, gopay_env, register, staff
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "dashboard"
+DEBIAN_PACKAGES = ("chromium", "chromium-driver")
+TRANSFER_FEE = json.dumps({"transfer": {"fixed": 25, "bps": 0, "paid_by": "payer"}})
+
+
+def chromium_and_driver() -> tuple[str, str]:
+    """Debian's chromium and its chromedriver, installed with apt-get when missing (as root)."""
+    def found() -> tuple[str | None, str | None]:
+        return shutil.which("chromium"), shutil.which("chromedriver")
+
+    browser, driver = found()
+    if browser is None or driver is None:
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        for command in (["apt-get", "update", "-q"],
+                        ["apt-get", "install", "-y", "-q", *DEBIAN_PACKAGES]):
+            done = subprocess.run(command, env=env, capture_output=True, text=True,
+                                  timeout=900, check=False)
+            if done.returncode != 0:
+                pytest.fail(f"{' '.join(command)} failed: {done.stderr[-2000:]}")
+        browser, driver = found()
+    if browser is None or driver is None:
+        pytest.fail(f"{' '.join(DEBIAN_PACKAGES)} installed, yet chromium or chromedriver "
+                    "is not on the PATH")
+    return browser, driver
+
+
+@dataclass
+class Dashboard:
+    """The browser on the dashboard of one GoPay server, and where its screenshots go."""
+
+    browser: WebDriver
+    base_url: str
+    shots: Path
+
+    def open(self, path: str) -> None:
+        self.browser.get(f"{self.base_url}{path}")
+
+    def path(self) -> str:
+        return self.browser.current_url.removeprefix(self.base_url).split("?")[0]
+
+    def one(self, css: str) -> Any:
+        return self.browser.find_element(By.CSS_SELECTOR, css)
+
+    def all(self, css: str) -> list[Any]:
+        return self.browser.find_elements(By.CSS_SELECTOR, css)
+
+    def click(self, css: str) -> None:
+        """Click what leads to another page, and wait until that page is there."""
+        page = self.one("html")
+        self.one(css).click()
+        WebDriverWait(self.browser, 15).until(expected_conditions.staleness_of(page))
+
+    def value(self, css: str) -> str:
+        return str(self.one(css).get_attribute("data-value"))
+
+    def screenshot(self, name: str) -> None:
+        """The whole page, however long, for a person to look at."""
+        shot = self.browser.execute_cdp_cmd("Page.captureScreenshot", {
+            "format": "png", "captureBeyondViewport": True})
+        (self.shots / f"{name}.png").write_bytes(base64.b64decode(shot["data"]))
+
+    def sign_in(self, email: str, password: str, otp: str = "") -> None:
+        self.open("/admin/login")
+        self.one("#email").clear()
+        self.one("#email").send_keys(email)
+        self.one("#password").send_keys(password)
+        if otp:
+            self.one("#otp").send_keys(otp)
+        self.click("#sign-in")
+
+    def post(self, path: str, form: dict[str, str]) -> int:
+        """Submit a form of our own making from the page (as a forged page would), with the
+        browser's cookies; the status of the page it leads to."""
+        page = self.one("html")
+        self.browser.execute_script(
+            "const [path, fields] = arguments; const form = document.createElement('form');"
+            "form.method = 'post'; form.action = path;"
+            "for (const [name, value] of Object.entries(fields)) {"
+            " const input = document.createElement('input'); input.type = 'hidden';"
+            " input.name = name; input.value = value; form.appendChild(input); }"
+            "document.body.appendChild(form); form.submit();", path, form)
+        WebDriverWait(self.browser, 15).until(expected_conditions.staleness_of(page))
+        return int(self.browser.execute_script(
+            "return performance.getEntriesByType('navigation')[0].responseStatus"))
+
+    def csrf_token(self) -> str:
+        """The session's CSRF token, from the sign-out form every page has."""
+        return str(self.one("form.signout input[name=csrf_token]").get_attribute("value"))
+
+    def change_buttons(self) -> list[Any]:
+        """Buttons of forms that change something (signing out changes nothing of GoPay's)."""
+        return [button for button in self.all("form[method=post] button")
+                if button.get_attribute("class") != "link"]
+
+
+@pytest.fixture(scope="module")
+def server(postgres_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GoPayServer]:
+    env = gopay_env(new_database(postgres_server), tmp_path_factory.mktemp("var"),
+                    GOPAY_FEES=TRANSFER_FEE)
+    running = GoPayServer.create(env, tmp_path_factory.mktemp("logs") / "serve.log").start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def dashboard(server: GoPayServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
+    browser_path, driver_path = chromium_and_driver()
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser_path
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--window-size=1280,900",
+                 f"--user-data-dir={tmp_path_factory.mktemp('chromium')}"):
+        options.add_argument(flag)
+    browser = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
+    browser.set_script_timeout(30)
+    if ARTIFACTS.exists():
+        shutil.rmtree(ARTIFACTS)
+    ARTIFACTS.mkdir(parents=True)
+    yield Dashboard(browser, server.url, ARTIFACTS)
+    browser.quit()
+
+
+def with_second_factor(admin: Client) -> pyotp.TOTP:
+    """Turn 2FA on for a signed-in staff member with last step's code (so now's is still fresh)."""
+    secret = admin.post("/v1/auth/2fa/setup").json()["secret"]
+    totp = pyotp.TOTP(secret)
+    enabled = admin.post("/v1/auth/2fa/enable", {"otp": totp.at(time.time() - 30)})
+    assert enabled.status_code == 200, enabled.text
+    return totp
+
+
+def held_for_review(admin: Client, sender: Client, recipient: Client) -> dict[str, Any]:
+    """A transfer of 1,500 and one of 300, held: for a while one payment an hour is the limit."""
+    rules = admin.get("/v1/admin/fraud-rules").json()
+    tight = {**rules, "sender_velocity": {**rules["sender_velocity"], "max_count": 1}}
+    assert admin.http.put("/v1/admin/fraud-rules", json=tight).status_code == 200
+    answers = [sender.post("/v1/transfers", {"recipient": recipient.user["email"],
+                                             "amount": amount, "currency": "USD"})
+               for amount in (1_500, 300)]
+    assert admin.http.put("/v1/admin/fraud-rules", json=rules).status_code == 200
+    assert [a.status_code for a in answers] == [201, 202], [a.text for a in answers]
+    return dict(answers[1].json())
+
+
+def test_staff_run_gopay_from_the_dashboard(server: GoPayServer, dashboard: Dashboard) -> None:
+    """Sign-in with 2FA, a held payment approved, figures equal to the API's, a chart, a freeze
+    that the API enforces, CSRF refusals, and an auditor who sees everything and changes nothing."""
+    admin = staff(server.url, server.env, "admin")
+    admin_email = admin.get("/v1/me").json()["email"]
+    alice, bob = register(server.url, full_name="Alice Dashboard"), register(server.url)
+    fund(admin, alice.user["wallet_id"], 10_000)
+    held = held_for_review(admin, alice, bob)
+    totp = with_second_factor(admin)
+    assert bob.post("/v1/transfers", {"recipient": alice.user["email"], "amount": 10**7,
+                                      "currency": "USD"}, key="far-too-much").status_code == 422
+
+    # The sign-in form has a CSRF token of its own: a sign-in posted without it gets nowhere.
+    auditor = staff(server.url, server.env, "auditor")
+    auditor_email = auditor.get("/v1/me").json()["email"]
+    for form in ({"email": auditor_email, "password": PASSWORD},
+                 {"email": auditor_email, "password": PASSWORD, "csrf_token": ""}):
+        forged = httpx.post(f"{server.url}/admin/login", data=form, cookies={
+            "gopay_login_csrf": form.get("csrf_token", "")}, timeout=30)
+        assert forged.status_code == 403, forged.text
+        assert "gopay_staff" not in forged.cookies
+
+    # A browser opening GoPay lands on the sign-in page; without the code it is asked for it.
+    dashboard.open("/")
+    assert dashboard.path() == "/admin/login"
+    dashboard.screenshot("01-sign-in")
+    dashboard.sign_in(admin_email, PASSWORD)
+    assert "code from your authenticator" in dashboard.one("#problem").text
+    dashboard.sign_in(admin_email, PASSWORD, totp.now())
+    assert dashboard.path() == "/admin", dashboard.browser.page_source[:2000]
+    assert dashboard.one("#role").text == "admin"
+    cookies = {cookie["name"]: cookie for cookie in dashboard.browser.get_cookies()}
+    session_cookie = cookies["gopay_staff"]
+    assert (session_cookie["secure"], session_cookie["httpOnly"], session_cookie["sameSite"]) == (
+        True, True, "Strict")
+
+    # Without its access token (expired, say) the session goes on with its refresh token.
+    refresh_token = cookies["gopay_staff_refresh"]["value"]
+    dashboard.browser.delete_cookie("gopay_staff")
+    dashboard.open("/admin")
+    assert dashboard.path() == "/admin"
+    renewed = {cookie["name"]: cookie["value"] for cookie in dashboard.browser.get_cookies()}
+    assert renewed["gopay_staff_refresh"] != refresh_token  # used once, then replaced
+    assert "gopay_staff" in renewed
+
+    # The held payment waits in the review queue; approved there, it is carried out.
+    assert dashboard.value("#open-reviews") == "1"
+    dashboard.click("#open-reviews")
+    assert dashboard.path() == "/admin/reviews"
+    [review] = dashboard.all("#reviews tr[data-review-id]")
+    assert "3.00 USD" in review.text
+    dashboard.screenshot("02-review-queue")
+    dashboard.click("#reviews button.approve")
+    assert "approved" in dashboard.one("#notice").text
+    assert dashboard.all("#reviews tr[data-review-id]") == []
+    assert alice.get(f"/v1/transfers/{held['id']}").json()["status"] == "succeeded"
+
+    # The overview shows what the analytics API says, for today and the last 30 days.
+    dashboard.open("/admin")
+    analytics = admin.get("/v1/admin/analytics").json()
+    for period, figures in (("today", analytics["days"][-1]), ("month", analytics["totals"])):
+        for name in ("payments", "new_users", "active_users", "failed"):
+            assert int(dashboard.value(f'[data-figure="{period}.{name}"]')) == figures[name], name
+        fees = dashboard.one(f'[data-figure="{period}.fees.USD"]')
+        assert (int(fees.get_attribute("data-value")), fees.text) == (
+            figures["fees"]["USD"], money_text(figures["fees"]["USD"], "USD"))
+        volume = sum(t["volume"]["USD"] for t in figures["by_type"].values())
+        shown = dashboard.one(f'[data-figure="{period}.volume.USD"]')
+        assert (int(shown.get_attribute("data-value")), shown.text) == (
+            volume, money_text(volume, "USD"))
+        rate = figures["failed"] / (figures["payments"] + figures["failed"])
+        assert float(dashboard.value(f'[data-figure="{period}.failure_rate"]')) == pytest.approx(
+            rate, abs=1e-4)
+    assert analytics["totals"]["by_type"]["transfer"] == {"count": 2, "volume": {"USD": 1_800}}
+    assert analytics["totals"]["failed"] == 1
+    assert analytics["totals"]["fees"] == {"USD": 2 * 25}
+    assert float(dashboard.value("#projection-lag")) >= 0
+    dashboard.screenshot("03-overview")
+
+    # A chart opens on its own page: one bar a day, today's being today's volume.
+    dashboard.click("#open-volume-by-day-USD")
+    assert dashboard.path() == "/admin/charts/volume-by-day"
+    bars = dashboard.all("#chart rect.bar")
+    assert len(bars) == 30
+    assert int(bars[-1].get_attribute("data-value")) == 10_000 + 1_800
+    dashboard.screenshot("04-chart-volume-by-day")
+    dashboard.open("/admin/charts/volume-by-type?currency=USD")
+    by_type = {bar.get_attribute("data-label"): int(bar.get_attribute("data-value"))
+               for bar in dashboard.all("#chart rect.bar")}
+    assert by_type == {"adjustment": 10_000, "transfer": 1_800}
+    dashboard.screenshot("05-chart-volume-by-type")
+
+    # Find Alice and freeze her: the API then refuses her transfer.
+    dashboard.click("nav a[href='/admin/users']")
+    dashboard.one("#q").send_keys(alice.user["email"])
+    dashboard.click("#search")
+    row = f'tr[data-user-id="{alice.user["id"]}"]'
+    assert len(dashboard.all("#users tbody tr[data-user-id]")) == 1
+    assert dashboard.one(f"{row} .state").text == "active"
+    dashboard.click(f"{row} button.freeze")
+    assert "frozen" in dashboard.one("#notice").text
+    assert dashboard.one(f"{row} .state").text == "frozen"
+    dashboard.screenshot("06-users-frozen")
+    refused = alice.post("/v1/transfers", {"recipient": bob.user["email"], "amount": 100,
+                                           "currency": "USD"})
+    assert (refused.status_code, refused.json()["code"]) == (423, "account_frozen")
+
+    # A form without its CSRF token, or with a made-up one, changes nothing.
+    freeze_bob = f"/admin/users/{bob.user['id']}/freeze"
+    assert dashboard.post(freeze_bob, {}) == 403
+    assert "CSRF token is missing or wrong" in dashboard.one("h1").text
+    assert dashboard.post(freeze_bob, {"csrf_token": "0" * 64}) == 403
+    assert admin.get("/v1/admin/users", params={"q": bob.user["email"]}).json()[
+        "data"][0]["frozen"] is False
+
+    dashboard.open("/admin/dead-letters")
+    assert dashboard.path() == "/admin/dead-letters"
+    dashboard.screenshot("07-dead-letters")
+
+    # Signing out ends the session: the cookie's token no longer opens the API either.
+    dashboard.click("form.signout button")
+    assert dashboard.path() == "/admin/login"
+    assert Client(server.url, session_cookie["value"]).get("/v1/admin/analytics").status_code == 401
+
+    # An auditor sees every page and no button that changes anything.
+    dashboard.sign_in(auditor_email, PASSWORD)
+    assert dashboard.one("#role").text == "auditor"
+    assert int(dashboard.value('[data-figure="month.payments"]')) == analytics["totals"]["payments"]
+    dashboard.screenshot("08-auditor-overview")
+    for link in ("/admin/users?q=" + alice.user["email"], "/admin/reviews", "/admin/dead-letters",
+                 "/admin/reconciliation"):
+        dashboard.open(link)
+        assert dashboard.path() == link.split("?")[0]
+        assert dashboard.change_buttons() == [], link
+    dashboard.screenshot("09-auditor-reconciliation")
+    dashboard.open("/admin/users?q=" + alice.user["email"])
+    assert dashboard.one(f"{row} .state").text == "frozen"
+    dashboard.screenshot("10-auditor-users")
+    unfreeze = dashboard.post(f"/admin/users/{alice.user['id']}/unfreeze",
+                              {"csrf_token": dashboard.csrf_token()})
+    assert unfreeze == 403
+    assert "your role does not allow this" in dashboard.one("h1").text
+    assert admin.get("/v1/admin/users", params={"q": alice.user["email"]}).json()[
+        "data"][0]["frozen"] is True
+    assert sorted(path.name for path in ARTIFACTS.iterdir()) == [
+        "01-sign-in.png", "02-review-queue.png", "03-overview.png",
+        "04-chart-volume-by-day.png", "05-chart-volume-by-type.png", "06-users-frozen.png",
+        "07-dead-letters.png", "08-auditor-overview.png", "09-auditor-reconciliation.png",
+        "10-auditor-users.png"]

@@ -1,0 +1,76 @@
+"""The analytics read model: the same figures however the log is cut into pages, per currency."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from gopay.aggregates.errors import DomainError
+from gopay.aggregates.money import Money
+from gopay.commands.adjustment import Adjust, Direction
+from gopay.commands.registration import Register
+from gopay.projections.analytics import report
+from gopay.reconcile.audit import drift
+from gopay.system import System
+from tests.support import open_wallets, transfer
+
+
+def todays_report(system: System) -> dict[str, Any]:
+    today = datetime.now(UTC).date()
+    return report(system.read_side.analytics, today, today)
+
+
+def test_orders_ending_pages_after_they_began_count_once_and_in_their_currency(
+        system: System) -> None:
+    """Built one event per page (every order's outcome in a later page than its creation) and
+    again from event zero in one page, the figures are the same and what the commands did."""
+    commands = system.commands
+    alice, bob = open_wallets(commands, 2, 5_000)
+    admin_id = commands.run(Register(email="eur-admin@example.com", password="x" * 12,
+                                     kind="staff", full_name="Admin", role="admin")).value.id
+    euro = commands.run(Register(email="euro@example.com", password="x" * 12, kind="person",
+                                 full_name="E", country="FR", currency="EUR")).value
+    commands.run(Adjust(caller_id=admin_id, wallet_id=euro.wallet_id, direction=Direction.CREDIT,
+                        money=Money(700, "EUR"), reason="funding", fingerprint="f"))
+    assert transfer(commands, alice, bob, 1_200) == "succeeded"
+    assert transfer(commands, bob, alice, 300) == "succeeded"
+    with pytest.raises(DomainError):  # a keyed refusal leaves a failed order behind
+        transfer(commands, alice, bob, 10**9, key="too-much")
+
+    system.read_side.runner.page_size = 1
+    system.read_side.catch_up()
+    one_by_one = todays_report(system)
+    assert system.read_side.analytics.query("SELECT count(*) AS n FROM analytics_open_orders") == [
+        {"n": 0}]
+    assert drift(system.app, system.read_side) == []
+    system.read_side.rebuild()
+    assert todays_report(system) == one_by_one
+
+    totals = one_by_one["totals"]
+    assert totals["by_type"] == {
+        "adjustment": {"count": 3, "volume": {"USD": 10_000, "EUR": 700}},
+        "transfer": {"count": 2, "volume": {"USD": 1_500}}}
+    assert (totals["payments"], totals["failed"], totals["failed_volume"]) == (
+        5, 1, {"USD": 10**9})
+    assert (totals["new_users"], totals["active_users"]) == (3, 3)  # staff are no users
+    assert totals["fees"] == {}
+
+
+def test_the_check_finds_figures_the_events_do_not_say(system: System) -> None:
+    """`gopay audit verify`'s comparison of the read model with the events: silent while
+    they agree, and names the table whose rows were changed behind the projection's back."""
+    commands = system.commands
+    alice, bob = open_wallets(commands, 2, 5_000)
+    assert transfer(commands, alice, bob, 1_200) == "succeeded"
+    with pytest.raises(DomainError):
+        transfer(commands, alice, bob, 10**9, key="too-much")
+    system.read_side.catch_up()
+    assert drift(system.app, system.read_side) == []
+    with system.app.recorder.datastore.transaction(commit=True) as cursor:  # type: ignore[attr-defined]
+        cursor.execute("UPDATE analytics_daily SET volume = volume + 1 WHERE metric = 'transfer'")
+        cursor.execute("DELETE FROM analytics_active_users WHERE user_id = %s", (bob.id,))
+    assert drift(system.app, system.read_side) == [
+        "the read model's analytics_daily differ from the events in 1 rows",
+        "the read model's analytics_active_users differ from the events in 1 rows"]
