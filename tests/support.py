@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -11,6 +12,8 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass, field
+from email import message_from_bytes
+from email.message import Message
 from pathlib import Path
 from typing import Any, Self
 
@@ -242,3 +245,34 @@ def balance(app: GoPay, wallet_id: uuid.UUID) -> int:
     wallet = app.find(wallet_id, Wallet)
     assert wallet is not None
     return wallet.balance
+
+
+class Mailbox:
+    """An aiosmtpd handler that keeps every message it receives (a real SMTP server's inbox)."""
+
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+
+    async def handle_DATA(  # noqa: N802 - aiosmtpd's name for it
+        self, server, session, envelope) -> str:  # type: ignore[no-untyped-def]
+        self.messages.append(message_from_bytes(envelope.content))
+        return "250 OK"
+
+    def to(self, email: str) -> list[Message]:
+        return [message for message in self.messages if message["To"] == email]
+
+    def token_for(self, email: str, timeout: float = 20) -> str:
+        """The token of the latest recovery link e-mailed to `email`."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for message in reversed(self.to(email)):
+                # The latest e-mail holding a recovery link: other notices (multipart, text
+                # and HTML) may have reached the same person since.
+                for part in message.walk():
+                    if part.get_content_type() == "text/plain":
+                        body = part.get_payload(decode=True).decode()  # type: ignore[union-attr]
+                        found = re.search(r"^ +([0-9a-f-]{36}\.\S+)", body, re.MULTILINE)
+                        if found:
+                            return found.group(1)
+            time.sleep(0.1)
+        raise AssertionError(f"no e-mail reached {email}")

@@ -25,11 +25,11 @@ from aiosmtpd.controller import Controller
 from psycopg import sql
 from stdnum import luhn
 
-from tests.e2e.test_recovery import Mailbox
 from tests.support import (
     PASSWORD,
     Client,
     GoPayServer,
+    Mailbox,
     free_port,
     fund,
     gopay_env,

@@ -12,8 +12,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from tests.conftest import new_database
-from tests.e2e.test_recovery import Mailbox
-from tests.support import Client, free_port, fund, gopay_env, register
+from tests.support import Client, Mailbox, free_port, fund, gopay_env, register
 
 
 @pytest.fixture(scope="module")

@@ -2,48 +2,17 @@
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Iterator
-from email import message_from_bytes
 
 import httpx
 import pytest
 from aiosmtpd.controller import Controller
 
 from tests.conftest import new_database
-from tests.support import PASSWORD, free_port, gopay_env, login, register
+from tests.support import PASSWORD, Mailbox, free_port, gopay_env, login, register
 
 NEW_PASSWORD = "a brand new passphrase"
-
-
-class Mailbox:
-    """An aiosmtpd handler that keeps every message it receives."""
-
-    def __init__(self) -> None:
-        self.messages: list = []
-
-    async def handle_DATA(  # noqa: N802 - aiosmtpd's name for it
-        self, server, session, envelope) -> str:  # type: ignore[no-untyped-def]
-        self.messages.append(message_from_bytes(envelope.content))
-        return "250 OK"
-
-    def token_for(self, email: str, timeout: float = 20) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for message in reversed(self.messages):
-                if message["To"] != email:
-                    continue
-                # The latest e-mail holding a recovery link: other notices (multipart, text
-                # and HTML) may have reached the same person since.
-                for part in message.walk():
-                    if part.get_content_type() == "text/plain":
-                        body = part.get_payload(decode=True).decode()
-                        found = re.search(r"^ +([0-9a-f-]{36}\.\S+)", body, re.MULTILINE)
-                        if found:
-                            return found.group(1)
-            time.sleep(0.1)
-        raise AssertionError(f"no e-mail reached {email}")
 
 
 @pytest.fixture(scope="module")

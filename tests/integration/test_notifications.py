@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from email import message_from_bytes
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -32,7 +31,7 @@ from gopay.projections.read_side import ReadSide
 from gopay.psp.port import OperationStatus
 from gopay.retry import RetryPolicy
 from gopay.system import System
-from tests.support import ADMIN, free_port, open_wallets, transfer
+from tests.support import ADMIN, Mailbox, free_port, open_wallets, transfer
 
 STAFF_ID = uuid4()
 
@@ -207,15 +206,6 @@ class TestExactlyOnce:
         system.read_side.catch_up()
         assert notices(database_url, recipient.id) == before
         assert [(n["in_app"], n["emails"]) for n in before] == [(True, 1)] * 3
-
-
-class Mailbox:
-    def __init__(self) -> None:
-        self.messages: list[Any] = []
-
-    async def handle_DATA(self, server, session, envelope) -> str:  # type: ignore[no-untyped-def]  # noqa: N802
-        self.messages.append(message_from_bytes(envelope.content))
-        return "250 OK"
 
 
 @pytest.fixture
