@@ -22,6 +22,7 @@ from gopay.api.routes import (
     billers,
     cash_outs,
     devices,
+    disputes,
     external_payments,
     fees,
     fraud,
@@ -112,7 +113,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                    psp_webhooks, admin, audit, reconciliation, adjustment_proposals, health,
                    billers, bill_payments, operators, recharges, merchant_qr, qr_payments,
                    merchant_payments, merchant_api_keys, merchant_webhooks, fees, agents,
-                   cash_outs, payment_requests, notifications, merchant_payouts, fraud):
+                   cash_outs, payment_requests, notifications, merchant_payouts, fraud,
+                   disputes):
         app.include_router(module.router)
     return app
 

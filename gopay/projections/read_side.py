@@ -24,6 +24,7 @@ from gopay.projections.adjustment_proposals import (
 )
 from gopay.projections.cash_outs import CashOutProjection, CashOutView
 from gopay.projections.directory import DirectoryProjection, DirectoryView
+from gopay.projections.disputes import DisputeProjection, DisputeView
 from gopay.projections.merchant import MerchantProjection, MerchantView
 from gopay.projections.notifications import NotificationProjection, NotificationView
 from gopay.projections.payment_methods import PaymentMethodProjection, PaymentMethodView
@@ -59,6 +60,7 @@ READ_MODELS: tuple[tuple[type[Projection[Any]], type[PagedView]], ...] = (
     # After the wallets view: its queries join the wallets and payment orders that one writes.
     (PayoutScheduleProjection, PayoutScheduleView),
     (ReviewProjection, ReviewView),
+    (DisputeProjection, DisputeView),
 )
 
 
@@ -125,6 +127,7 @@ class ReadSide:
         self.notifications = cast(NotificationView, by_class[NotificationView])
         self.payout_schedules = cast(PayoutScheduleView, by_class[PayoutScheduleView])
         self.reviews = cast(ReviewView, by_class[ReviewView])
+        self.disputes = cast(DisputeView, by_class[DisputeView])
         self._datastore = views[0].datastore
         # Where every read model has got, in one round trip (one per view adds up, and
         # read-your-writes asks it again and again while it waits).
