@@ -56,15 +56,17 @@ def resolve(staff_member: Client, dispute_id: str, outcome: str) -> httpx.Respon
 
 
 def wallet(client: Client) -> dict[str, Any]:
-    return client.get("/v1/wallet").json()
+    shown: dict[str, Any] = client.get("/v1/wallet").json()
+    return shown
 
 
 def problem(response: httpx.Response, status: int, code: str | None = None) -> dict[str, Any]:
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == "application/problem+json"
+    body: dict[str, Any] = response.json()
     if code is not None:
-        assert response.json()["code"] == code
-    return response.json()
+        assert body["code"] == code
+    return body
 
 
 class TestDecidedForTheCustomer:
