@@ -95,28 +95,32 @@ class PaymentRefunds(Aggregate):
             detail = ("this payment has been refunded or disputed in full" if not self.remaining
                       else f"only {self.remaining} of this payment is left to dispute")
             raise DisputeTooLarge(detail, disputable=self.remaining)
-        self._disputed(dispute_id=dispute_id, amount=money.amount,
+        self._disputed(dispute_id=dispute_id, payment_id=self.payment_id, amount=money.amount,
                        disputed_total=self.disputed + money.amount)
 
     def drop_dispute(self, *, dispute_id: UUID, amount: int) -> None:
         """A dispute the merchant won claims nothing any more: that much may be refunded again."""
-        self._dispute_dropped(dispute_id=dispute_id, amount=amount,
+        self._dispute_dropped(dispute_id=dispute_id, payment_id=self.payment_id, amount=amount,
                               disputed_total=self.disputed - amount)
 
     class Disputed(Aggregate.Event):
         dispute_id: UUID
+        payment_id: UUID
         amount: int
         disputed_total: int
 
     @event(Disputed)
-    def _disputed(self, dispute_id: UUID, amount: int, disputed_total: int) -> None:
+    def _disputed(self, dispute_id: UUID, payment_id: UUID, amount: int,
+                  disputed_total: int) -> None:
         self.disputed = disputed_total
 
     class DisputeDropped(Aggregate.Event):
         dispute_id: UUID
+        payment_id: UUID
         amount: int
         disputed_total: int
 
     @event(DisputeDropped)
-    def _dispute_dropped(self, dispute_id: UUID, amount: int, disputed_total: int) -> None:
+    def _dispute_dropped(self, dispute_id: UUID, payment_id: UUID, amount: int,
+                         disputed_total: int) -> None:
         self.disputed = disputed_total

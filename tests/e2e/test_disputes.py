@@ -124,6 +124,20 @@ class TestDecidedForTheCustomer:
 
 
 class TestDecidedForTheMerchant:
+    def test_the_hold_is_released_once(self, gopay: Deployment, support: Client) -> None:
+        """Lost: the payee's money is all its own again, the payment refundable again."""
+        shop = merchant(gopay.server.url)
+        ada, payment = paid(gopay, shop)
+        body = dispute(ada, payment["id"]).json()
+        assert (body["amount"], wallet(shop)["available"]) == (1_000, 0)
+        decided = resolve(support, body["id"], "merchant")
+        assert decided.status_code == 200, decided.text
+        assert (decided.json()["status"], decided.json()["outcome"]) == ("lost", "merchant")
+        problem(resolve(support, body["id"], "merchant"), 409, "invalid_state")
+        assert (ada.balance(), wallet(shop)["balance"], wallet(shop)["held"]) == (4_000, 1_000, 0)
+        assert ada.get(f"/v1/disputes/{body['id']}").json()["status"] == "lost"
+        assert refund(shop, payment["id"]).status_code == 201
+
     def test_two_decisions_at_once_have_one_effect(self, gopay: Deployment,
                                                    support: Client) -> None:
         """A support agent and an admin decide differently at the same moment: one wins, the
@@ -177,6 +191,9 @@ class TestRefundsAndDisputesTogether:
         assert refunded + disputed == 700
         assert (ada.balance(), wallet(shop)["balance"], wallet(shop)["held"]) == (
             4_000 + 300 + refunded, 700 - refunded, disputed)
+        shown = shop.get(f"/v1/merchant/payments/{payment['id']}").json()
+        assert (shown["refunded"], shown["disputed"], shown["refundable"]) == (
+            300 + refunded, disputed, 0)
         problem(dispute(ada, payment["id"]), 409, "invalid_state")  # nothing left to claim
         problem(refund(shop, payment["id"], 1), 409, "invalid_state")
 
