@@ -119,6 +119,10 @@ class TestDecidedForTheCustomer:
                     409, "invalid_state")
             assert support.get("/v1/admin/disputes", params={"status": "open"}).json()[
                 "data"] == []
+            auditor = staff(gopay.server.url, gopay.server.env, "auditor")
+            steps = auditor.get("/v1/audit/events", params={"aggregate_id": body["id"]}).json()
+            assert [step["type"] for step in steps["data"]] == [
+                "Dispute.Opened", "Dispute.EvidenceAdded", "Dispute.Decided"]
         finally:
             receiver.stop()
 
