@@ -17,6 +17,8 @@ from gopay.aggregates.user import User
 from gopay.aggregates.wallet import Wallet
 from gopay.clock import utc_now
 from gopay.commands.adjustment import Adjust, Direction
+from gopay.commands.bill_payments import PayBill
+from gopay.commands.billers import CreateBiller
 from gopay.commands.disputes import (
     AddEvidence,
     DisputeWindowClosed,
@@ -106,6 +108,18 @@ class TestOpening:
         dispute = open_dispute(gopay, ada, transfer.id)
         assert (dispute.amount, dispute.merchant_wallet_id) == (250, wallet_id(bob))
         assert gopay.wallet(bob).held == 250
+
+    def test_bill_payments_can_be_disputed_against_the_biller_s_account(
+            self, gopay: InMemoryGoPay, ada: User) -> None:
+        """The biller's payable account holds the amount (not the fee: GoPay's own)."""
+        power = gopay.run(CreateBiller(staff_id=gopay.admin.id, name="City Power",
+                                       category="electricity"))
+        bill = gopay.run(PayBill(caller_id=ada.id, wallet_id=wallet_id(ada), biller_id=power.id,
+                                 customer_reference="ACC-1", money=Money(800, "USD")))
+        dispute = resolve(gopay, open_dispute(gopay, ada, bill.id), Outcome.CUSTOMER)
+        assert (dispute.amount, dispute.merchant_wallet_id) == (800, power.wallet_id)
+        assert (gopay.balance(ada), gopay.app.get(power.wallet_id, Wallet).balance) == (5_000, 0)
+        gopay.check_books()
 
     def test_only_the_payer_may_dispute(self, gopay: InMemoryGoPay, shop: User, ada: User,
                                         payment: PaymentOrder) -> None:
