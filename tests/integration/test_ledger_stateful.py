@@ -498,14 +498,27 @@ class LedgerMachine(RuleBasedStateMachine):
 
     # Disputes
 
-    @precondition(lambda self: self.payments)
     @rule(data=st.data(), whole=one_time_in_four, by_payee=one_time_in_eight,
-          share=st.sampled_from([10, 50, 100, 150]))
-    def open_dispute(self, data: st.DataObject, whole: bool, by_payee: bool, share: int) -> None:
+          share=st.sampled_from([10, 50, 100, 150]), new_payment=st.booleans(),
+          spent=one_time_in_four)
+    def open_dispute(self, data: st.DataObject, whole: bool, by_payee: bool, share: int,
+                     new_payment: bool, spent: bool) -> None:
         """The payer disputes a transfer (all that is left of it, or part, or too much): the
         payee's wallet holds what it can of it, frozen or not, at once. Anyone else is told
-        the payment does not exist; nothing is recorded for a refusal."""
-        payment = data.draw(st.sampled_from(self.payments), label="payment")
+        the payment does not exist; nothing is recorded for a refusal. `spent`: the payee
+        spent (nearly) all it had first, so the rest is advanced from receivables on a win."""
+        if new_payment or not self.payments:
+            payment = self.a_transfer_to_dispute(data)
+            if payment is None:
+                return
+        else:
+            payment = data.draw(st.sampled_from(self.payments), label="payment")
+        if spent and self.available(payment.payee.wallet_id) > 0:
+            left = data.draw(st.integers(0, payment.amount // 2), label="left")
+            taken = self.available(payment.payee.wallet_id) - left
+            if taken > 0:
+                self.adjust(payment.payee, "debit", taken, wrong_currency=False, key=None,
+                            reason="spent before the dispute")
         caller = payment.payee if by_payee else payment.payer
         left = payment.amount - payment.disputed
         amount = None if whole else max(1, payment.amount * share // 100)
@@ -536,6 +549,27 @@ class LedgerMachine(RuleBasedStateMachine):
         assert (dispute.amount, dispute.covered, dispute.status) == (claimed, held, "open")
         assert order.status == "pending"
         self.disputes.append(OpenedDispute(dispute.id, order.id, payment, claimed, held))
+
+    def a_transfer_to_dispute(self, data: st.DataObject) -> Payment | None:
+        """A transfer that goes through (funded first if need be), between two wallets of
+        one currency: random transfers mostly break some rule, and disputes need payments."""
+        pairs = [(payer, payee) for payer in self.wallets.values() for payee in
+                 self.wallets.values() if payer != payee and payer.currency == payee.currency
+                 and payer.wallet_id not in self.frozen]
+        if not pairs:
+            return None
+        payer, payee = data.draw(st.sampled_from(pairs), label="transfer to dispute")
+        amount = data.draw(st.integers(1, 3_000), label="amount paid")
+        if self.available(payer.wallet_id) < amount:
+            self.adjust(payer, "credit", amount, wrong_currency=False, key=None,
+                        reason="correction")
+        order = self.sent(self.transfer_command(payer, payee.email, amount, payer.currency,
+                                                None), set(),
+                          {payer.wallet_id: -amount, payee.wallet_id: amount})
+        assert order is not None
+        payment = Payment(order.id, payer, payee, amount)
+        self.payments.append(payment)
+        return payment
 
     @precondition(lambda self: self.disputes)
     @rule(data=st.data(), outcome=st.sampled_from(list(Decision)))
