@@ -138,6 +138,8 @@ class Settings(BaseSettings):
     cash_out_code_attempts: int = Field(default=3, ge=1)
     # How long a payment request stays open (seconds), by default and at most.
     payment_request_seconds: int = Field(default=7 * 86_400, ge=1)
+    # How long after a payment its payer may dispute it.
+    dispute_window_days: int = Field(default=60, ge=0)
 
     @field_validator("kyc_limits")
     @classmethod

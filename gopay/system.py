@@ -55,7 +55,8 @@ def command_context(app: GoPay, settings: Settings, clock: Clock = utc_now) -> C
                                      window=timedelta(seconds=settings.login_window_seconds)),
         recovery_ttl=timedelta(minutes=settings.recovery_token_minutes),
         psp_call_grace=timedelta(seconds=settings.psp_call_grace),
-        fraud_screening=settings.fraud_screening)
+        fraud_screening=settings.fraud_screening,
+        dispute_window=timedelta(days=settings.dispute_window_days))
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Refunds of one payment: what has been given back so far, never more than was paid."""
+"""Refunds and disputes of one payment: what has been given back or claimed, never more than was paid."""
 
 from __future__ import annotations
 
@@ -15,12 +15,16 @@ class RefundTooLarge(InvalidState):
     """Refunds together would give back more than the payment took."""
 
 
-class PaymentRefunds(Aggregate):
-    """The refunded total of one payment.
+class DisputeTooLarge(InvalidState):
+    """A dispute would claim more than is left of the payment after refunds and disputes."""
 
-    Every refund of the payment changes this one small aggregate in the refund's own
-    commit, so refunds that race each other are serialised by its version: however many
-    arrive together, their sum never passes what was paid.
+
+class PaymentRefunds(Aggregate):
+    """The refunded and disputed totals of one payment.
+
+    Every refund of the payment, and every dispute opened on it, changes this one small
+    aggregate in its own commit, so refunds and disputes that race each other are serialised
+    by its version: however many arrive together, their sum never passes what was paid.
     """
 
     @staticmethod
@@ -43,6 +47,7 @@ class PaymentRefunds(Aggregate):
         self.paid = paid
         self.currency = currency
         self.refunded = 0
+        self.disputed = 0  # claimed by disputes still open, or won by the customer
 
     @classmethod
     def open(cls, *, payment_id: UUID, merchant_wallet_id: UUID, payer_wallet_id: UUID,
@@ -53,15 +58,15 @@ class PaymentRefunds(Aggregate):
 
     @property
     def remaining(self) -> int:
-        return self.paid - self.refunded
+        return self.paid - self.refunded - self.disputed
 
     def refund(self, money: Money, *, refund_id: UUID) -> None:
         """Give `money` back; refused when it would pass what the payment took."""
         if money.currency != self.currency:
             raise CurrencyMismatch(f"the payment was in {self.currency}, not {money.currency}")
         if money.amount > self.remaining:
-            detail = ("this payment has been refunded in full" if not self.remaining else
-                      f"only {self.remaining} of this payment is left to refund")
+            detail = ("this payment has been refunded or disputed in full" if not self.remaining
+                      else f"only {self.remaining} of this payment is left to refund")
             raise RefundTooLarge(detail, refundable=self.remaining)
         self._refunded(refund_id=refund_id, payment_id=self.payment_id,
                        merchant_wallet_id=self.merchant_wallet_id, amount=money.amount,
@@ -81,3 +86,41 @@ class PaymentRefunds(Aggregate):
     def _refunded(self, refund_id: UUID, payment_id: UUID, merchant_wallet_id: UUID,
                   amount: int, currency: str, refunded_total: int) -> None:
         self.refunded = refunded_total
+
+    def dispute(self, money: Money, *, dispute_id: UUID) -> None:
+        """Claim `money` back for a dispute; refused beyond what refunds and disputes left."""
+        if money.currency != self.currency:
+            raise CurrencyMismatch(f"the payment was in {self.currency}, not {money.currency}")
+        if money.amount > self.remaining:
+            detail = ("this payment has been refunded or disputed in full" if not self.remaining
+                      else f"only {self.remaining} of this payment is left to dispute")
+            raise DisputeTooLarge(detail, disputable=self.remaining)
+        self._disputed(dispute_id=dispute_id, payment_id=self.payment_id, amount=money.amount,
+                       disputed_total=self.disputed + money.amount)
+
+    def drop_dispute(self, *, dispute_id: UUID, amount: int) -> None:
+        """A dispute the merchant won claims nothing any more: that much may be refunded again."""
+        self._dispute_dropped(dispute_id=dispute_id, payment_id=self.payment_id, amount=amount,
+                              disputed_total=self.disputed - amount)
+
+    class Disputed(Aggregate.Event):
+        dispute_id: UUID
+        payment_id: UUID
+        amount: int
+        disputed_total: int
+
+    @event(Disputed)
+    def _disputed(self, dispute_id: UUID, payment_id: UUID, amount: int,
+                  disputed_total: int) -> None:
+        self.disputed = disputed_total
+
+    class DisputeDropped(Aggregate.Event):
+        dispute_id: UUID
+        payment_id: UUID
+        amount: int
+        disputed_total: int
+
+    @event(DisputeDropped)
+    def _dispute_dropped(self, dispute_id: UUID, payment_id: UUID, amount: int,
+                         disputed_total: int) -> None:
+        self.disputed = disputed_total

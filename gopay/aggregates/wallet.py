@@ -116,6 +116,18 @@ class Wallet(Aggregate):
         self._held(hold_id=hold_id, amount=total.amount, spent=money.amount,
                    entry_type=entry_type, day=day)
 
+    def hold_back(self, money: Money, *, hold_id: UUID, entry_type: TransactionType) -> Money | None:
+        """Reserve money that may not be the owner's to keep (a disputed payment): as much as
+        is available, frozen or not, counted as no spending; what it holds, or None."""
+        self._check_currency(money)
+        if str(hold_id) in self.holds:
+            raise InvalidState("this money is already held")
+        held = min(money.amount, self.available)
+        if held <= 0:
+            return None
+        self._held(hold_id=hold_id, amount=held, spent=0, entry_type=entry_type, day=None)
+        return Money(held, money.currency)
+
     def capture(self, money: Money, *, hold_id: UUID, entry_type: TransactionType,
                 counterparty: str, reference: str) -> None:
         """Take held money out for good (all of the hold, or part of it, line by line)."""

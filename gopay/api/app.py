@@ -23,6 +23,7 @@ from gopay.api.routes import (
     billers,
     cash_outs,
     devices,
+    disputes,
     external_payments,
     fees,
     fraud,
@@ -116,7 +117,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                    billers, bill_payments, operators, recharges, merchant_qr, qr_payments,
                    merchant_payments, merchant_api_keys, merchant_webhooks, fees, agents,
                    cash_outs, payment_requests, notifications, merchant_payouts, fraud,
-                   support_tickets):
+                   support_tickets, disputes):
         app.include_router(module.router)
     app.include_router(analytics.router)
     app.include_router(dashboard.router)  # /admin, and / that leads there

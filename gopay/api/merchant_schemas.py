@@ -76,6 +76,7 @@ class MerchantPaymentPublic(BaseModel):
     fee: int = Field(description="The merchant's fee on it (taken from what it received)")
     net: int
     refunded: int
+    disputed: int = Field(0, description="What the payer's open (or won) disputes claim of it")
     refundable: int
     reference: str
     payer_wallet_id: str

@@ -41,7 +41,7 @@ STATUS_OF_CODE = {
     "otp_required": 401, "forbidden": 403, "not_found": 404, "account_frozen": 423,
     "invalid_state": 409, "idempotency_conflict": 409, "email_taken": 409, "phone_taken": 409,
     "payment_method_exists": 409, "request_in_progress": 409, "rate_limited": 429,
-    "wrong_code": 422, "fraud_suspected": 422,
+    "wrong_code": 422, "fraud_suspected": 422, "dispute_window_closed": 422,
 }
 
 

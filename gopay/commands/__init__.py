@@ -13,6 +13,7 @@ from gopay.commands import (
     cash_ins,
     cash_outs,
     devices,
+    disputes,
     fraud_reviews,
     kyc,
     merchant_payouts,
@@ -41,7 +42,7 @@ from gopay.commands.bus import Command, Commands, Context, Outcome
 
 __all__ = ["Command", "Commands", "Context", "Outcome", "adjustment", "adjustment_proposals",
            "api_keys", "bill_payments", "biller_settlements", "billers", "cash_ins", "cash_outs",
-           "devices", "fraud_reviews", "kyc", "merchant_payouts", "mobile_operators",
+           "devices", "disputes", "fraud_reviews", "kyc", "merchant_payouts", "mobile_operators",
            "notification_preferences", "payment_methods", "payment_requests", "payouts",
            "profile", "psp_outcomes", "qr_payments", "recharges", "reconciliation", "recovery",
            "refunds", "registration", "sign_in", "staff", "support_tickets", "topups",

@@ -62,6 +62,8 @@ class Context:
     # How long a PSP call waits for the request that made it before a background attempt.
     psp_call_grace: timedelta = timedelta(seconds=15)
     fraud_screening: str = "on"  # on | monitor | off (see Settings.fraud_screening)
+    # How long after a payment its payer may dispute it.
+    dispute_window: timedelta = timedelta(days=60)
 
     def today(self) -> date:
         return self.clock().date()

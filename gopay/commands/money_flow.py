@@ -88,8 +88,8 @@ class MoneyFlow:
     # What the PSP keeps for its part (known when it answers): booked from the flow's GoPay
     # account (its clearing account) to GoPay's fees, a cost of the payment.
     psp_fee: Money | None = None
-    # A claim on the paying wallet (a chargeback): it gives what it has, frozen or not, and
-    # the rest is owed to this account.
+    # A claim on the paying wallet (a chargeback; deferred, a dispute): it gives (or holds)
+    # what it has, frozen or not, and the rest is owed to this account.
     shortfall: SystemAccount | None = None
     charges_fee: bool = True  # GoPay's fee schedule applies (not to a chargeback, say)
     # The agent (payer or payee) who earns the schedule's commission for carrying the payment
@@ -138,11 +138,16 @@ def complete(order: PaymentOrder, unit: UnitOfWork, *, psp_fee: Money | None = N
     if order.payer_wallet_id is not None:
         payer = unit.get(order.payer_wallet_id, Wallet)
         # The plan says who pays the fee: the payer's leg carries it when the payer does (and
-        # then it was held too); otherwise it comes out of what the payee receives.
-        payer_fee = -sum(p.amount for p in planned if p.account_id == payer.id) - order.amount
-        payer.capture(Money(order.amount, currency), hold_id=order.id,
-                      entry_type=order.order_type, counterparty=_other_side(order, payer.id),
-                      reference=order.note)
+        # then it was held too); otherwise it comes out of what the payee receives. A claim's
+        # plan (a dispute) may carry less than the amount: what the payer's wallet could hold,
+        # the rest owed to the claim's shortfall account.
+        paid = -sum(p.amount for p in planned if p.account_id == payer.id)
+        covered = min(paid, order.amount)
+        payer_fee = paid - covered
+        if covered:
+            payer.capture(Money(covered, currency), hold_id=order.id,
+                          entry_type=order.order_type, counterparty=_other_side(order, payer.id),
+                          reference=order.note)
         if payer_fee:
             payer.capture(Money(payer_fee, currency), hold_id=order.id,
                           entry_type=TransactionType.FEE, counterparty="fees", reference=order.note)
@@ -169,7 +174,9 @@ def complete(order: PaymentOrder, unit: UnitOfWork, *, psp_fee: Money | None = N
 
 def cancel(order: PaymentOrder, unit: UnitOfWork, *, reason: str, detail: str = "") -> None:
     """A deferred order that will not happen: a payer's held money is given back."""
-    if order.payer_wallet_id is not None:
+    # (A claim's plan has no payer leg when the payer's wallet had nothing to hold.)
+    if order.payer_wallet_id is not None and any(
+            p.account_id == order.payer_wallet_id for p in order.planned_postings):
         unit.get(order.payer_wallet_id, Wallet).release(hold_id=order.id)
     order.fail(reason=reason, detail=detail)
 
@@ -292,7 +299,7 @@ def _defer(flow: MoneyFlow, order: PaymentOrder, context: Context) -> None:
         # Money from outside (a card a top-up charges) brings the amount and no more: the
         # receiving wallet pays the fee out of it, as `complete` books it.
         fee = replace(fee, paid_by=FeePayer.PAYEE)
-    if isinstance(flow.payer, Wallet):
+    if isinstance(flow.payer, Wallet) and flow.shortfall is None:
         flow.payer.hold(flow.money, hold_id=order.id, entry_type=flow.order_type,
                         on=context.today(),
                         limits=context.limits[flow.payer.tier] if flow.limits else None,
@@ -301,11 +308,25 @@ def _defer(flow: MoneyFlow, order: PaymentOrder, context: Context) -> None:
         # Refused now, not when the order completes and the money cannot arrive.
         raise CurrencyMismatch(f"the receiving wallet holds {flow.payee.currency}, "
                                f"not {flow.money.currency}")
+    if isinstance(flow.payer, Wallet) and flow.shortfall is not None:
+        _hold_claim(flow, flow.payer, flow.shortfall, order)
+        return
     if isinstance(flow.payee, Wallet) and flow.limits and flow.payee_limits:
         limit = context.limits[flow.payee.tier].max_balance
         if flow.payee.balance + flow.money.amount > limit:
             raise LimitExceeded(f"the receiving wallet cannot hold that much (its limit is {limit})")
     order.plan(*_entry(flow, fee, _commission(flow, context)))
+
+
+def _hold_claim(flow: MoneyFlow, payer: Wallet, shortfall: SystemAccount,
+                order: PaymentOrder) -> None:
+    """A deferred claim on a wallet (a dispute): it holds what it has, frozen or not, and the
+    plan owes the rest to `shortfall`, so completing it gives the payee all of the amount."""
+    held = payer.hold_back(flow.money, hold_id=order.id, entry_type=flow.order_type)
+    owed = flow.money.amount - (held.amount if held else 0)
+    currency = flow.money.currency
+    order.plan(*_merged([*_entry(flow, None), Posting(payer.id, owed, currency),
+                         Posting(shortfall.account_id(currency), -owed, currency)]))
 
 
 def _commission(flow: MoneyFlow, context: Context) -> Money | None:

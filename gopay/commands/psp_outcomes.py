@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
+from gopay.aggregates.dispute import Dispute, DisputeKind, Outcome
 from gopay.aggregates.errors import InvalidState, NotFound, ValidationFailed
 from gopay.aggregates.ledger import SystemAccount, TransactionType
 from gopay.aggregates.money import Money
@@ -48,7 +49,8 @@ class SettleWithPsp(Command[PaymentOrder]):
 @dataclass(frozen=True, kw_only=True)
 class ChargeBack(MoneyCommand):
     """The payer's bank took a charge back: the top-up's wallet gives the money back, and
-    what it cannot is owed to GoPay (receivables), never lost."""
+    what it cannot is owed to GoPay (receivables), never lost; a dispute of the top-up,
+    decided by the bank, records it for the customer."""
 
     operation = "chargeback"
     topup_id: UUID
@@ -148,6 +150,16 @@ def charge_back(command: ChargeBack, unit: UnitOfWork, context: Context) -> Mone
     if topup.status != OrderStatus.SUCCEEDED:  # its own news has not come yet: try again later
         raise InvalidState(f"the top-up is {topup.status}, not succeeded")
     wallet = unit.get(topup.payee_wallet_id, Wallet)
+    # A dispute of the top-up, opened and decided by the card's bank: the customer's list
+    # shows it, linked to the top-up, with what the wallet gave back.
+    dispute = Dispute.open(kind=DisputeKind.CHARGEBACK, payment_id=topup.id,
+                           order_id=command.order_id, customer_wallet_id=wallet.id,
+                           merchant_wallet_id=None, opened_by=wallet.owner_id,
+                           amount=command.money.amount, currency=command.money.currency,
+                           covered=max(0, min(command.money.amount, wallet.available)),
+                           reason="the card's bank charged the top-up back")
+    dispute.decide(Outcome.CUSTOMER, by=None)
+    unit.add(dispute)
     return MoneyFlow(TransactionType.TOPUP, command.money, payer=wallet,
                      payee=SystemAccount.PSP_CLEARING,
                      reference=f"chargeback of top-up {topup.id}", limits=False,

@@ -24,6 +24,7 @@ class MerchantView(PagedView):
     """What a merchant reads about its own business."""
 
     tables = ("qr_codes", "merchant_payments", "api_keys")
+    version = 2  # 2: what open or won disputes claim of each payment (`disputed`)
     schema_statements = (
         """CREATE TABLE IF NOT EXISTS qr_codes (
             id uuid PRIMARY KEY, merchant_id uuid NOT NULL, wallet_id uuid NOT NULL,
@@ -32,7 +33,8 @@ class MerchantView(PagedView):
         """CREATE TABLE IF NOT EXISTS merchant_payments (
             id uuid PRIMARY KEY, merchant_wallet_id uuid NOT NULL, payer_wallet_id text NOT NULL,
             amount bigint NOT NULL, currency text NOT NULL, fee bigint NOT NULL DEFAULT 0,
-            refunded bigint NOT NULL DEFAULT 0, reference text NOT NULL,
+            refunded bigint NOT NULL DEFAULT 0, disputed bigint NOT NULL DEFAULT 0,
+            reference text NOT NULL,
             created_at timestamptz NOT NULL)""",
         """CREATE INDEX IF NOT EXISTS merchant_payments_wallet_idx
             ON merchant_payments (merchant_wallet_id, created_at DESC, id DESC)""",
@@ -49,6 +51,7 @@ class MerchantView(PagedView):
         self._wallets_seen: set[UUID] = set()
         self._fees: list[tuple[Any, ...]] = []
         self._refunds: list[tuple[Any, ...]] = []
+        self._disputed: list[tuple[Any, ...]] = []
         self._keys: list[tuple[Any, ...]] = []
         self._keys_revoked: list[tuple[Any, ...]] = []
 
@@ -80,6 +83,10 @@ class MerchantView(PagedView):
     def refunded(self, payment_id: UUID, amount: int) -> None:
         self._refunds.append((amount, payment_id))
 
+    def disputed(self, payment_id: UUID, total: int) -> None:
+        """What disputes open or won by the customer claim of the payment now."""
+        self._disputed.append((total, payment_id))
+
     def key_issued(self, row: tuple[Any, ...]) -> None:
         self._keys.append(row)
 
@@ -105,6 +112,9 @@ class MerchantView(PagedView):
         if self._refunds:
             cursor.executemany("UPDATE merchant_payments SET refunded = refunded + %s "
                                "WHERE id = %s", self._refunds)
+        if self._disputed:  # totals, in log order: the last one stands
+            cursor.executemany("UPDATE merchant_payments SET disputed = %s WHERE id = %s",
+                               self._disputed)
         if self._keys:
             cursor.executemany(
                 "INSERT INTO api_keys (id, owner_id, name, prefix, last4, created_at) "
@@ -175,6 +185,14 @@ class MerchantProjection(Projection[MerchantView]):
     @process_event.register
     def _(self, e: PaymentRefunds.Refunded, tracking: Tracking) -> None:
         self.view.refunded(e.payment_id, e.amount)
+
+    @process_event.register
+    def _(self, e: PaymentRefunds.Disputed, tracking: Tracking) -> None:
+        self.view.disputed(e.payment_id, e.disputed_total)
+
+    @process_event.register
+    def _(self, e: PaymentRefunds.DisputeDropped, tracking: Tracking) -> None:
+        self.view.disputed(e.payment_id, e.disputed_total)
 
     @process_event.register
     def _(self, e: ApiKey.Issued, tracking: Tracking) -> None:

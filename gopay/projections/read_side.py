@@ -25,6 +25,7 @@ from gopay.projections.adjustment_proposals import (
 from gopay.projections.analytics import AnalyticsProjection, AnalyticsView
 from gopay.projections.cash_outs import CashOutProjection, CashOutView
 from gopay.projections.directory import DirectoryProjection, DirectoryView
+from gopay.projections.disputes import DisputeProjection, DisputeView
 from gopay.projections.merchant import MerchantProjection, MerchantView
 from gopay.projections.notifications import NotificationProjection, NotificationView
 from gopay.projections.payment_methods import PaymentMethodProjection, PaymentMethodView
@@ -64,6 +65,7 @@ READ_MODELS: tuple[tuple[type[Projection[Any]], type[PagedView]], ...] = (
     # After the wallets view too: a ticket shows its transaction from that view's table.
     (SupportTicketProjection, SupportTicketView),
     (AnalyticsProjection, AnalyticsView),
+    (DisputeProjection, DisputeView),
 )
 
 
@@ -132,6 +134,7 @@ class ReadSide:
         self.reviews = cast(ReviewView, by_class[ReviewView])
         self.support_tickets = cast(SupportTicketView, by_class[SupportTicketView])
         self.analytics = cast(AnalyticsView, by_class[AnalyticsView])
+        self.disputes = cast(DisputeView, by_class[DisputeView])
         self._datastore = views[0].datastore
         # Where every read model has got, in one round trip (one per view adds up, and
         # read-your-writes asks it again and again while it waits).

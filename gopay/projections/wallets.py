@@ -272,6 +272,12 @@ class WalletView(PagedView):
                 "ON CONFLICT (account_id, currency) "
                 "DO UPDATE SET balance = ledger_accounts.balance + EXCLUDED.balance",
                 ([d[0] for d in deltas], [d[1] for d in deltas], [d[2] for d in deltas]))
+            # An account back at zero has no row, as one whose moves netted out within a page
+            # never had one: the rows do not depend on where pages happened to end.
+            cursor.execute(
+                "DELETE FROM ledger_accounts WHERE balance = 0 AND (account_id, currency) IN "
+                "(SELECT * FROM unnest(%s::uuid[], %s::text[]))",
+                ([d[0] for d in deltas], [d[1] for d in deltas]))
 
     # The check against the events
 

@@ -2,7 +2,8 @@
 
 The projection reads the log like every read model and turns an event into zero or more
 *happenings* (`payment.succeeded` when a merchant's wallet is credited by a QR payment,
-`refund.succeeded` when a refund is counted, `payout.paid` or `payout.failed` when the PSP
+`refund.succeeded` when a refund is counted, `dispute.opened` when a payer disputes a
+payment the wallet received, `payout.paid` or `payout.failed` when the PSP
 settles a payout out of the wallet), each addressed to a wallet. Every endpoint of
 that wallet's owner subscribed to the happening's type gets one delivery row, written in the
 runner's page transaction with the view's tracking position: a crash resumes after the last
@@ -29,6 +30,7 @@ from eventsourcing.projection import Projection
 from psycopg import Cursor
 from psycopg.rows import DictRow
 
+from gopay.aggregates.dispute import Dispute
 from gopay.aggregates.ledger import LEDGER_NAMESPACE, SystemAccount, TransactionType
 from gopay.aggregates.money import CURRENCIES
 from gopay.aggregates.payment_order import PaymentOrder
@@ -272,6 +274,18 @@ class WebhookDeliveryProjection(Projection[WebhookDeliveryView]):
             "payment_id": str(e.payment_id), "amount": e.amount, "currency": e.currency,
             "refunded_total": e.refunded_total, "merchant_wallet_id": str(e.merchant_wallet_id),
             "created_at": _rfc3339(e.timestamp)}), tracking.notification_id)
+
+    @process_event.register
+    def _(self, e: Dispute.Opened, tracking: Tracking) -> None:
+        if e.merchant_wallet_id is not None:  # a chargeback's "merchant" is GoPay itself
+            self.view.happened(Happening(event_id(e), "dispute.opened", e.merchant_wallet_id,
+                                         e.timestamp, {
+                "object": "dispute", "id": str(e.originator_id), "status": "open",
+                "transaction_id": str(e.payment_id), "amount": e.amount, "currency": e.currency,
+                "held": e.covered, "reason": e.reason,
+                "merchant_wallet_id": str(e.merchant_wallet_id),
+                "customer_wallet_id": str(e.customer_wallet_id),
+                "created_at": _rfc3339(e.timestamp)}), tracking.notification_id)
 
     @process_event.register
     def _(self, e: PaymentOrder.Created, tracking: Tracking) -> None:

@@ -29,6 +29,8 @@ from hypothesis.stateful import (
 )
 from tenacity import stop_after_attempt, wait_fixed
 
+from gopay.aggregates.dispute import Dispute
+from gopay.aggregates.dispute import Outcome as Decision
 from gopay.aggregates.errors import (
     AccountFrozen,
     CurrencyMismatch,
@@ -50,6 +52,7 @@ from gopay.aggregates.wallet import Wallet
 from gopay.application import GoPay, application_env
 from gopay.commands import Commands, Outcome
 from gopay.commands.adjustment import Adjust, Direction
+from gopay.commands.disputes import OpenDispute, ResolveDispute
 from gopay.commands.payment_methods import AddPaymentMethod, RemovePaymentMethod
 from gopay.commands.payouts import RequestPayout
 from gopay.commands.psp_outcomes import ChargeBack, ReceiveWebhook, RetryDeadLetter, SettleWithPsp
@@ -176,6 +179,29 @@ class ClientRequest:
     def deferred(self) -> bool:
         """Whether the money moves only once the PSP has done its part."""
         return self.operation in ("topup", "payout")
+
+
+@dataclass
+class Payment:
+    """A transfer that moved money: what its payer may still dispute of it."""
+
+    order_id: UUID
+    payer: Customer
+    payee: Customer
+    amount: int
+    disputed: int = 0  # by disputes open or won
+
+
+@dataclass
+class OpenedDispute:
+    """A dispute GoPay accepted, as the model expects it to stand."""
+
+    dispute_id: UUID
+    order_id: UUID  # its refund, waiting for the decision
+    payment: Payment
+    amount: int
+    held: int  # what the payee's wallet could hold of it; the rest is advanced on a win
+    decided: bool = False
 
 
 @dataclass(frozen=True)
@@ -353,6 +379,8 @@ class LedgerMachine(RuleBasedStateMachine):
         self.webhook_work: dict[UUID, PspWork] = {}
         self.webhook_orders: dict[UUID, ExternalOrder | None] = {}
         self.events_sent = 0
+        self.payments: list[Payment] = []
+        self.disputes: list[OpenedDispute] = []
 
     @property
     def database_name(self) -> str:
@@ -463,8 +491,116 @@ class LedgerMachine(RuleBasedStateMachine):
         broken = self.broken_by_sending(sender, Money(amount, currency))
         if currency != recipient.currency:
             broken.add(CurrencyMismatch)
-        self.sent(self.transfer_command(sender, name, amount, currency, key), broken,
-                  {sender.wallet_id: -amount, recipient.wallet_id: amount})
+        order = self.sent(self.transfer_command(sender, name, amount, currency, key), broken,
+                          {sender.wallet_id: -amount, recipient.wallet_id: amount})
+        if order is not None:
+            self.payments.append(Payment(order.id, sender, recipient, amount))
+
+    # Disputes
+
+    @rule(data=st.data(), whole=one_time_in_four, by_payee=one_time_in_eight,
+          share=st.sampled_from([10, 50, 100, 150]), new_payment=st.booleans(),
+          spent=one_time_in_four)
+    def open_dispute(self, data: st.DataObject, whole: bool, by_payee: bool, share: int,
+                     new_payment: bool, spent: bool) -> None:
+        """The payer disputes a transfer (all that is left of it, or part, or too much): the
+        payee's wallet holds what it can of it, frozen or not, at once. Anyone else is told
+        the payment does not exist; nothing is recorded for a refusal. `spent`: the payee
+        spent (nearly) all it had first, so the rest is advanced from receivables on a win."""
+        if new_payment or not self.payments:
+            payment = self.a_transfer_to_dispute(data)
+            if payment is None:
+                return
+        else:
+            payment = data.draw(st.sampled_from(self.payments), label="payment")
+        if spent and self.available(payment.payee.wallet_id) > 0:
+            left = data.draw(st.integers(0, payment.amount // 2), label="left")
+            taken = self.available(payment.payee.wallet_id) - left
+            if taken > 0:
+                self.adjust(payment.payee, "debit", taken, wrong_currency=False, key=None,
+                            reason="spent before the dispute")
+        caller = payment.payee if by_payee else payment.payer
+        left = payment.amount - payment.disputed
+        amount = None if whole else max(1, payment.amount * share // 100)
+        expected: set[type[DomainError]] = set()
+        if by_payee:
+            expected.add(NotFound)
+        elif (amount or left) > left or not left:
+            expected.add(InvalidState)
+        recorded = self.app.recorder.max_notification_id()
+        try:
+            order = self.writer().run(OpenDispute(
+                caller_id=caller.user_id, customer_wallet_id=caller.wallet_id,
+                payment_id=payment.order_id, reason="not what was agreed", amount=amount)).value
+        except DomainError as error:
+            assert isinstance(error, tuple(expected)), (error, expected)  # noqa: PT017 - a state machine rule
+            assert self.app.recorder.max_notification_id() == recorded, "refusal recorded"
+            event(f"dispute refused: {type(error).__name__}")
+            return
+        assert not expected, f"a dispute went through, expected one of {expected}"
+        claimed = amount or left
+        payee = payment.payee.wallet_id
+        held = max(0, min(claimed, self.available(payee)))
+        event("dispute " + ("held in full" if held == claimed else
+                            "held in part" if held else "not held at all"))
+        self.held[payee] += held
+        payment.disputed += claimed
+        dispute = self.replayer.get(Dispute.id_for(order.id), Dispute)
+        assert (dispute.amount, dispute.covered, dispute.status) == (claimed, held, "open")
+        assert order.status == "pending"
+        self.disputes.append(OpenedDispute(dispute.id, order.id, payment, claimed, held))
+
+    def a_transfer_to_dispute(self, data: st.DataObject) -> Payment | None:
+        """A transfer that goes through (funded first if need be), between two wallets of
+        one currency: random transfers mostly break some rule, and disputes need payments."""
+        pairs = [(payer, payee) for payer in self.wallets.values() for payee in
+                 self.wallets.values() if payer != payee and payer.currency == payee.currency
+                 and payer.wallet_id not in self.frozen]
+        if not pairs:
+            return None
+        payer, payee = data.draw(st.sampled_from(pairs), label="transfer to dispute")
+        amount = data.draw(st.integers(1, 3_000), label="amount paid")
+        if self.available(payer.wallet_id) < amount:
+            self.adjust(payer, "credit", amount, wrong_currency=False, key=None,
+                        reason="correction")
+        order = self.sent(self.transfer_command(payer, payee.email, amount, payer.currency,
+                                                None), set(),
+                          {payer.wallet_id: -amount, payee.wallet_id: amount})
+        assert order is not None
+        payment = Payment(order.id, payer, payee, amount)
+        self.payments.append(payment)
+        return payment
+
+    @precondition(lambda self: self.disputes)
+    @rule(data=st.data(), outcome=st.sampled_from(list(Decision)))
+    def resolve_dispute(self, data: st.DataObject, outcome: Decision) -> None:
+        """Staff decide, once: for the customer, the hold and the receivable pay all of it
+        back in one entry; for the merchant, the hold is released and may be disputed or
+        refunded again. A second decision is refused and moves nothing."""
+        dispute = data.draw(st.sampled_from(self.disputes), label="dispute")
+        recorded = self.app.recorder.max_notification_id()
+        try:
+            self.writer().run(ResolveDispute(dispute_id=dispute.dispute_id,
+                                             staff_id=self.admin_id, outcome=outcome))
+        except InvalidState:
+            assert dispute.decided, "an open dispute could not be decided"
+            assert self.app.recorder.max_notification_id() == recorded
+            event("dispute decided again: refused")
+            return
+        assert not dispute.decided, "a dispute was decided twice"
+        dispute.decided = True
+        payment = dispute.payment
+        payee, currency = payment.payee.wallet_id, payment.payee.currency
+        self.held[payee] -= dispute.held
+        if outcome == Decision.CUSTOMER:
+            self.balances[payee] -= dispute.held
+            self.balances[payment.payer.wallet_id] += dispute.amount
+            self.accounts[SystemAccount.RECEIVABLES, currency] -= dispute.amount - dispute.held
+            self.booked(dispute.order_id)
+            event("dispute won by the customer")
+        else:
+            payment.disputed -= dispute.amount
+            event("dispute won by the merchant")
 
     @rule(sender=customers,
           named_by=st.sampled_from(["email", "phone", "wallet id"]), amount=amounts, key=keys)
@@ -984,11 +1120,15 @@ class LedgerMachine(RuleBasedStateMachine):
     @invariant()
     def aggregates_match_the_model(self) -> None:
         """Each wallet holds what the model says, is frozen when it says, and is never negative;
-        what it holds back is the sum of its pending payouts, each with its fee."""
+        what it holds back is the sum of its pending payouts, each with its fee, and of the
+        open disputes of payments it received."""
         pending: dict[UUID, dict[str, int]] = defaultdict(dict)
         for ext in self.external.values():
             if ext.held:
                 pending[ext.customer.wallet_id][ext.nonce] = ext.held
+        for dispute in self.disputes:
+            if dispute.held and not dispute.decided:
+                pending[dispute.payment.payee.wallet_id][str(dispute.order_id)] = dispute.held
         for wallet_id, customer in self.wallets.items():
             found = wallet(self.app, wallet_id)
             assert found.balance == self.balances[wallet_id] >= 0
@@ -1098,8 +1238,9 @@ class LedgerMachine(RuleBasedStateMachine):
 class TestLedgerUnderAnyCommands:
     def test_every_invariant_holds_after_every_step(self, postgres_server: Any, tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-        """Whatever wallets, adjustments, transfers, freezes, retries, top-ups, payouts and news
-        from the PSP (late, repeated, lost or contradictory) come, the ledger holds."""
+        """Whatever wallets, adjustments, transfers, disputes and their decisions, freezes,
+        retries, top-ups, payouts and news from the PSP (late, repeated, lost or
+        contradictory) come, the ledger holds."""
         # Passwords are not under test here: a light Argon2 keeps each registration cheap.
         light = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
         monkeypatch.setattr("gopay.commands.registration.hash_password", light.hash)

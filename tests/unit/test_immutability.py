@@ -33,6 +33,8 @@ from gopay.aggregates.api_key import ApiKey
 from gopay.aggregates.biller import Biller
 from gopay.aggregates.cash_out import CashOut, CashOutSlot, CashOutStatus, CodeEntry
 from gopay.aggregates.device import DeviceStatus
+from gopay.aggregates.dispute import Dispute, DisputeKind
+from gopay.aggregates.dispute import Outcome as DisputeOutcome
 from gopay.aggregates.fraud import Activity, FraudRules, Outcome, Review, RuleSet, Verdict
 from gopay.aggregates.ledger import Posting, SystemAccount, TransactionType
 from gopay.aggregates.limits import DEFAULT_LIMITS
@@ -228,6 +230,8 @@ def wallet_story() -> Iterator[Aggregate]:
     wallet.capture(usd(2_000), hold_id=cancelled, entry_type=TransactionType.PAYOUT,
                    counterparty="payout_clearing", reference="to the bank")
     yield wallet
+    wallet.hold_back(usd(1_000_000), hold_id=uuid4(), entry_type=TransactionType.REFUND)
+    yield wallet
     wallet.freeze(by=uuid4(), reason="fraud")
     yield wallet
     wallet.unfreeze(by=uuid4(), reason="cleared")
@@ -321,6 +325,24 @@ def payment_refunds_story() -> Iterator[Aggregate]:
     yield refunds
     refunds.refund(usd(300), refund_id=uuid4())
     yield refunds
+    dispute_id = uuid4()
+    refunds.dispute(usd(500), dispute_id=dispute_id)
+    yield refunds
+    refunds.drop_dispute(dispute_id=dispute_id, amount=500)
+    yield refunds
+
+
+def dispute_story() -> Iterator[Aggregate]:
+    for outcome in DisputeOutcome:
+        dispute = Dispute.open(kind=DisputeKind.PAYMENT, payment_id=uuid4(), order_id=uuid4(),
+                               customer_wallet_id=uuid4(), merchant_wallet_id=uuid4(),
+                               opened_by=uuid4(), amount=1_000, currency="USD", covered=600,
+                               reason="never delivered")
+        yield dispute
+        dispute.add_evidence("it was delivered", by=uuid4(), at=NOW)
+        yield dispute
+        dispute.decide(outcome, by=uuid4())
+        yield dispute
 
 
 def api_key_story() -> Iterator[Aggregate]:
@@ -532,6 +554,7 @@ STORIES: dict[type[Aggregate], Story] = {
     PspTask: psp_task_story,
     QrCode: qr_code_story,
     PaymentRefunds: payment_refunds_story,
+    Dispute: dispute_story,
     ApiKey: api_key_story,
     WebhookEndpoint: webhook_endpoint_story,
     Biller: biller_story,

@@ -25,7 +25,8 @@ def merchant_payment_public(row: dict[str, Any]) -> MerchantPaymentPublic:
         "refunded" if refunded >= amount else "partially_refunded" if refunded else "succeeded")
     return MerchantPaymentPublic(
         id=row["id"], status=status, amount=amount, currency=row["currency"], fee=row["fee"],
-        net=amount - row["fee"], refunded=refunded, refundable=amount - refunded,
+        net=amount - row["fee"], refunded=refunded, disputed=row["disputed"],
+        refundable=amount - refunded - row["disputed"],
         reference=row["reference"], payer_wallet_id=row["payer_wallet_id"],
         created_at=row["created_at"])
 
