@@ -31,6 +31,7 @@ from gopay.api.routes import (
     merchant_payments,
     merchant_payouts,
     merchant_qr,
+    merchant_reports,
     merchant_webhooks,
     notifications,
     operators,
@@ -40,6 +41,7 @@ from gopay.api.routes import (
     qr_payments,
     recharges,
     reconciliation,
+    statements,
     transfers,
     wallet,
 )
@@ -112,7 +114,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                    psp_webhooks, admin, audit, reconciliation, adjustment_proposals, health,
                    billers, bill_payments, operators, recharges, merchant_qr, qr_payments,
                    merchant_payments, merchant_api_keys, merchant_webhooks, fees, agents,
-                   cash_outs, payment_requests, notifications, merchant_payouts, fraud):
+                   cash_outs, payment_requests, notifications, merchant_payouts, fraud, statements,
+                   merchant_reports):
         app.include_router(module.router)
     return app
 

@@ -1,0 +1,103 @@
+"""Statements as files: CSV for spreadsheets, PDF (from an HTML template) for a bank or a landlord.
+
+The PDF is drawn by fpdf2 from `templates/statement.html` with Noto Sans embedded (Latin, Greek
+and Cyrillic names print as written), so it needs nothing from the operating system.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import datetime, timedelta
+from functools import cache
+from importlib.resources import files
+
+from fpdf import FPDF
+from jinja2 import Environment, PackageLoader, Template, select_autoescape
+
+from gopay.aggregates.money import Money
+from gopay.reports.statements import Statement
+
+CSV_HEADER = ("date", "type", "direction", "counterparty", "reference", "money_in", "money_out",
+              "balance", "currency", "transaction_id")
+# The variable Noto Sans at its default instance (regular, normal width). An instance of
+# another weight takes fontTools seconds to cut, so bold text is set in the same face and
+# headings stand out by size instead.
+NOTO_SANS = files("fontpkg_noto_sans") / "files" / "NotoSans[wdth,wght].ttf"
+
+
+def rfc3339(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def spreadsheet_safe(text: str) -> str:
+    """A cell a spreadsheet shows as text and never runs as a formula (references are typed
+    by customers)."""
+    return "'" + text if text and text[0] in "=+-@\t\r" else text
+
+
+def statement_csv(statement: Statement) -> str:
+    """One table: the opening balance, each line with the balance it left, then the closing
+    balance with the month's totals in and out; amounts in major units of the currency."""
+    def amount(value: int) -> str:
+        return Money(value, statement.currency).in_major_units()
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(CSV_HEADER)
+    start = datetime.combine(statement.month, datetime.min.time(), statement.issued_at.tzinfo)
+    writer.writerow((rfc3339(start), "opening_balance", "", "", "", "", "",
+                     amount(statement.opening_balance), statement.currency, ""))
+    for line in statement.lines:
+        writer.writerow((
+            rfc3339(line.at), line.type, line.direction, spreadsheet_safe(line.counterparty),
+            spreadsheet_safe(line.reference),
+            amount(line.amount) if line.direction == "credit" else "",
+            amount(line.amount) if line.direction == "debit" else "",
+            amount(line.balance_after), statement.currency, str(line.id)))
+    end = (datetime.combine(statement.period_end, datetime.min.time(), start.tzinfo)
+           if statement.complete else statement.issued_at)
+    writer.writerow((rfc3339(end), "closing_balance", "", "", "", amount(statement.money_in),
+                     amount(statement.money_out), amount(statement.closing_balance),
+                     statement.currency, ""))
+    return buffer.getvalue()
+
+
+class StatementPdf(FPDF):
+    """An A4 document whose every page names the statement and its page number."""
+
+    def __init__(self, title: str) -> None:
+        super().__init__(format="A4")
+        self.title = title
+        for style in ("", "B"):
+            self.add_font("NotoSans", style=style, fname=str(NOTO_SANS))
+        self.set_title(title)
+        self.set_author("GoPay")
+
+    def footer(self) -> None:
+        self.set_y(-12)
+        self.set_font("NotoSans", size=8)
+        self.cell(0, 8, f"{self.title} - page {self.page_no()} of {{nb}}", align="C")
+
+
+@cache
+def _template() -> Template:
+    environment = Environment(loader=PackageLoader("gopay.reports", "templates"),
+                              autoescape=select_autoescape(["html"]))
+    return environment.get_template("statement.html")
+
+
+def statement_pdf(statement: Statement) -> bytes:
+    """The statement as a PDF document, A4, every page numbered."""
+    def money(value: int) -> str:
+        return f"{Money(value, statement.currency).in_major_units(grouped=True)} {statement.currency}"
+
+    html = _template().render(
+        statement=statement, money=money, last_day=statement.period_end - timedelta(days=1),
+        issued_at=statement.issued_at.strftime("%Y-%m-%d %H:%M UTC"))
+    pdf = StatementPdf(f"GoPay statement {statement.month:%Y-%m}, wallet {statement.wallet_id}")
+    pdf.set_creation_date(statement.issued_at)
+    pdf.set_font("NotoSans", size=9)
+    pdf.add_page()
+    pdf.write_html(html, font_family="NotoSans", table_line_separators=True)
+    return bytes(pdf.output())
