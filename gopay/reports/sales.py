@@ -18,6 +18,8 @@ from gopay.projections.wallets import WalletView
 
 # Days one report may cover: a year and a day, so any calendar year fits.
 LONGEST_RANGE_DAYS = 366
+# GoPay has no sales before this day, nor any a year after today.
+EARLIEST_DAY = date(2000, 1, 1)
 CSV_HEADER = ("date", "count", "gross", "refunds", "fees", "net", "currency")
 
 
@@ -53,8 +55,13 @@ class SalesReport:
                                       for name in ("count", "gross", "refunds", "fees")))
 
 
-def checked_range(first: date, last: date) -> None:
-    """ValidationFailed unless `first` ≤ `last` and the range is short enough to report on."""
+def checked_range(first: date, last: date, today: date) -> None:
+    """ValidationFailed unless `first` ≤ `last`, both from 2000 to a year ahead of `today`,
+    and the range is short enough to report on."""
+    for day in (first, last):
+        if not EARLIEST_DAY <= day <= today + timedelta(days=LONGEST_RANGE_DAYS):
+            raise ValidationFailed(f"{day} is outside the days GoPay reports on (from "
+                                   f"{EARLIEST_DAY} to a year from today)")
     if first > last:
         raise ValidationFailed(f"from ({first}) is after to ({last})")
     if (last - first).days + 1 > LONGEST_RANGE_DAYS:
@@ -62,8 +69,10 @@ def checked_range(first: date, last: date) -> None:
                                "longer periods in parts")
 
 
-def sales_report(wallets: WalletView, wallet_id: UUID, first: date, last: date) -> SalesReport:
-    checked_range(first, last)
+def sales_report(wallets: WalletView, wallet_id: UUID, first: date, last: date,
+                 today: date) -> SalesReport:
+    """The wallet's sales from `first` to `last` (UTC days, both included)."""
+    checked_range(first, last, today)
     wallet = wallets.wallet(wallet_id)
     if wallet is None:
         raise NotFound("wallet not found")

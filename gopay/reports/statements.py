@@ -27,9 +27,9 @@ def month_of(text: str, today: date) -> date:
     match = MONTH.fullmatch(text)
     if match is None or not 1 <= int(match[2]) <= 12:
         raise ValidationFailed(f"{text!r} is not a month: write it YYYY-MM, e.g. 2026-02")
-    month = date(int(match[1]), int(match[2]), 1)
-    if month.year < EARLIEST_YEAR:
+    if int(match[1]) < EARLIEST_YEAR:
         raise ValidationFailed(f"GoPay keeps no statements before {EARLIEST_YEAR}")
+    month = date(int(match[1]), int(match[2]), 1)
     if (month.year - today.year) * 12 + month.month - today.month > MONTHS_AHEAD:
         raise ValidationFailed(f"{text} is too far ahead: no statement exists for it yet")
     return month

@@ -27,12 +27,14 @@ from tests.support import Client, GoPayServer, login, register
 # wallet's currency, and so does a payment request (open no longer than the longest allowed);
 # a list cursor must be one of the caller's own methods or requests; a QR payload must be one
 # GoPay signed; a biller's IBAN passes mod-97; an adjustment's account must exist, hold its
-# currency and pair with the entry's other side; a security notice cannot be turned off.
+# currency and pair with the entry's other side; a security notice cannot be turned off; a
+# statement's month and a sales report's days lie between 2000 and a year ahead, in order.
 BUSINESS_RULES = {"PATCH /v1/me", "POST /v1/payment-methods", "GET /v1/payment-methods", "POST /v1/me/kyc",
                   "POST /v1/transfers", "POST /v1/admin/adjustments", "POST /v1/topups",
                   "POST /v1/payouts", "POST /v1/qr-payments", "POST /v1/admin/billers",
                   "POST /v1/payment-requests", "GET /v1/payment-requests",
-                  "POST /v1/admin/adjustment-proposals"}
+                  "POST /v1/admin/adjustment-proposals", "GET /v1/wallet/statements/{month}",
+                  "GET /v1/merchant/reports/sales"}
 # The PSP's callbacks are signed over their raw body: a schema-valid one without GoPay's
 # signature is refused with 400, as API.md has it.
 SIGNED = {"POST /v1/psp/webhooks"}

@@ -205,7 +205,7 @@ class TestSalesAcrossDays:
         system.read_side.catch_up()
 
         report = sales_report(system.read_side.wallets, shop.wallet_id, date(2026, 5, 31),
-                              date(2026, 6, 3))
+                              date(2026, 6, 3), today=date(2026, 6, 3))
         by_day = {day.date.isoformat(): (day.count, day.gross, day.refunds, day.fees, day.net)
                   for day in report.days}
         assert by_day == {

@@ -39,10 +39,11 @@ def sales(caller: MerchantOrKey, system: SystemDep,
           format: Annotated[ReportFormat, Query()] = ReportFormat.JSON) -> SalesReportPublic | Response:
     """Per UTC day: payments received (count, gross), refunds given that day, GoPay's fees on
     them and net, in minor units of your wallet's currency; at most 366 days."""
-    last = to or system.commands.context.clock().date()
+    today = system.commands.context.clock().date()
+    last = to or today
     first = from_ or last - timedelta(days=DEFAULT_DAYS - 1)
     system.catch_up_reads()
-    report = sales_report(system.read_side.wallets, caller.wallet_id, first, last)
+    report = sales_report(system.read_side.wallets, caller.wallet_id, first, last, today)
     if format == ReportFormat.CSV:
         name = f"gopay-sales-{first}-{last}.csv"
         return Response(sales_csv(report), media_type="text/csv; charset=utf-8",

@@ -29,8 +29,9 @@ MEDIA_TYPES = {StatementFormat.CSV: "text/csv; charset=utf-8",
     "text/csv": {"schema": {"type": "string"}},
     "application/pdf": {"schema": {"type": "string", "format": "binary"}}}}})
 def statement(caller: Customer, system: SystemDep,
-              month: Annotated[str, Path(max_length=7, description="The month, YYYY-MM (UTC)",
-                                         examples=["2026-02"])],
+              month: Annotated[str, Path(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$",
+                                         description="The month, YYYY-MM (UTC), from 2000 to a "
+                                         "year ahead", examples=["2026-02"])],
               format: Annotated[StatementFormat, Query()] = StatementFormat.CSV) -> Response:
     """The wallet's statement of a month: opening balance, every line with the balance it
     left, totals in and out, closing balance. The current month shows what happened so far."""
