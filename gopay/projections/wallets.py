@@ -329,10 +329,13 @@ class WalletView(PagedView):
                      ) -> list[dict[str, Any]]:
         """A merchant wallet's QR payments received, refunds given and the fees GoPay took on
         them, per UTC day from `start` to `end` (excluded); days with none are left out."""
-        # A fee line carries the id of the payment (or refund) it was taken on; fees on
-        # anything else (a payout, say) are not a cost of sales.
+        # A fee line carries the id of the payment (or refund) it was taken on, booked in the
+        # same commit (a day either side covers one that straddles midnight); fees on anything
+        # else (a payout, say) are not a cost of sales.
         return self.query(
-            "WITH lines AS (SELECT * FROM wallet_transactions WHERE wallet_id = %(wallet)s), "
+            "WITH lines AS (SELECT * FROM wallet_transactions WHERE wallet_id = %(wallet)s "
+            "AND created_at >= %(start)s - interval '1 day' "
+            "AND created_at < %(end)s + interval '1 day'), "
             "sales AS (SELECT DISTINCT entry_id FROM lines WHERE (type = 'qr_payment' "
             "AND direction = 'credit') OR (type = 'refund' AND direction = 'debit')) "
             "SELECT (l.created_at AT TIME ZONE 'UTC')::date AS day, "
