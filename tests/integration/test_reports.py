@@ -168,10 +168,12 @@ class TestMonthlyStatements:
     def test_amounts_have_the_currency_s_minor_digits(self, book: Book, currency: str, amount: int,
                                                       in_csv: str, in_pdf: str) -> None:
         """0, 3 and 2 minor digits, as ISO 4217 gives them for the wallet's currency."""
-        ada = book.person("Ada Lovelace", currency=currency)
+        ada = book.person("Zoë Дмитриевна Ωμέγα 王", currency=currency)
         book.fund(moment("2026-05-05T05:05:05"), ada, amount, currency)
         may = book.statement(ada, "2026-05")
         assert may.currency == currency
+        # Latin, Cyrillic and Greek print as written; a glyph Noto Sans lacks is left blank.
+        assert "Zoë Дмитриевна Ωμέγα" in pdf_text(may)
         rows = csv_rows(may)
         assert (rows[1]["money_in"], rows[1]["balance"], rows[1]["currency"]) == (
             in_csv, in_csv, currency)
