@@ -25,8 +25,8 @@ from gopay.commands.qr_payments import CreateQrCode, PayQrCode
 from gopay.commands.refunds import RefundPayment
 from gopay.commands.registration import Register
 from gopay.commands.transfer import Transfer
-from gopay.reports.documents import statement_csv, statement_pdf
 from gopay.reports.sales import sales_csv, sales_report
+from gopay.reports.statement_files import statement_csv, statement_pdf
 from gopay.reports.statements import Statement, monthly_statement
 from gopay.settings import Settings
 from gopay.system import System

@@ -10,7 +10,7 @@ from fastapi.responses import Response
 
 from gopay.api.deps import Customer, SystemDep
 from gopay.api.problems import Problem
-from gopay.reports.documents import statement_csv, statement_pdf
+from gopay.reports.statement_files import statement_csv, statement_pdf
 from gopay.reports.statements import month_of, monthly_statement
 
 router = APIRouter(prefix="/v1/wallet/statements", tags=["wallet"])
