@@ -25,12 +25,13 @@ CSV_HEADER = ("date", "type", "direction", "counterparty", "reference", "money_i
 # The transactions table: a header, its width in mm (of A4's 190 between margins), alignment.
 # Each line is a row of plain cells: fpdf2 lays out an HTML table cell by cell with line
 # breaking, about ten times slower, and a merchant's month may hold thousands of lines.
-LAYOUT = (("Date (UTC)", 26, "L"), ("Type", 20, "L"), ("Counterparty", 48, "L"),
-          ("Reference", 38, "L"), ("Amount", 29, "R"), ("Balance", 29, "R"))
+LAYOUT = (("Date (UTC)", 22, "L"), ("Type", 18, "L"), ("Counterparty", 50, "L"),
+          ("Reference", 40, "L"), ("Amount", 30, "R"), ("Balance", 30, "R"))
+TABLE_FONT_SIZE = 7  # a wallet id (the counterparty of a payment) fits its column whole
 COLUMNS = tuple(header for header, _, _ in LAYOUT)
 ROW_HEIGHT = 5
-# About 7 s of one core at most (a thousand lines take 1.2 s); a month with more is a CSV's job.
-MOST_PDF_LINES = 10_000
+# About 5 s of one core at most (a thousand lines take about 1 s here); more is a CSV's job.
+MOST_PDF_LINES = 5_000
 # The variable Noto Sans at its default instance (regular, normal width). An instance of
 # another weight takes fontTools seconds to cut, so bold text is set in the same face and
 # headings stand out by size instead.
@@ -96,11 +97,20 @@ class StatementPdf(FPDF):
             self.add_page()
             self.table_row(COLUMNS, border="TB")  # the header again on every page
         for (_, width, align), text in zip(LAYOUT, cells, strict=True):
-            self.cell(width, ROW_HEIGHT, self._fitted(text, width - 1), border=border,
-                      align=align)
+            if align == "R":  # an amount is never cut: a huge one is set smaller
+                size: float = TABLE_FONT_SIZE
+                while self.get_string_width(text) > width - 1 and size > 4:
+                    size -= 0.5
+                    self.set_font_size(size)
+                self.cell(width, ROW_HEIGHT, text, border=border, align=align)
+                self.set_font_size(TABLE_FONT_SIZE)
+            else:
+                self.cell(width, ROW_HEIGHT, self._cut(text, width - 1), border=border,
+                          align=align)
         self.ln(ROW_HEIGHT)
 
-    def _fitted(self, text: str, width: float) -> str:
+    def _cut(self, text: str, width: float) -> str:
+        """`text`, or as much of it as fits `width` followed by an ellipsis."""
         full = self.get_string_width(text)
         if full <= width:
             return text
@@ -135,7 +145,7 @@ def statement_pdf(statement: Statement) -> bytes:
     pdf.add_page()
     pdf.write_html(html, font_family="NotoSans", table_line_separators=True)
     if statement.lines:
-        pdf.set_font("NotoSans", size=8)
+        pdf.set_font("NotoSans", size=TABLE_FONT_SIZE)
         pdf.table_row(COLUMNS, border="TB")
         for line in statement.lines:
             sign = "+" if line.direction == "credit" else "-"

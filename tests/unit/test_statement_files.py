@@ -11,6 +11,7 @@ import pypdf
 import pytest
 
 from gopay.aggregates.errors import ValidationFailed
+from gopay.aggregates.money import MAX_AMOUNT
 from gopay.reports.statement_files import MOST_PDF_LINES, statement_csv, statement_pdf
 from gopay.reports.statements import Statement, StatementLine
 
@@ -38,6 +39,17 @@ def test_the_pdf_shortens_what_does_not_fit_its_column() -> None:
     extracted = text.extract_text()
     assert LONG_REFERENCE not in extracted
     assert "invoice 2026-0042" in extracted and "…" in extracted
+
+
+def test_wallet_ids_and_amounts_are_never_cut() -> None:
+    """The counterparty of a payment is a wallet id; the largest amount GoPay holds fits too."""
+    wallet = str(uuid4())
+    line = StatementLine(uuid4(), datetime(2026, 2, 3, 10, tzinfo=UTC), "transfer", "credit",
+                         MAX_AMOUNT, wallet, "", MAX_AMOUNT)
+    statement = Statement("Ada", uuid4(), "KWD", date(2026, 2, 1),
+                          datetime(2026, 3, 1, tzinfo=UTC), 0, (line,))
+    text = pypdf.PdfReader(io.BytesIO(statement_pdf(statement))).pages[0].extract_text()
+    assert wallet in text and "+1,000,000,000,000.000 KWD" in text and "…" not in text
 
 
 def test_a_month_too_long_for_a_pdf_is_sent_to_the_csv() -> None:
