@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from gopay.aggregates.errors import ValidationFailed
 from gopay.aggregates.money import CURRENCIES, MAX_AMOUNT, Money
+from gopay.notifications import letters
 from gopay.reports.sales import checked_range
 from gopay.reports.statements import month_of, next_month
 
@@ -58,6 +59,11 @@ class TestMajorUnits:
                                          grouped: str) -> None:
         money = Money(amount, currency)
         assert (money.in_major_units(), money.in_major_units(grouped=True)) == (plain, grouped)
+
+    def test_notices_say_amounts_the_same_way(self) -> None:
+        """A KWD notice says 123.456 KWD, not 1,234.56 KWD as two minor digits would."""
+        assert (letters.money(123_456, "KWD"), letters.money(123_456, "USD"),
+                letters.money(123_456, "JPY")) == ("123.456 KWD", "1,234.56 USD", "123,456 JPY")
 
     @given(st.integers(-MAX_AMOUNT, MAX_AMOUNT), st.sampled_from(sorted(CURRENCIES)))
     def test_the_text_is_the_exact_amount(self, amount: int, currency: str) -> None:
