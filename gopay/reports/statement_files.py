@@ -24,7 +24,7 @@ CSV_HEADER = ("date", "type", "direction", "counterparty", "reference", "money_i
               "balance", "currency", "transaction_id")
 # The transactions table: a header, its width in mm (of A4's 190 between margins), alignment.
 # Each line is a row of plain cells: fpdf2 lays out an HTML table cell by cell with line
-# breaking, about ten times slower, and a merchant's month may hold thousands of lines.
+# breaking, about five times slower, and a merchant's month may hold thousands of lines.
 LAYOUT = (("Date (UTC)", 22, "L"), ("Type", 18, "L"), ("Counterparty", 50, "L"),
           ("Reference", 40, "L"), ("Amount", 30, "R"), ("Balance", 30, "R"))
 TABLE_FONT_SIZE = 7  # a wallet id (the counterparty of a payment) fits its column whole
@@ -92,7 +92,7 @@ class StatementPdf(FPDF):
         self.cell(0, 8, f"{self.title} - page {self.page_no()} of {{nb}}", align="C")
 
     def table_row(self, cells: Sequence[str], *, border: str = "B") -> None:
-        """One line of the transactions table, each cell cut to its column."""
+        """One line of the transactions table: text cut to its column, amounts set smaller."""
         if self.will_page_break(ROW_HEIGHT):
             self.add_page()
             self.table_row(COLUMNS, border="TB")  # the header again on every page
