@@ -33,6 +33,7 @@ from gopay.api.routes import (
     merchant_payments,
     merchant_payouts,
     merchant_qr,
+    merchant_reports,
     merchant_webhooks,
     notifications,
     operators,
@@ -42,6 +43,7 @@ from gopay.api.routes import (
     qr_payments,
     recharges,
     reconciliation,
+    statements,
     support_tickets,
     transfers,
     wallet,
@@ -117,7 +119,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                    billers, bill_payments, operators, recharges, merchant_qr, qr_payments,
                    merchant_payments, merchant_api_keys, merchant_webhooks, fees, agents,
                    cash_outs, payment_requests, notifications, merchant_payouts, fraud,
-                   support_tickets, disputes):
+                   support_tickets, disputes, statements, merchant_reports):
         app.include_router(module.router)
     app.include_router(analytics.router)
     app.include_router(dashboard.router)  # /admin, and / that leads there

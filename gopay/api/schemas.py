@@ -47,8 +47,11 @@ Phone = Annotated[str, StringConstraints(pattern=r"^\+[1-9][0-9]{6,14}$")]
 Country = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$"), AfterValidator(_known_country),
                     Field(json_schema_extra={"enum": sorted(c.alpha_2 for c in pycountry.countries)},
                           description="ISO 3166-1 alpha-2 country code")]
-Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+# PostgreSQL's text holds no NUL character: one in an event would stop the read side for good.
+NO_NUL = r"^[^\x00]*$"
+Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=500, pattern=NO_NUL)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200,
+                                        pattern=NO_NUL)]
 Password = Annotated[str, StringConstraints(min_length=MIN_LENGTH, max_length=256)]
 
 # Every timestamp leaves GoPay as RFC 3339 UTC, whichever store it was read from.

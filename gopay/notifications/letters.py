@@ -13,6 +13,8 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, Template, select_autoescape
 
+from gopay.aggregates.money import CURRENCIES, Money
+
 # Currencies whose amounts have no minor unit; every other one has two decimals here.
 WHOLE_UNIT_CURRENCIES = frozenset({"JPY", "KRW", "VND", "CLP", "ISK", "UGX", "XAF", "XOF"})
 
@@ -63,6 +65,8 @@ WORDING: Mapping[str, tuple[str, str]] = {
 def money(amount: int | None, currency: str | None) -> str:
     if amount is None or currency is None:
         return "money"
+    if currency in CURRENCIES:  # with its own minor digits: 0, 2 or 3
+        return f"{Money(amount, currency).in_major_units(grouped=True)} {currency}"
     if currency in WHOLE_UNIT_CURRENCIES:
         return f"{amount:,} {currency}"
     return f"{amount / 100:,.2f} {currency}"

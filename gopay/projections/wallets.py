@@ -319,6 +319,43 @@ class WalletView(PagedView):
         return self.query(query + " ORDER BY seq DESC LIMIT %s",
                           (*params, limit))
 
+    def lines_between(self, wallet_id: UUID, start: datetime, end: datetime
+                      ) -> tuple[int, list[dict[str, Any]]]:
+        """The balance the wallet had at `start`, and its lines from `start` (included) to
+        `end` (excluded), oldest first: a statement's opening balance and its lines."""
+        before = self.query(
+            "SELECT balance_after FROM wallet_transactions WHERE wallet_id = %s "
+            "AND created_at < %s ORDER BY seq DESC LIMIT 1", (wallet_id, start))
+        lines = self.query(
+            "SELECT * FROM wallet_transactions WHERE wallet_id = %s AND created_at >= %s "
+            "AND created_at < %s ORDER BY seq", (wallet_id, start, end))
+        return (before[0]["balance_after"] if before else 0), lines
+
+    def sales_by_day(self, wallet_id: UUID, start: datetime, end: datetime
+                     ) -> list[dict[str, Any]]:
+        """A merchant wallet's QR payments received, refunds given and the fees GoPay took on
+        them, per UTC day from `start` to `end` (excluded); days with none are left out."""
+        # A fee line carries the id of the payment (or refund) it was taken on, booked in the
+        # same commit (a day either side covers one that straddles midnight); fees on anything
+        # else (a payout, say) are not a cost of sales.
+        return self.query(
+            "WITH lines AS (SELECT * FROM wallet_transactions WHERE wallet_id = %(wallet)s "
+            "AND created_at >= %(start)s - interval '1 day' "
+            "AND created_at < %(end)s + interval '1 day'), "
+            "sales AS (SELECT DISTINCT entry_id FROM lines WHERE (type = 'qr_payment' "
+            "AND direction = 'credit') OR (type = 'refund' AND direction = 'debit')) "
+            "SELECT (l.created_at AT TIME ZONE 'UTC')::date AS day, "
+            "count(*) FILTER (WHERE l.type = 'qr_payment' AND l.direction = 'credit') AS count, "
+            "coalesce(sum(l.amount) FILTER (WHERE l.type = 'qr_payment' "
+            "AND l.direction = 'credit'), 0)::bigint AS gross, "
+            "coalesce(sum(l.amount) FILTER (WHERE l.type = 'refund' AND l.direction = 'debit'), "
+            "0)::bigint AS refunds, "
+            "coalesce(sum(l.amount) FILTER (WHERE l.type = 'fee' AND l.direction = 'debit' "
+            "AND s.entry_id IS NOT NULL), 0)::bigint AS fees "
+            "FROM lines AS l LEFT JOIN sales AS s ON s.entry_id = l.entry_id AND l.type = 'fee' "
+            "WHERE l.created_at >= %(start)s AND l.created_at < %(end)s "
+            "GROUP BY 1 ORDER BY 1", {"wallet": wallet_id, "start": start, "end": end})
+
     def order(self, order_id: UUID) -> dict[str, Any] | None:
         rows = self.query("SELECT * FROM payment_orders WHERE id = %s", (order_id,))
         return rows[0] if rows else None

@@ -30,14 +30,16 @@ from tests.support import Client, GoPayServer, login, register
 # currency and pair with the entry's other side; a security notice cannot be turned off; a
 # support ticket may be about the caller's own transactions only, its list cursors must name a
 # ticket the caller may list, and tickets are assigned only to support or admin staff; an
-# analytics period runs forwards, within the calendar, for at most a year.
+# analytics period runs forwards, within the calendar, for at most a year; a statement's
+# month and a sales report's days lie between 2000 and a year ahead, in order.
 BUSINESS_RULES = {"PATCH /v1/me", "POST /v1/payment-methods", "GET /v1/payment-methods", "POST /v1/me/kyc",
                   "POST /v1/transfers", "POST /v1/admin/adjustments", "POST /v1/topups",
                   "POST /v1/payouts", "POST /v1/qr-payments", "POST /v1/admin/billers",
                   "POST /v1/payment-requests", "GET /v1/payment-requests",
                   "POST /v1/admin/adjustment-proposals", "POST /v1/support/tickets",
                   "GET /v1/support/tickets", "GET /v1/admin/tickets",
-                  "POST /v1/admin/tickets/{ticket_id}/assign", "GET /v1/admin/analytics"}
+                  "POST /v1/admin/tickets/{ticket_id}/assign", "GET /v1/admin/analytics",
+                  "GET /v1/wallet/statements/{month}", "GET /v1/merchant/reports/sales"}
 # The PSP's callbacks are signed over their raw body: a schema-valid one without GoPay's
 # signature is refused with 400, as API.md has it.
 SIGNED = {"POST /v1/psp/webhooks"}

@@ -69,6 +69,8 @@ ALLOWED: dict[str, set[str]] = {
     "DELETE /v1/merchant/payout-schedule": {"company"},  # then 404: none active
     "GET /v1/merchant/payouts": {"company"},
     "GET /v1/merchant/payouts/{id}": {"company"},  # then 404 unless its own
+    "GET /v1/merchant/reports/sales": {"company", "merchant_api_key"},
+    "GET /v1/wallet/statements/2026-01": CUSTOMERS,
     "GET /v1/billers": SIGNED_IN,
     "POST /v1/bill-payments": CUSTOMERS,  # then 404: no such biller
     "GET /v1/bill-payments/{id}": CUSTOMERS,  # then 404 unless their own
