@@ -106,7 +106,7 @@ class PaymentFastLane:
         if lane is None or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
-        body = await _read_body(receive)
+        body = await read_body(receive)
         if body is None:  # the client went away before sending its request: nobody to answer
             return
         system = scope["app"].state.system
@@ -117,7 +117,7 @@ class PaymentFastLane:
             return
         if command is None:
             TAKEN.labels(lane.operation, "route").inc()
-            await self.app(scope, _replay(body, receive), send)
+            await self.app(scope, replay(body, receive), send)
             return
         TAKEN.labels(lane.operation, "fast_lane").inc()
         scope["route"] = lane.route  # what the metrics label requests by
@@ -166,7 +166,8 @@ class PaymentFastLane:
         return command
 
 
-async def _read_body(receive: Receive) -> bytes | None:
+async def read_body(receive: Receive) -> bytes | None:
+    """The whole request body, or None if the client went away first."""
     chunks = []
     while True:
         message = await receive()
@@ -177,7 +178,7 @@ async def _read_body(receive: Receive) -> bytes | None:
             return b"".join(chunks)
 
 
-def _replay(body: bytes, receive: Receive) -> Receive:
+def replay(body: bytes, receive: Receive) -> Receive:
     """`receive` for the route: the body already read, then whatever the client sends next."""
     sent = False
 
