@@ -350,6 +350,12 @@ def test_staff_run_gopay_from_the_dashboard(server: GoPayServer, dashboard: Dash
     close = f"/admin/tickets/{complaint_id}/close"
     assert dashboard.post(close, {}) == 403
     assert alice.get(f"/v1/support/tickets/{complaint_id}").json()["status"] == "pending"
+    # Bad input gets the API's clear refusal, not a crash.
+    assert dashboard.post(f"/admin/tickets/{complaint_id}/reply",
+                          {"csrf_token": dashboard.csrf_token(), "body": "  "}) == 422
+    assert "Refused" in dashboard.one("h1").text
+    dashboard.open("/admin/tickets/not-a-ticket")
+    assert "no such ticket" in dashboard.one("h1").text
     dashboard.open(f"/admin/tickets/{complaint_id}")
     dashboard.click("#close")
     assert "closed" in dashboard.one("#notice").text
