@@ -8,6 +8,8 @@ operation they call; the API checks those roles again, whatever a page offered.
 from __future__ import annotations
 
 from gopay.api.routes.analytics import ANALYTICS_READERS
+from gopay.api.routes.support_tickets import READERS as TICKET_READERS
+from gopay.commands.support_tickets import SUPPORT_ROLES
 
 PAGES: dict[str, frozenset[str]] = {
     "figures": frozenset(ANALYTICS_READERS),
@@ -15,6 +17,7 @@ PAGES: dict[str, frozenset[str]] = {
     "reviews": frozenset({"admin", "sub_admin", "support", "auditor"}),
     "dead_letters": frozenset({"admin", "auditor"}),
     "reconciliation": frozenset({"finance", "auditor"}),
+    "tickets": frozenset(TICKET_READERS),
 }
 
 CHANGES: dict[str, frozenset[str]] = {
@@ -22,6 +25,8 @@ CHANGES: dict[str, frozenset[str]] = {
     "kyc": frozenset({"admin", "sub_admin"}),  # POST /v1/admin/users/{id}/kyc
     "review": frozenset({"admin", "sub_admin", "support"}),  # POST /v1/admin/reviews/{id}/...
     "retry": frozenset({"admin"}),  # POST /v1/admin/dead-letters/{id}/retry
+    # POST /v1/support/tickets/{id}/messages, /v1/admin/tickets/{id}/assign and /close
+    "ticket": frozenset(SUPPORT_ROLES),
 }
 
 

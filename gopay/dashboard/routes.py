@@ -1,5 +1,5 @@
 """The admin dashboard's pages at /admin: sign-in, overview with charts, users, review queue,
-dead letters and reconciliation runs.
+support tickets, dead letters and reconciliation runs.
 
 Pages read the read models directly (auditors see everything, where the API keeps some
 lists to the roles that act on them); every change is a call to the API with the staff
@@ -10,7 +10,7 @@ checks. Forms carry a CSRF token bound to the session; the cookies are SameSite=
 from __future__ import annotations
 
 from importlib.resources import files
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 from uuid import UUID
 
@@ -19,8 +19,10 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from gopay.aggregates.support_ticket import BODY_MAX
 from gopay.api.deps import SystemDep
 from gopay.api.routes.admin import staff_accounts
+from gopay.commands.support_tickets import SUPPORT_ROLES
 from gopay.dashboard import roles
 from gopay.dashboard.charts import Bar, bar_chart, column_chart, money_text
 from gopay.dashboard.session import (
@@ -49,7 +51,10 @@ NOTICES = {"frozen": "The account is frozen: it can receive but not send.",
            "unfrozen": "The account is unfrozen.", "kyc": "The KYC decision is recorded.",
            "approve": "The held payment is approved and carried out.",
            "reject": "The held payment is rejected and its money released.",
-           "retried": "The dead letter was tried again.", "signed_out": "You are signed out."}
+           "retried": "The dead letter was tried again.", "signed_out": "You are signed out.",
+           "replied": "The reply is sent; the ticket waits on the customer.",
+           "assigned": "The ticket is assigned.", "closed": "The ticket is closed."}
+TICKET_STATUSES = ("open", "pending", "closed")
 
 templates = Environment(loader=PackageLoader("gopay.dashboard", "templates"),
                         autoescape=select_autoescape(default=True), auto_reload=False)
@@ -239,6 +244,38 @@ async def reviews(request: Request, system: SystemDep) -> Response:
                 reviews=rows, notice=NOTICES.get(request.query_params.get("done", "")))
 
 
+@router.get("/admin/tickets")
+async def tickets(request: Request, system: SystemDep,
+                  status: Annotated[Literal["open", "pending", "closed"], Query()] = "open",
+                  ) -> Response:
+    """Support tickets of one status, newest first: open ones wait on staff."""
+    staff = await current_session(request, system)
+    if staff is None:
+        return to_sign_in()
+    if not roles.sees(staff.role, "tickets"):
+        return refused(staff, 403, "Your role does not show support tickets.")
+    rows, people = await run_in_threadpool(_tickets, system, status)
+    return page("tickets.html", staff=staff, title="Support tickets", active="tickets",
+                tickets=rows, people=people, tab=status, tabs=TICKET_STATUSES)
+
+
+@router.get("/admin/tickets/{ticket_id}")
+async def ticket(ticket_id: str, request: Request, system: SystemDep) -> Response:
+    """A ticket with its messages, its transaction as it stands and its assignee, and the
+    forms to reply, assign and close it."""
+    staff = await current_session(request, system)
+    if staff is None:
+        return to_sign_in()
+    if not roles.sees(staff.role, "tickets"):
+        return refused(staff, 403, "Your role does not show support tickets.")
+    found = await run_in_threadpool(_ticket, system, _uuid(ticket_id))
+    if found is None:
+        return refused(staff, 404, "There is no such ticket.")
+    return page("ticket.html", staff=staff, title=found["ticket"]["subject"], active="tickets",
+                body_max=BODY_MAX, notice=NOTICES.get(request.query_params.get("done", "")),
+                **found)
+
+
 @router.get("/admin/dead-letters")
 async def dead_letters(request: Request, system: SystemDep) -> Response:
     staff = await current_session(request, system)
@@ -290,6 +327,24 @@ async def decide_review(review_id: UUID, decision: str, request: Request, system
                          None, back_to="/admin/reviews", done=decision)
 
 
+@router.post("/admin/tickets/{ticket_id}/{action}")
+async def change_ticket(ticket_id: UUID, action: str, request: Request, system: SystemDep,
+                        csrf_token: Annotated[str | None, Form(max_length=128)] = None,
+                        body: Annotated[str, Form(max_length=BODY_MAX)] = "",
+                        staff_id: Annotated[str, Form(max_length=64)] = "") -> Response:
+    """Reply (`POST /v1/support/tickets/{id}/messages`), assign or close
+    (`POST /v1/admin/tickets/{id}/assign`, `/close`); the API checks the body and the staff id."""
+    calls = {"reply": (f"/v1/support/tickets/{ticket_id}/messages", {"body": body}, "replied"),
+             "assign": (f"/v1/admin/tickets/{ticket_id}/assign", {"staff_id": staff_id},
+                        "assigned"),
+             "close": (f"/v1/admin/tickets/{ticket_id}/close", None, "closed")}
+    if action not in calls:
+        return Response(status_code=404)
+    api_path, api_body, done = calls[action]
+    return await _change(request, system, csrf_token, api_path, api_body,
+                         back_to=f"/admin/tickets/{ticket_id}", done=done)
+
+
 @router.post("/admin/dead-letters/{task_id}/retry")
 async def retry_dead_letter(task_id: UUID, request: Request, system: SystemDep,
                             csrf_token: Annotated[str | None, Form(max_length=128)] = None,
@@ -334,6 +389,41 @@ def _read(system: System, query: Any) -> Any:
     return query()
 
 
+def _uuid(text: str) -> UUID | None:
+    try:
+        return UUID(text)
+    except ValueError:
+        return None
+
+
+def _tickets(system: System, status: str) -> tuple[list[dict[str, Any]], dict[Any, Any]]:
+    """A page of tickets, and the directory rows of their customers and assignees."""
+    system.catch_up_reads()
+    rows = system.read_side.support_tickets.tickets(status=status, limit=LIST_LIMIT)
+    ids = {row["customer_id"] for row in rows} | {row["assignee"] for row in rows
+                                                   if row["assignee"]}
+    return rows, system.read_side.directory.users(list(ids))
+
+
+def _ticket(system: System, ticket_id: UUID | None) -> dict[str, Any] | None:
+    """A ticket, its messages, the people they name, and the staff it may be assigned to."""
+    if ticket_id is None:
+        return None
+    system.catch_up_reads()
+    read = system.read_side
+    row = read.support_tickets.ticket(ticket_id)
+    if row is None:
+        return None
+    messages = read.support_tickets.messages(ticket_id)
+    ids = {row["customer_id"], *([row["assignee"]] if row["assignee"] else []),
+           *(m["staff_id"] for m in messages if m["staff_id"])}
+    # Staff accounts are few: all of them, filtered here, are those a ticket may go to.
+    assignees = [person for person in read.directory.search(None, kinds=("staff",), limit=500)
+                 if person["role"] in SUPPORT_ROLES]
+    return {"ticket": row, "messages": messages, "people": read.directory.users(list(ids)),
+            "assignees": sorted(assignees, key=lambda person: person["email"])}
+
+
 def _customers(system: System, text: str | None) -> list[Any]:
     system.catch_up_reads()
     rows = system.read_side.directory.search(text, kinds=("person", "company", "agent"),
@@ -352,6 +442,8 @@ def _waiting(system: System, role: str) -> dict[str, Any]:
         "dead_letters": len(read.psp_tasks.dead_letters(limit=100))
         if roles.sees(role, "dead_letters") else 0,
         "runs": read.reconciliation.runs(limit=5) if roles.sees(role, "reconciliation") else [],
+        "open_tickets": len(read.support_tickets.tickets(status="open", limit=100))
+        if roles.sees(role, "tickets") else 0,
     }
 
 

@@ -3,9 +3,10 @@
 One browser session tells the story: an admin signs in with a second factor, approves a
 payment held for review, reads the overview (whose figures are the analytics API's), opens a
 chart, finds a customer and freezes them (and the API then refuses their transfer), and a
-form without its CSRF token is refused; then an auditor signs in, is offered no change
-anywhere and is refused one posted all the same. A screenshot of every page is kept in
-`test-artifacts/dashboard/`.
+form without its CSRF token is refused; a customer's support ticket is assigned, answered
+(the customer reads the reply over the API) and closed from its page; then an auditor signs
+in, is offered no change anywhere (tickets included) and is refused one posted all the same.
+A screenshot of every page is kept in `test-artifacts/dashboard/`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.select import Select
 from selenium.webdriver.support.wait import WebDriverWait
 
 from gopay.dashboard.charts import money_text
@@ -182,12 +185,23 @@ def held_for_review(admin: Client, sender: Client, recipient: Client) -> dict[st
 
 def test_staff_run_gopay_from_the_dashboard(server: GoPayServer, dashboard: Dashboard) -> None:
     """Sign-in with 2FA, a held payment approved, figures equal to the API's, a chart, a freeze
-    that the API enforces, CSRF refusals, and an auditor who sees everything and changes nothing."""
-    admin = staff(server.url, server.env, "admin")
-    admin_email = admin.get("/v1/me").json()["email"]
+    that the API enforces, CSRF refusals, a support ticket worked through, and an auditor who
+    sees everything and changes nothing."""
+    with ThreadPoolExecutor(2) as pool:  # each is a `gopay staff create` process: side by side
+        admin, support = pool.map(lambda role: staff(server.url, server.env, role),
+                                  ("admin", "support"))
+    admin_me = admin.get("/v1/me").json()
+    admin_email = admin_me["email"]
     alice, bob = register(server.url, full_name="Alice Dashboard"), register(server.url)
     fund(admin, alice.user["wallet_id"], 10_000)
     held = held_for_review(admin, alice, bob)
+    question = "Was my 3.00 USD sent <b>twice</b>?"
+    complaint = alice.post("/v1/support/tickets", {
+        "subject": "Transfer stuck", "body": question, "transaction_id": held["id"]})
+    other = bob.post("/v1/support/tickets", {"subject": "Cards", "body": "How do I add one?"})
+    assert (complaint.status_code, other.status_code) == (201, 201), (complaint.text, other.text)
+    complaint_id, other_id = complaint.json()["id"], other.json()["id"]
+    support_id = support.get("/v1/me").json()["id"]
     totp = with_second_factor(admin)
     assert bob.post("/v1/transfers", {"recipient": alice.user["email"], "amount": 10**7,
                                       "currency": "USD"}, key="far-too-much").status_code == 422
@@ -257,6 +271,7 @@ def test_staff_run_gopay_from_the_dashboard(server: GoPayServer, dashboard: Dash
     assert analytics["totals"]["failed"] == 1
     assert analytics["totals"]["fees"] == {"USD": 2 * 25}
     assert float(dashboard.value("#projection-lag")) >= 0
+    assert dashboard.value("#open-tickets") == "2"
     dashboard.screenshot("03-overview")
 
     # A chart opens on its own page: one bar a day, today's being today's volume.
@@ -299,6 +314,59 @@ def test_staff_run_gopay_from_the_dashboard(server: GoPayServer, dashboard: Dash
     assert dashboard.path() == "/admin/dead-letters"
     dashboard.screenshot("07-dead-letters")
 
+    # Alice's ticket waits in the open list; its page shows her transfer as it stands now.
+    dashboard.click("nav a[href='/admin/tickets']")
+    assert dashboard.one("#tab-open").get_attribute("class") == "active"
+    assert {row.get_attribute("data-ticket-id") for row in dashboard.all(
+        "#tickets tr[data-ticket-id]")} == {complaint_id, other_id}
+    dashboard.screenshot("08-tickets-open")
+    dashboard.click(f'tr[data-ticket-id="{complaint_id}"] a.open-ticket')
+    assert dashboard.path() == f"/admin/tickets/{complaint_id}"
+    assert dashboard.value("#transaction") == "succeeded"
+    assert dashboard.one("#assignee").text == "nobody"
+    assert [m.find_element(By.CSS_SELECTOR, ".body").text
+            for m in dashboard.all("#messages li")] == [question]
+
+    # Assigned to a support member (staff without the role are not offered), answered, closed.
+    offered = {o.get_attribute("value") for o in dashboard.all("#assign-to option")}
+    assert offered == {"", admin_me["id"], support_id}  # "": the prompt to choose, no auditor
+    Select(dashboard.one("#assign-to")).select_by_value(support_id)
+    dashboard.click("#assign")
+    assert "assigned" in dashboard.one("#notice").text
+    assert dashboard.value("#assignee") == support_id
+    dashboard.one("#reply-body").send_keys("It was sent once; the other one was held.")
+    dashboard.click("#reply")
+    assert "reply is sent" in dashboard.one("#notice").text
+    assert dashboard.one("#ticket-status").text == "pending"
+    dashboard.screenshot("09-ticket-answered")
+    seen = alice.get(f"/v1/support/tickets/{complaint_id}").json()
+    assert (seen["status"], seen["assigned_to"]) == ("pending", support_id)
+    assert {k: seen["messages"][-1][k] for k in ("author", "staff_id", "body")} == {
+        "author": "staff", "staff_id": admin_me["id"],
+        "body": "It was sent once; the other one was held."}
+    dashboard.open("/admin/tickets?status=pending")
+    assert [row.get_attribute("data-ticket-id") for row in dashboard.all(
+        "#tickets tr[data-ticket-id]")] == [complaint_id]
+    close = f"/admin/tickets/{complaint_id}/close"
+    assert dashboard.post(close, {}) == 403
+    assert alice.get(f"/v1/support/tickets/{complaint_id}").json()["status"] == "pending"
+    # Bad input gets the API's clear refusal, not a crash.
+    assert dashboard.post(f"/admin/tickets/{complaint_id}/reply",
+                          {"csrf_token": dashboard.csrf_token(), "body": "  "}) == 422
+    assert "Refused" in dashboard.one("h1").text
+    dashboard.open("/admin/tickets/not-a-ticket")
+    assert "no such ticket" in dashboard.one("h1").text
+    dashboard.open(f"/admin/tickets/{complaint_id}")
+    dashboard.click("#close")
+    assert "closed" in dashboard.one("#notice").text
+    assert dashboard.one("#ticket-status").text == "closed"
+    assert dashboard.all("#ticket-forms") == []
+    assert alice.get(f"/v1/support/tickets/{complaint_id}").json()["status"] == "closed"
+    dashboard.click("#back-to-tickets")
+    assert dashboard.one("#tab-closed").get_attribute("class") == "active"
+    assert [row.get_attribute("data-ticket-id") for row in dashboard.all(
+        "#tickets tr[data-ticket-id]")] == [complaint_id]
+
     # Signing out ends the session: the cookie's token no longer opens the API either.
     dashboard.click("form.signout button")
     assert dashboard.path() == "/admin/login"
@@ -308,16 +376,26 @@ def test_staff_run_gopay_from_the_dashboard(server: GoPayServer, dashboard: Dash
     dashboard.sign_in(auditor_email, PASSWORD)
     assert dashboard.one("#role").text == "auditor"
     assert int(dashboard.value('[data-figure="month.payments"]')) == analytics["totals"]["payments"]
-    dashboard.screenshot("08-auditor-overview")
+    assert dashboard.value("#open-tickets") == "1"
+    dashboard.screenshot("10-auditor-overview")
     for link in ("/admin/users?q=" + alice.user["email"], "/admin/reviews", "/admin/dead-letters",
-                 "/admin/reconciliation"):
+                 "/admin/reconciliation", "/admin/tickets", f"/admin/tickets/{other_id}"):
         dashboard.open(link)
         assert dashboard.path() == link.split("?")[0]
         assert dashboard.change_buttons() == [], link
-    dashboard.screenshot("09-auditor-reconciliation")
+    assert dashboard.one("#ticket-status").text == "open"
+    assert [m.text for m in dashboard.all("#messages li .body")] == ["How do I add one?"]
+    dashboard.screenshot("11-auditor-ticket")
+    reply = dashboard.post(f"/admin/tickets/{other_id}/reply",
+                           {"csrf_token": dashboard.csrf_token(), "body": "auditors cannot"})
+    assert reply == 403
+    assert "your role does not allow this" in dashboard.one("h1").text
+    assert len(admin.get(f"/v1/support/tickets/{other_id}").json()["messages"]) == 1
+    dashboard.open("/admin/reconciliation")
+    dashboard.screenshot("12-auditor-reconciliation")
     dashboard.open("/admin/users?q=" + alice.user["email"])
     assert dashboard.one(f"{row} .state").text == "frozen"
-    dashboard.screenshot("10-auditor-users")
+    dashboard.screenshot("13-auditor-users")
     unfreeze = dashboard.post(f"/admin/users/{alice.user['id']}/unfreeze",
                               {"csrf_token": dashboard.csrf_token()})
     assert unfreeze == 403
@@ -327,5 +405,6 @@ def test_staff_run_gopay_from_the_dashboard(server: GoPayServer, dashboard: Dash
     assert sorted(path.name for path in ARTIFACTS.iterdir()) == [
         "01-sign-in.png", "02-review-queue.png", "03-overview.png",
         "04-chart-volume-by-day.png", "05-chart-volume-by-type.png", "06-users-frozen.png",
-        "07-dead-letters.png", "08-auditor-overview.png", "09-auditor-reconciliation.png",
-        "10-auditor-users.png"]
+        "07-dead-letters.png", "08-tickets-open.png", "09-ticket-answered.png",
+        "10-auditor-overview.png", "11-auditor-ticket.png", "12-auditor-reconciliation.png",
+        "13-auditor-users.png"]
