@@ -39,7 +39,7 @@ ATTEMPTS = Counter("gopay_webhook_attempts_total", "Merchant webhook delivery at
 
 def retry_policy(first: float, longest: float, for_seconds: float) -> RetryPolicy:
     """Exponential backoff from about `first` seconds up to `longest`, for `for_seconds`."""
-    return RetryPolicy(wait=wait_exponential_jitter(initial=first, max=longest, jitter=first / 2),
+    return RetryPolicy(wait=wait_exponential_jitter(multiplier=first, max=longest, jitter=first / 2),
                        stop=stop_after_delay(for_seconds))
 
 
