@@ -478,6 +478,13 @@ class LedgerMachine(RuleBasedStateMachine):
                      invalid={ValidationFailed} if not reason.strip() else set()):
             self.accounts[SystemAccount.ADJUSTMENTS, currency] -= change
 
+    def spend(self, customer: Customer, amount: int, reason: str) -> None:
+        """The customer spends `amount`: staff debits of at most MAX_AMOUNT each, as they must."""
+        while amount > 0:
+            self.adjust(customer, "debit", min(amount, MAX_AMOUNT), wrong_currency=False,
+                        key=None, reason=reason)
+            amount -= MAX_AMOUNT
+
     @rule(sender=customers, data=st.data(),
           named_by=st.sampled_from(["email", "EMAIL", "phone", "wallet id"]), amount=amounts,
           wrong_currency=one_time_in_four, key=keys)
@@ -516,9 +523,7 @@ class LedgerMachine(RuleBasedStateMachine):
         if spent and self.available(payment.payee.wallet_id) > 0:
             left = data.draw(st.integers(0, payment.amount // 2), label="left")
             taken = self.available(payment.payee.wallet_id) - left
-            if taken > 0:
-                self.adjust(payment.payee, "debit", taken, wrong_currency=False, key=None,
-                            reason="spent before the dispute")
+            self.spend(payment.payee, taken, "spent before the dispute")
         caller = payment.payee if by_payee else payment.payer
         left = payment.amount - payment.disputed
         amount = None if whole else max(1, payment.amount * share // 100)
@@ -872,11 +877,7 @@ class LedgerMachine(RuleBasedStateMachine):
             left = data.draw(st.integers(0, ext.dispute[1] // 2), label="left")
             spent = self.available(ext.customer.wallet_id) - left
             if data.draw(one_time_in_four, label="spent") and spent > 0:
-                while spent > 0:  # in debits an adjustment may make (MAX_AMOUNT at most)
-                    self.adjust(ext.customer, "debit", min(spent, MAX_AMOUNT),
-                                wrong_currency=False, key=None,
-                                reason="spent before the chargeback")
-                    spent -= MAX_AMOUNT
+                self.spend(ext.customer, spent, "spent before the chargeback")
                 event("spent before the chargeback")
         via = data.draw(st.sampled_from(["webhook", "webhook again", "command"]), label="via")
         reference, amount, dispute_fee = ext.dispute
@@ -1246,12 +1247,7 @@ class TestLedgerUnderAnyCommands:
         monkeypatch.setattr("gopay.commands.registration.hash_password", light.hash)
         run_state_machine_as_test(
             lambda: LedgerMachine(postgres_server, tmp_path),
-            # The same 35 runs every time, so that CI judges what was judged here: the two
-            # counterexamples a random seed found on 2026-12-02 (an adjustment the model did
-            # not know was too large; ledger_accounts differing after a rebuild) are the next
-            # stop's to fix, with their own tests, before the seed is random again.
             settings=settings(max_examples=35, stateful_step_count=40, deadline=None,
-                              derandomize=True, database=None,
                               suppress_health_check=[HealthCheck.too_slow]))
 
 
