@@ -9,6 +9,7 @@ commands and problem answers as any other client's.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import secrets
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from cachetools import TTLCache
 from fastapi import Request, Response
 
 from gopay.security.tokens import AccessClaims, read_access_token
@@ -27,6 +29,13 @@ LOGIN_CSRF_COOKIE = "gopay_login_csrf"
 COOKIE_PATH = "/admin"
 # In-process calls need some origin; nothing in the API reads it.
 INTERNAL_BASE_URL = "http://gopay.internal"
+
+# Pages of one session that load at once (two tabs, a page and its chart) all find the access
+# token expired. The first renews it; the others take that renewal instead of presenting the
+# spent refresh token again, which the API would take for a thief's and end the session. Kept
+# seconds only, in this process: the refresh token stays single-use for anyone else.
+_renewals: TTLCache[str, dict[str, str]] = TTLCache(maxsize=10_000, ttl=10)
+_renewing = asyncio.Lock()
 
 
 @dataclass(frozen=True)
@@ -96,10 +105,8 @@ async def current_session(request: Request, system: System) -> StaffSession | No
     claims = read_access_token(token, system.settings.signing_key) if token else None
     renewed = None
     if claims is None and (refresh := request.cookies.get(REFRESH_COOKIE)):
-        answer = await call_api(request, "POST", "/v1/auth/refresh",
-                                json={"refresh_token": refresh})
-        if answer.status_code == 200:
-            renewed = answer.json()
+        renewed = await _renewal(request, refresh)
+        if renewed is not None:
             token = renewed["access_token"]
             claims = read_access_token(token, system.settings.signing_key)
     if claims is None or token is None or claims.kind != "staff":
@@ -107,3 +114,16 @@ async def current_session(request: Request, system: System) -> StaffSession | No
     if not await request.app.state.session_gate.is_alive(claims.session_id):
         return None
     return StaffSession(claims, token, csrf_token_for(system, claims.session_id), renewed)
+
+
+async def _renewal(request: Request, refresh: str) -> dict[str, str] | None:
+    """New tokens for a refresh token: asked of the API once, however many pages ask at once."""
+    key = hashlib.sha256(refresh.encode()).hexdigest()
+    async with _renewing:
+        if (renewed := _renewals.get(key)) is None:
+            answer = await call_api(request, "POST", "/v1/auth/refresh",
+                                    json={"refresh_token": refresh})
+            if answer.status_code != 200:
+                return None
+            renewed = _renewals[key] = answer.json()
+        return renewed
