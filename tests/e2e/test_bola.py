@@ -359,6 +359,23 @@ def support_ticket(people: People) -> Owned:
     return Owned(ticket["id"], str(uuid.uuid4()), (alice,), is_unchanged)
 
 
+def dispute(people: People) -> Owned:
+    """Alice's dispute of her transfer to Bob: only the two of them may read it, and nobody
+    else may send evidence (Bob's to send, as the payee)."""
+    alice, bob = people.alice, people.bob
+    fund(people.admin, alice.user["wallet_id"], 1_000)
+    sent = _ok(alice.post("/v1/transfers", {"recipient": bob.user["email"], "amount": 300,
+                                            "currency": "USD"}), 201)
+    opened = _ok(alice.post("/v1/disputes", {"transaction_id": sent["id"], "reason": "not mine",
+                                             "amount": 100}), 201)
+    shown = _ok(alice.get(f"/v1/disputes/{opened['id']}"))
+
+    def is_unchanged() -> None:
+        assert _ok(alice.get(f"/v1/disputes/{opened['id']}")) == shown
+
+    return Owned(opened["id"], str(uuid.uuid4()), (alice, bob), is_unchanged)
+
+
 # Every id-taking endpoint a customer may call: what it is called on, and with what body.
 CASES: dict[tuple[str, str], tuple[Callable[[People], Owned], dict[str, Any] | None]] = {
     ("GET", "/v1/payment-methods/{method_id}"): (payment_method, None),
@@ -390,6 +407,8 @@ CASES: dict[tuple[str, str], tuple[Callable[[People], Owned], dict[str, Any] | N
     ("POST", "/v1/notifications/{notification_id}/read"): (notification, None),
     ("GET", "/v1/support/tickets/{ticket_id}"): (support_ticket, None),
     ("POST", "/v1/support/tickets/{ticket_id}/messages"): (support_ticket, {"body": "Me too"}),
+    ("GET", "/v1/disputes/{dispute_id}"): (dispute, None),
+    ("POST", "/v1/disputes/{dispute_id}/evidence"): (dispute, {"text": "a receipt"}),
 }
 
 
