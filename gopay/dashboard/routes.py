@@ -491,12 +491,16 @@ def _dispute(system: System, dispute_id: UUID | None) -> dict[str, Any] | None:
     payment = read.wallets.order(row["transaction_id"])
     wallets = {row["customer_wallet_id"], row["merchant_wallet_id"],
                *((payment["payer_wallet_id"], payment["payee_wallet_id"]) if payment else ())}
-    events = [{"type": type(event).__qualname__.rpartition(".")[2], "at": event.timestamp,
-               **{key: getattr(event, key, None) for key in ("outcome", "by")}}
-              for event in system.app.repository.event_store.get(dispute_id)]
-    return {"dispute": row, "payment": payment, "events": events,
+    return {"dispute": row, "payment": payment, "events": _timeline(system, dispute_id),
             "owners": read.directory.by_wallets([w for w in wallets if w]),
             "people": read.directory.users([row["decided_by"]] if row["decided_by"] else [])}
+
+
+def _timeline(system: System, aggregate_id: UUID) -> list[dict[str, Any]]:
+    """An aggregate's own events, oldest first: what happened to it and when."""
+    events: Any = system.app.repository.event_store.get(aggregate_id)
+    return [{"type": type(event).__qualname__.rpartition(".")[2], "at": event.timestamp,
+             "outcome": getattr(event, "outcome", None)} for event in events]
 
 
 def _customers(system: System, text: str | None) -> list[Any]:
