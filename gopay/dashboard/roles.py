@@ -8,6 +8,7 @@ operation they call; the API checks those roles again, whatever a page offered.
 from __future__ import annotations
 
 from gopay.api.routes.analytics import ANALYTICS_READERS
+from gopay.api.routes.disputes import DECIDERS as DISPUTE_DECIDERS
 from gopay.api.routes.support_tickets import READERS as TICKET_READERS
 from gopay.commands.support_tickets import SUPPORT_ROLES
 
@@ -18,6 +19,7 @@ PAGES: dict[str, frozenset[str]] = {
     "dead_letters": frozenset({"admin", "auditor"}),
     "reconciliation": frozenset({"finance", "auditor"}),
     "tickets": frozenset(TICKET_READERS),
+    "disputes": DISPUTE_DECIDERS | {"auditor"},
 }
 
 CHANGES: dict[str, frozenset[str]] = {
@@ -27,6 +29,7 @@ CHANGES: dict[str, frozenset[str]] = {
     "retry": frozenset({"admin"}),  # POST /v1/admin/dead-letters/{id}/retry
     # POST /v1/support/tickets/{id}/messages, /v1/admin/tickets/{id}/assign and /close
     "ticket": frozenset(SUPPORT_ROLES),
+    "dispute": DISPUTE_DECIDERS,  # POST /v1/admin/disputes/{id}/resolve
 }
 
 

@@ -1,5 +1,5 @@
 """The admin dashboard's pages at /admin: sign-in, overview with charts, users, review queue,
-support tickets, dead letters and reconciliation runs.
+support tickets, disputes, dead letters and reconciliation runs.
 
 Pages read the read models directly (auditors see everything, where the API keeps some
 lists to the roles that act on them); every change is a call to the API with the staff
@@ -53,8 +53,11 @@ NOTICES = {"frozen": "The account is frozen: it can receive but not send.",
            "reject": "The held payment is rejected and its money released.",
            "retried": "The dead letter was tried again.", "signed_out": "You are signed out.",
            "replied": "The reply is sent; the ticket waits on the customer.",
-           "assigned": "The ticket is assigned.", "closed": "The ticket is closed."}
+           "assigned": "The ticket is assigned.", "closed": "The ticket is closed.",
+           "decided_customer": "Decided for the customer: the disputed amount goes back to them.",
+           "decided_merchant": "Decided for the merchant: the held money is theirs again."}
 TICKET_STATUSES = ("open", "pending", "closed")
+DISPUTE_STATUSES = ("open", "won", "lost")
 
 templates = Environment(loader=PackageLoader("gopay.dashboard", "templates"),
                         autoescape=select_autoescape(default=True), auto_reload=False)
@@ -276,6 +279,37 @@ async def ticket(ticket_id: str, request: Request, system: SystemDep) -> Respons
                 **found)
 
 
+@router.get("/admin/disputes")
+async def disputes(request: Request, system: SystemDep,
+                   status: Annotated[Literal["open", "won", "lost"], Query()] = "open",
+                   ) -> Response:
+    """Disputes of one status, newest first: open ones wait for a decision."""
+    staff = await current_session(request, system)
+    if staff is None:
+        return to_sign_in()
+    if not roles.sees(staff.role, "disputes"):
+        return refused(staff, 403, "Your role does not show disputes.")
+    rows, owners = await run_in_threadpool(_disputes, system, status)
+    return page("disputes.html", staff=staff, title="Disputes", active="disputes",
+                disputes=rows, owners=owners, tab=status, tabs=DISPUTE_STATUSES)
+
+
+@router.get("/admin/disputes/{dispute_id}")
+async def dispute(dispute_id: str, request: Request, system: SystemDep) -> Response:
+    """A dispute with the payment it disputes, its payer and payee, the money held for it,
+    the payee's evidence, its events, and the forms to decide it."""
+    staff = await current_session(request, system)
+    if staff is None:
+        return to_sign_in()
+    if not roles.sees(staff.role, "disputes"):
+        return refused(staff, 403, "Your role does not show disputes.")
+    found = await run_in_threadpool(_dispute, system, _uuid(dispute_id))
+    if found is None:
+        return refused(staff, 404, "There is no such dispute.")
+    return page("dispute.html", staff=staff, title="Dispute", active="disputes",
+                notice=NOTICES.get(request.query_params.get("done", "")), **found)
+
+
 @router.get("/admin/dead-letters")
 async def dead_letters(request: Request, system: SystemDep) -> Response:
     staff = await current_session(request, system)
@@ -343,6 +377,17 @@ async def change_ticket(ticket_id: UUID, action: str, request: Request, system: 
     api_path, api_body, done = calls[action]
     return await _change(request, system, csrf_token, api_path, api_body,
                          back_to=f"/admin/tickets/{ticket_id}", done=done)
+
+
+@router.post("/admin/disputes/{dispute_id}/resolve")
+async def resolve_dispute(dispute_id: UUID, request: Request, system: SystemDep,
+                          csrf_token: Annotated[str | None, Form(max_length=128)] = None,
+                          outcome: Annotated[str, Form(max_length=16)] = "") -> Response:
+    """Decide for the customer or the merchant (`POST /v1/admin/disputes/{id}/resolve`); the
+    API checks the outcome, the role and that it is decided once."""
+    return await _change(request, system, csrf_token, f"/v1/admin/disputes/{dispute_id}/resolve",
+                         {"outcome": outcome}, back_to=f"/admin/disputes/{dispute_id}",
+                         done=f"decided_{outcome}")
 
 
 @router.post("/admin/dead-letters/{task_id}/retry")
@@ -424,6 +469,40 @@ def _ticket(system: System, ticket_id: UUID | None) -> dict[str, Any] | None:
             "assignees": sorted(assignees, key=lambda person: person["email"])}
 
 
+def _disputes(system: System, status: str) -> tuple[list[dict[str, Any]], dict[Any, Any]]:
+    """A page of disputes, and the directory rows of their customers' and payees' wallets."""
+    system.catch_up_reads()
+    rows = system.read_side.disputes.disputes(status=status, limit=LIST_LIMIT)
+    wallets = {wallet for row in rows
+               for wallet in (row["customer_wallet_id"], row["merchant_wallet_id"]) if wallet}
+    return rows, system.read_side.directory.by_wallets(list(wallets))
+
+
+def _dispute(system: System, dispute_id: UUID | None) -> dict[str, Any] | None:
+    """A dispute, its payment as the wallets view shows it now, the owners of the wallets
+    involved, who decided it, and its own events (a few: opened, evidence, decided)."""
+    if dispute_id is None:
+        return None
+    system.catch_up_reads()
+    read = system.read_side
+    row = read.disputes.dispute(dispute_id)
+    if row is None:
+        return None
+    payment = read.wallets.order(row["transaction_id"])
+    wallets = {row["customer_wallet_id"], row["merchant_wallet_id"],
+               *((payment["payer_wallet_id"], payment["payee_wallet_id"]) if payment else ())}
+    return {"dispute": row, "payment": payment, "events": _timeline(system, dispute_id),
+            "owners": read.directory.by_wallets([w for w in wallets if w]),
+            "people": read.directory.users([row["decided_by"]] if row["decided_by"] else [])}
+
+
+def _timeline(system: System, aggregate_id: UUID) -> list[dict[str, Any]]:
+    """An aggregate's own events, oldest first: what happened to it and when."""
+    events: Any = system.app.repository.event_store.get(aggregate_id)
+    return [{"type": type(event).__qualname__.rpartition(".")[2], "at": event.timestamp,
+             "outcome": getattr(event, "outcome", None)} for event in events]
+
+
 def _customers(system: System, text: str | None) -> list[Any]:
     system.catch_up_reads()
     rows = system.read_side.directory.search(text, kinds=("person", "company", "agent"),
@@ -444,6 +523,8 @@ def _waiting(system: System, role: str) -> dict[str, Any]:
         "runs": read.reconciliation.runs(limit=5) if roles.sees(role, "reconciliation") else [],
         "open_tickets": len(read.support_tickets.tickets(status="open", limit=100))
         if roles.sees(role, "tickets") else 0,
+        "open_disputes": len(read.disputes.disputes(status="open", limit=100))
+        if roles.sees(role, "disputes") else 0,
     }
 
 

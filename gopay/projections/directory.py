@@ -73,6 +73,11 @@ class DirectoryView(PagedView):
         rows = self.query("SELECT * FROM users WHERE id = ANY(%s)", (user_ids,))
         return {row["id"]: row for row in rows}
 
+    def by_wallets(self, wallet_ids: list[UUID]) -> dict[UUID, dict[str, Any]]:
+        """The owners of these wallets by wallet id, in one query."""
+        rows = self.query("SELECT * FROM users WHERE wallet_id = ANY(%s)", (wallet_ids,))
+        return {row["wallet_id"]: row for row in rows}
+
     def search(self, text: str | None, *, kinds: tuple[str, ...], limit: int,
                after: str | None = None) -> list[dict[str, Any]]:
         """Users of these kinds whose e-mail, name, business or phone contains `text`, newest first."""

@@ -4,8 +4,10 @@ One browser session tells the story: an admin signs in with a second factor, app
 payment held for review, reads the overview (whose figures are the analytics API's), opens a
 chart, finds a customer and freezes them (and the API then refuses their transfer), and a
 form without its CSRF token is refused; a customer's support ticket is assigned, answered
-(the customer reads the reply over the API) and closed from its page; then an auditor signs
-in, is offered no change anywhere (tickets included) and is refused one posted all the same.
+(the customer reads the reply over the API) and closed from its page; a customer's dispute of
+a transfer is decided for them from its page (the API shows it won, their money back); then
+an auditor signs in, is offered no change anywhere (tickets and disputes included) and is
+refused one posted all the same.
 A screenshot of every page is kept in `test-artifacts/dashboard/`.
 """
 
@@ -185,8 +187,8 @@ def held_for_review(admin: Client, sender: Client, recipient: Client) -> dict[st
 
 def test_staff_run_gopay_from_the_dashboard(server: GoPayServer, dashboard: Dashboard) -> None:
     """Sign-in with 2FA, a held payment approved, figures equal to the API's, a chart, a freeze
-    that the API enforces, CSRF refusals, a support ticket worked through, and an auditor who
-    sees everything and changes nothing."""
+    that the API enforces, CSRF refusals, a support ticket worked through, a dispute decided,
+    and an auditor who sees everything and changes nothing."""
     with ThreadPoolExecutor(2) as pool:  # each is a `gopay staff create` process: side by side
         admin, support = pool.map(lambda role: staff(server.url, server.env, role),
                                   ("admin", "support"))
@@ -251,6 +253,16 @@ def test_staff_run_gopay_from_the_dashboard(server: GoPayServer, dashboard: Dash
     assert dashboard.all("#reviews tr[data-review-id]") == []
     assert alice.get(f"/v1/transfers/{held['id']}").json()["status"] == "succeeded"
 
+    # Alice disputes 2.00 USD of that transfer, then the 1.00 USD left; Bob answers the first.
+    disputed = [alice.post("/v1/disputes", {"transaction_id": held["id"], "amount": amount,
+                                            "reason": reason})
+                for amount, reason in ((200, "Charged for <i>nothing</i>"), (100, "The rest"))]
+    assert [d.status_code for d in disputed] == [201, 201], [d.text for d in disputed]
+    dispute_id, other_dispute_id = (d.json()["id"] for d in disputed)
+    evidence = "Goods delivered on the 1st & signed for"
+    assert bob.post(f"/v1/disputes/{dispute_id}/evidence",
+                    {"text": evidence}).status_code == 201
+
     # The overview shows what the analytics API says, for today and the last 30 days.
     dashboard.open("/admin")
     analytics = admin.get("/v1/admin/analytics").json()
@@ -272,6 +284,7 @@ def test_staff_run_gopay_from_the_dashboard(server: GoPayServer, dashboard: Dash
     assert analytics["totals"]["fees"] == {"USD": 2 * 25}
     assert float(dashboard.value("#projection-lag")) >= 0
     assert dashboard.value("#open-tickets") == "2"
+    assert dashboard.value("#open-disputes") == "2"
     dashboard.screenshot("03-overview")
 
     # A chart opens on its own page: one bar a day, today's being today's volume.
@@ -367,6 +380,50 @@ def test_staff_run_gopay_from_the_dashboard(server: GoPayServer, dashboard: Dash
     assert [row.get_attribute("data-ticket-id") for row in dashboard.all(
         "#tickets tr[data-ticket-id]")] == [complaint_id]
 
+    # Both disputes wait in the open list; the first one's page shows the transfer, who paid
+    # whom, what Bob's wallet holds for it (all of it: nothing from receivables), his evidence.
+    dashboard.click("nav a[href='/admin/disputes']")
+    assert dashboard.one("#tab-open").get_attribute("class") == "active"
+    assert [row.get_attribute("data-dispute-id") for row in dashboard.all(
+        "#disputes tr[data-dispute-id]")] == [other_dispute_id, dispute_id]  # newest first
+    dashboard.screenshot("10-disputes-open")
+    dashboard.click(f'tr[data-dispute-id="{dispute_id}"] a.open-dispute')
+    assert dashboard.path() == f"/admin/disputes/{dispute_id}"
+    shown = {name: dashboard.value(f"#{name}")
+             for name in ("kind", "amount", "held", "receivable", "payment", "payer", "payee")}
+    assert shown == {"kind": "payment", "amount": "200", "held": "200", "receivable": "0",
+                     "payment": "succeeded", "payer": alice.user["wallet_id"],
+                     "payee": bob.user["wallet_id"]}
+    assert alice.user["email"] in dashboard.one("#payer").text
+    assert dashboard.one("#reason").text == "Charged for <i>nothing</i>"
+    assert [item.text for item in dashboard.all("#evidence li .body")] == [evidence]
+    assert [e.get_attribute("data-event") for e in dashboard.all("#timeline li")] == [
+        "Opened", "EvidenceAdded"]
+    # Decided for Alice from the page (a forged form without the token changes nothing).
+    resolve = f"/admin/disputes/{dispute_id}/resolve"
+    assert dashboard.post(resolve, {"outcome": "merchant"}) == 403
+    dashboard.open(f"/admin/disputes/{dispute_id}")
+    before = alice.get("/v1/wallet").json()["balance"]
+    dashboard.click("#decide-customer")
+    assert "Decided for the customer" in dashboard.one("#notice").text
+    assert dashboard.one("#dispute").get_attribute("data-status") == "won"
+    assert admin_email in dashboard.one("#decided").text
+    assert [e.get_attribute("data-event") for e in dashboard.all("#timeline li")] == [
+        "Opened", "EvidenceAdded", "Decided"]
+    assert dashboard.all("#dispute-forms") == []
+    dashboard.screenshot("11-dispute-decided")
+    won = admin.get("/v1/admin/disputes", params={"status": "won"}).json()["data"]
+    assert [(d["id"], d["status"], d["outcome"]) for d in won] == [
+        (dispute_id, "won", "customer")]
+    assert alice.get("/v1/wallet").json()["balance"] == before + 200
+    # Decided once: the API's refusal of a second decision shows on the page.
+    assert dashboard.post(resolve, {"csrf_token": dashboard.csrf_token(),
+                                    "outcome": "merchant"}) == 409
+    assert "Refused" in dashboard.one("h1").text
+    dashboard.open("/admin/disputes?status=won")
+    assert [row.get_attribute("data-dispute-id") for row in dashboard.all(
+        "#disputes tr[data-dispute-id]")] == [dispute_id]
+
     # Signing out ends the session: the cookie's token no longer opens the API either.
     dashboard.click("form.signout button")
     assert dashboard.path() == "/admin/login"
@@ -375,27 +432,41 @@ def test_staff_run_gopay_from_the_dashboard(server: GoPayServer, dashboard: Dash
     # An auditor sees every page and no button that changes anything.
     dashboard.sign_in(auditor_email, PASSWORD)
     assert dashboard.one("#role").text == "auditor"
-    assert int(dashboard.value('[data-figure="month.payments"]')) == analytics["totals"]["payments"]
+    # (the figures now count the money given back on Alice's dispute too)
+    now = admin.get("/v1/admin/analytics").json()
+    assert int(dashboard.value('[data-figure="month.payments"]')) == now["totals"]["payments"]
     assert dashboard.value("#open-tickets") == "1"
-    dashboard.screenshot("10-auditor-overview")
+    assert dashboard.value("#open-disputes") == "1"
+    dashboard.screenshot("12-auditor-overview")
     for link in ("/admin/users?q=" + alice.user["email"], "/admin/reviews", "/admin/dead-letters",
-                 "/admin/reconciliation", "/admin/tickets", f"/admin/tickets/{other_id}"):
+                 "/admin/reconciliation", "/admin/tickets", "/admin/disputes",
+                 f"/admin/disputes/{other_dispute_id}", f"/admin/tickets/{other_id}"):
         dashboard.open(link)
         assert dashboard.path() == link.split("?")[0]
         assert dashboard.change_buttons() == [], link
     assert dashboard.one("#ticket-status").text == "open"
     assert [m.text for m in dashboard.all("#messages li .body")] == ["How do I add one?"]
-    dashboard.screenshot("11-auditor-ticket")
+    dashboard.screenshot("13-auditor-ticket")
+    dashboard.open(f"/admin/disputes/{other_dispute_id}")
+    assert dashboard.value("#amount") == "100"
+    assert dashboard.one("#dispute").get_attribute("data-status") == "open"
+    dashboard.screenshot("14-auditor-dispute")
+    decide = dashboard.post(f"/admin/disputes/{other_dispute_id}/resolve",
+                            {"csrf_token": dashboard.csrf_token(), "outcome": "customer"})
+    assert decide == 403
+    assert "your role does not allow this" in dashboard.one("h1").text
+    assert [d["id"] for d in admin.get("/v1/admin/disputes", params={"status": "open"}).json()[
+        "data"]] == [other_dispute_id]
     reply = dashboard.post(f"/admin/tickets/{other_id}/reply",
                            {"csrf_token": dashboard.csrf_token(), "body": "auditors cannot"})
     assert reply == 403
     assert "your role does not allow this" in dashboard.one("h1").text
     assert len(admin.get(f"/v1/support/tickets/{other_id}").json()["messages"]) == 1
     dashboard.open("/admin/reconciliation")
-    dashboard.screenshot("12-auditor-reconciliation")
+    dashboard.screenshot("15-auditor-reconciliation")
     dashboard.open("/admin/users?q=" + alice.user["email"])
     assert dashboard.one(f"{row} .state").text == "frozen"
-    dashboard.screenshot("13-auditor-users")
+    dashboard.screenshot("16-auditor-users")
     unfreeze = dashboard.post(f"/admin/users/{alice.user['id']}/unfreeze",
                               {"csrf_token": dashboard.csrf_token()})
     assert unfreeze == 403
@@ -406,5 +477,6 @@ def test_staff_run_gopay_from_the_dashboard(server: GoPayServer, dashboard: Dash
         "01-sign-in.png", "02-review-queue.png", "03-overview.png",
         "04-chart-volume-by-day.png", "05-chart-volume-by-type.png", "06-users-frozen.png",
         "07-dead-letters.png", "08-tickets-open.png", "09-ticket-answered.png",
-        "10-auditor-overview.png", "11-auditor-ticket.png", "12-auditor-reconciliation.png",
-        "13-auditor-users.png"]
+        "10-disputes-open.png", "11-dispute-decided.png", "12-auditor-overview.png",
+        "13-auditor-ticket.png", "14-auditor-dispute.png", "15-auditor-reconciliation.png",
+        "16-auditor-users.png"]

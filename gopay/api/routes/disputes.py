@@ -36,7 +36,9 @@ from gopay.security.tokens import AccessClaims
 
 router = APIRouter(tags=["disputes"])
 
-Decider = Annotated[AccessClaims, Depends(staff_with("admin", "support"))]
+# The staff roles that decide disputes (and read every one).
+DECIDERS = frozenset({"admin", "support"})
+Decider = Annotated[AccessClaims, Depends(staff_with(*sorted(DECIDERS)))]
 Status = Literal["open", "won", "lost"] | None
 Limit = Annotated[int, Query(ge=1, le=200)]
 
