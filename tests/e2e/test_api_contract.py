@@ -46,7 +46,10 @@ SIGNED = {"POST /v1/psp/webhooks"}
 CONFIG = schemathesis.Config.from_dict({
     "seed": 20250101,
     "suppress-health-check": ["too_slow", "filter_too_much", "data_too_large"],
-    "generation": {"max-examples": 20, "deterministic": True, "database": "none"},
+    # No NUL in generated text: GoPay refuses it in any field (PostgreSQL's text cannot hold
+    # it), a rule the schema does not state; tests/e2e/test_nul_guard.py tries it everywhere.
+    "generation": {"max-examples": 20, "deterministic": True, "database": "none",
+                   "allow-x00": False},
     # The coverage phase's valid registrations go through every country of the enum, each an
     # Argon2 hash: 90 s for what fuzzing covers too. Its invalid ones stay.
     "operations": [{"include-name": "POST /v1/auth/register",
