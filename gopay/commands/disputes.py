@@ -23,6 +23,7 @@ from gopay.aggregates.refunds import DisputeTooLarge, PaymentRefunds
 from gopay.aggregates.wallet import Wallet
 from gopay.commands.bus import Command, Context, in_batch
 from gopay.commands.money_flow import MoneyCommand, MoneyFlow, cancel, complete, money_flow
+from gopay.commands.refunds import payment_refunds
 from gopay.group_commit import UnitOfWork
 
 # Payments their payer may dispute.
@@ -77,13 +78,7 @@ def open_dispute(command: OpenDispute, unit: UnitOfWork, context: Context) -> Mo
     if context.clock() - payment.created_on > context.dispute_window:
         raise DisputeWindowClosed(f"a payment may be disputed for {context.dispute_window.days} "
                                   "days after it was made")
-    refunds = unit.find(PaymentRefunds.id_for(payment.id), PaymentRefunds)
-    if refunds is None:
-        refunds = PaymentRefunds.open(payment_id=payment.id,
-                                      merchant_wallet_id=payment.payee_wallet_id,
-                                      payer_wallet_id=payment.payer_wallet_id,
-                                      paid=Money(payment.amount, payment.currency))
-        unit.add(refunds)
+    refunds = payment_refunds(unit, payment)
     if command.amount is None and not refunds.remaining:
         raise DisputeTooLarge("this payment has been refunded or disputed in full", disputable=0)
     money = Money.positive(refunds.remaining if command.amount is None else command.amount,

@@ -36,6 +36,22 @@ class RefundPayment(MoneyCommand):
     amount: int | None = None
 
 
+def payment_refunds(unit: UnitOfWork, payment: PaymentOrder) -> PaymentRefunds:
+    """What has been refunded or disputed of a payment: where refunds and disputes meet, so
+    that together they never claim more than was paid."""
+    refunds = unit.find(PaymentRefunds.id_for(payment.id), PaymentRefunds)
+    if refunds is None:
+        # Both callers checked them: a payment someone paid to someone.
+        assert payment.payee_wallet_id is not None
+        assert payment.payer_wallet_id is not None
+        refunds = PaymentRefunds.open(payment_id=payment.id,
+                                      merchant_wallet_id=payment.payee_wallet_id,
+                                      payer_wallet_id=payment.payer_wallet_id,
+                                      paid=Money(payment.amount, payment.currency))
+        unit.add(refunds)
+    return refunds
+
+
 @money_flow(RefundPayment)
 def refund_payment(command: RefundPayment, unit: UnitOfWork, context: Context) -> MoneyFlow:
     payment = unit.find(command.payment_id, PaymentOrder)
@@ -44,13 +60,7 @@ def refund_payment(command: RefundPayment, unit: UnitOfWork, context: Context) -
         raise NotFound("payment not found")  # another merchant's payment does not exist
     if payment.status != OrderStatus.SUCCEEDED or payment.payer_wallet_id is None:
         raise InvalidState(f"a {payment.status} payment cannot be refunded")
-    refunds = unit.find(PaymentRefunds.id_for(payment.id), PaymentRefunds)
-    if refunds is None:
-        refunds = PaymentRefunds.open(payment_id=payment.id,
-                                      merchant_wallet_id=command.merchant_wallet_id,
-                                      payer_wallet_id=payment.payer_wallet_id,
-                                      paid=Money(payment.amount, payment.currency))
-        unit.add(refunds)
+    refunds = payment_refunds(unit, payment)
     if command.amount is None and not refunds.remaining:
         raise RefundTooLarge("this payment has been refunded in full", refundable=0)
     money = Money.positive(refunds.remaining if command.amount is None else command.amount,

@@ -22,6 +22,16 @@ PAGES: dict[str, frozenset[str]] = {
     "disputes": DISPUTE_DECIDERS | {"auditor"},
 }
 
+# What each page shows, as a refusal names it.
+SHOWN: dict[str, str] = {
+    "users": "customer accounts",
+    "reviews": "the review queue",
+    "tickets": "support tickets",
+    "disputes": "disputes",
+    "dead_letters": "dead letters",
+    "reconciliation": "reconciliation runs",
+}
+
 CHANGES: dict[str, frozenset[str]] = {
     "freeze": frozenset({"admin", "sub_admin"}),  # POST /v1/admin/users/{id}/freeze, unfreeze
     "kyc": frozenset({"admin", "sub_admin"}),  # POST /v1/admin/users/{id}/kyc

@@ -100,6 +100,16 @@ async def stylesheet() -> Response:
                     headers={"Cache-Control": "public, max-age=3600"})
 
 
+async def _viewer(request: Request, system: System, page_name: str) -> StaffSession | Response:
+    """The signed-in staff member who may see this page; else where to send them instead."""
+    staff = await current_session(request, system)
+    if staff is None:
+        return to_sign_in()
+    if not roles.sees(staff.role, page_name):
+        return refused(staff, 403, f"Your role does not show {roles.SHOWN[page_name]}.")
+    return staff
+
+
 # Signing in and out
 
 @router.get("/admin/login")
@@ -224,11 +234,9 @@ async def chart(chart: str, request: Request, system: SystemDep,
 async def users(request: Request, system: SystemDep,
                 q: Annotated[str, Query(max_length=100)] = "") -> Response:
     """Customers found by e-mail, name, business or phone, with what staff may do to them."""
-    staff = await current_session(request, system)
-    if staff is None:
-        return to_sign_in()
-    if not roles.sees(staff.role, "users"):
-        return refused(staff, 403, "Your role does not show customer accounts.")
+    staff = await _viewer(request, system, "users")
+    if isinstance(staff, Response):
+        return staff
     found = await run_in_threadpool(_customers, system, q.strip() or None)
     return page("users.html", staff=staff, title="Users", active="users", users=found, q=q,
                 notice=NOTICES.get(request.query_params.get("done", "")))
@@ -236,11 +244,9 @@ async def users(request: Request, system: SystemDep,
 
 @router.get("/admin/reviews")
 async def reviews(request: Request, system: SystemDep) -> Response:
-    staff = await current_session(request, system)
-    if staff is None:
-        return to_sign_in()
-    if not roles.sees(staff.role, "reviews"):
-        return refused(staff, 403, "Your role does not show the review queue.")
+    staff = await _viewer(request, system, "reviews")
+    if isinstance(staff, Response):
+        return staff
     rows = await run_in_threadpool(_read, system, lambda: system.read_side.reviews.reviews(
         status="open", limit=LIST_LIMIT))
     return page("reviews.html", staff=staff, title="Review queue", active="reviews",
@@ -252,11 +258,9 @@ async def tickets(request: Request, system: SystemDep,
                   status: Annotated[Literal["open", "pending", "closed"], Query()] = "open",
                   ) -> Response:
     """Support tickets of one status, newest first: open ones wait on staff."""
-    staff = await current_session(request, system)
-    if staff is None:
-        return to_sign_in()
-    if not roles.sees(staff.role, "tickets"):
-        return refused(staff, 403, "Your role does not show support tickets.")
+    staff = await _viewer(request, system, "tickets")
+    if isinstance(staff, Response):
+        return staff
     rows, people = await run_in_threadpool(_tickets, system, status)
     return page("tickets.html", staff=staff, title="Support tickets", active="tickets",
                 tickets=rows, people=people, tab=status, tabs=TICKET_STATUSES)
@@ -266,11 +270,9 @@ async def tickets(request: Request, system: SystemDep,
 async def ticket(ticket_id: str, request: Request, system: SystemDep) -> Response:
     """A ticket with its messages, its transaction as it stands and its assignee, and the
     forms to reply, assign and close it."""
-    staff = await current_session(request, system)
-    if staff is None:
-        return to_sign_in()
-    if not roles.sees(staff.role, "tickets"):
-        return refused(staff, 403, "Your role does not show support tickets.")
+    staff = await _viewer(request, system, "tickets")
+    if isinstance(staff, Response):
+        return staff
     found = await run_in_threadpool(_ticket, system, _uuid(ticket_id))
     if found is None:
         return refused(staff, 404, "There is no such ticket.")
@@ -284,11 +286,9 @@ async def disputes(request: Request, system: SystemDep,
                    status: Annotated[Literal["open", "won", "lost"], Query()] = "open",
                    ) -> Response:
     """Disputes of one status, newest first: open ones wait for a decision."""
-    staff = await current_session(request, system)
-    if staff is None:
-        return to_sign_in()
-    if not roles.sees(staff.role, "disputes"):
-        return refused(staff, 403, "Your role does not show disputes.")
+    staff = await _viewer(request, system, "disputes")
+    if isinstance(staff, Response):
+        return staff
     rows, owners = await run_in_threadpool(_disputes, system, status)
     return page("disputes.html", staff=staff, title="Disputes", active="disputes",
                 disputes=rows, owners=owners, tab=status, tabs=DISPUTE_STATUSES)
@@ -298,11 +298,9 @@ async def disputes(request: Request, system: SystemDep,
 async def dispute(dispute_id: str, request: Request, system: SystemDep) -> Response:
     """A dispute with the payment it disputes, its payer and payee, the money held for it,
     the payee's evidence, its events, and the forms to decide it."""
-    staff = await current_session(request, system)
-    if staff is None:
-        return to_sign_in()
-    if not roles.sees(staff.role, "disputes"):
-        return refused(staff, 403, "Your role does not show disputes.")
+    staff = await _viewer(request, system, "disputes")
+    if isinstance(staff, Response):
+        return staff
     found = await run_in_threadpool(_dispute, system, _uuid(dispute_id))
     if found is None:
         return refused(staff, 404, "There is no such dispute.")
@@ -312,11 +310,9 @@ async def dispute(dispute_id: str, request: Request, system: SystemDep) -> Respo
 
 @router.get("/admin/dead-letters")
 async def dead_letters(request: Request, system: SystemDep) -> Response:
-    staff = await current_session(request, system)
-    if staff is None:
-        return to_sign_in()
-    if not roles.sees(staff.role, "dead_letters"):
-        return refused(staff, 403, "Your role does not show dead letters.")
+    staff = await _viewer(request, system, "dead_letters")
+    if isinstance(staff, Response):
+        return staff
     rows = await run_in_threadpool(_read, system, lambda: system.read_side.psp_tasks.dead_letters(
         limit=LIST_LIMIT))
     return page("dead_letters.html", staff=staff, title="Dead letters", active="dead_letters",
@@ -325,11 +321,9 @@ async def dead_letters(request: Request, system: SystemDep) -> Response:
 
 @router.get("/admin/reconciliation")
 async def reconciliation(request: Request, system: SystemDep) -> Response:
-    staff = await current_session(request, system)
-    if staff is None:
-        return to_sign_in()
-    if not roles.sees(staff.role, "reconciliation"):
-        return refused(staff, 403, "Your role does not show reconciliation runs.")
+    staff = await _viewer(request, system, "reconciliation")
+    if isinstance(staff, Response):
+        return staff
     rows = await run_in_threadpool(_read, system, lambda: system.read_side.reconciliation.runs(
         limit=LIST_LIMIT))
     return page("reconciliation.html", staff=staff, title="Reconciliation runs",

@@ -209,8 +209,9 @@ class PspProcess:
                          self.policies.webhook)
             return
         try:
-            order = self.app.find(task.order_id, PaymentOrder)
-            if task.operation in SETTLING and order is not None and order.status != OrderStatus.PENDING:
+            order = (self.app.find(task.order_id, PaymentOrder)
+                     if task.operation in SETTLING else None)
+            if order is not None and order.status != OrderStatus.PENDING:
                 # The call's answer settled it first (as usual): read here, in the caller's
                 # thread, rather than by the writer's batch, which every command waits on.
                 self.commands.run(CompleteTask(task_id=task.id, outcome=f"already {order.status}"))
