@@ -1,17 +1,17 @@
-"""Fraud screening's write model: a sender's recent activity, the rules, and held payments' reviews.
+"""Fraud screening's write model: its decisions, the rules, and held payments' reviews.
 
-`Activity` is what the velocity and history rules read, kept per sender wallet (and per
-device): it is loaded and changed by the very command that moves the money, in the same
-group commit, so two payments racing are screened one after the other and cannot both slip
-under a limit. `FraudRules` is the one document of thresholds admins change. A `Review` is a
-payment held for a person to decide.
+The rules read the sender's payments from their wallet and a device's from its `Activity`:
+both are loaded and changed by the very command that moves the money, in the same group
+commit, so two payments racing are screened one after the other and cannot both slip under a
+limit. `FraudRules` is the one document of thresholds admins change. A `Review` is a payment
+held for a person to decide.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from enum import StrEnum
 from functools import lru_cache
 from types import MappingProxyType
@@ -22,11 +22,7 @@ from eventsourcing.domain import Aggregate, event
 
 from gopay.aggregates.errors import DomainError, InvalidState, ValidationFailed
 from gopay.aggregates.ledger import LEDGER_NAMESPACE
-
-# The most payments an activity remembers: a velocity limit beyond it cannot be enforced.
-MAX_REMEMBERED = 1000
-# The most devices a sender's activity remembers as known.
-MAX_DEVICES = 20
+from gopay.aggregates.recent_payments import LONGEST_WINDOW, RecentPayments
 
 
 class FraudSuspected(DomainError):
@@ -90,16 +86,13 @@ class RuleSet:
         if any(n < 0 for n in scores + counts) or self.hold_score < 1 or self.refuse_score < 1:
             raise ValidationFailed("thresholds and scores are whole numbers, not negative; "
                                    "hold and refuse scores at least 1")
-        if any(v.window_seconds > 86_400 or v.window_seconds < 1 for v in self.velocities):
-            raise ValidationFailed("a velocity window is 1 to 86400 seconds")
+        longest = int(LONGEST_WINDOW.total_seconds())  # all that the payments remembered cover
+        if any(v.window_seconds > longest or v.window_seconds < 1 for v in self.velocities):
+            raise ValidationFailed(f"a velocity window is 1 to {longest} seconds")
 
     @property
     def velocities(self) -> tuple[Velocity, ...]:
         return (self.sender_velocity, self.device_velocity, self.recipient_velocity)
-
-    @property
-    def longest_window(self) -> timedelta:
-        return timedelta(seconds=max(v.window_seconds for v in self.velocities))
 
     def as_document(self) -> dict[str, Any]:
         document = asdict(self)
@@ -120,16 +113,6 @@ class RuleSet:
 
 
 @dataclass(frozen=True)
-class Attempt:
-    """A payment the activity counts: when, how much, to whom, from which device."""
-
-    at: str
-    amount: int
-    recipient: str
-    device: str | None
-
-
-@dataclass(frozen=True)
 class Verdict:
     """What screening decided, with the score and each rule's reason."""
 
@@ -140,9 +123,11 @@ class Verdict:
 
 
 class Activity(Aggregate):
-    """A sender's (or a device's) payments in the rules' longest window, and their history."""
+    """Screening's decisions about a device (each payment from it) or a sender (those with
+    reasons: a sender's payments are counted on their wallet); a device's payments are what
+    its velocity rule reads."""
 
-    # Asked twice for every payment screened: remembered rather than hashed again.
+    # Asked for every payment screened: remembered rather than hashed again.
     @staticmethod
     @lru_cache(maxsize=100_000)
     def id_for_sender(wallet_id: UUID) -> UUID:
@@ -156,37 +141,14 @@ class Activity(Aggregate):
     @event("Started")
     def __init__(self, id: UUID, subject: str) -> None:
         self.subject = subject
-        self.recent: tuple[Attempt, ...] = ()
-        self.paid_count = 0  # every payment that went through, for the sender's average
-        self.paid_total = 0
-        self.devices: tuple[str, ...] = ()
-
-    def in_window(self, now: datetime, seconds: int) -> tuple[Attempt, ...]:
-        since = (now - timedelta(seconds=seconds)).isoformat()
-        return tuple(a for a in self.recent if a.at > since)
-
-    @property
-    def average(self) -> int:
-        return self.paid_total // self.paid_count if self.paid_count else 0
-
-    def summary(self, now: datetime) -> dict[str, int]:
-        """The sender's recent activity as a reviewer reads it."""
-        last_hour = self.in_window(now, 3600)
-        last_day = self.in_window(now, 86_400)
-        return {"payments_last_hour": len(last_hour),
-                "amount_last_hour": sum(a.amount for a in last_hour),
-                "payments_last_day": len(last_day),
-                "amount_last_day": sum(a.amount for a in last_day),
-                "payments_total": self.paid_count, "average_payment": self.average,
-                "devices": len(self.devices)}
+        self.payments = RecentPayments()
 
     def screened(self, *, order_id: UUID, at: datetime, amount: int, recipient: str,
-                 device: str | None, verdict: Verdict, keep: timedelta) -> None:
+                 device: str | None, verdict: Verdict) -> None:
         """Record screening's decision; a payment not refused counts from now on."""
         self._screened(order_id=order_id, at=at.isoformat(), amount=amount, recipient=recipient,
                        device=device, outcome=verdict.outcome.value, score=verdict.score,
-                       reasons=list(verdict.reasons),
-                       keep_since=(at - keep).isoformat())
+                       reasons=list(verdict.reasons), keep_since="")
 
     class Screened(Aggregate.Event):
         order_id: UUID
@@ -197,20 +159,15 @@ class Activity(Aggregate):
         outcome: str
         score: int
         reasons: list[str]
-        keep_since: str
+        keep_since: str  # no longer used: the payments remembered keep the last day's
 
     @event(Screened)
     def _screened(self, order_id: UUID, at: str, amount: int, recipient: str,
                   device: str | None, outcome: str, score: int, reasons: list[str],
                   keep_since: str) -> None:
-        if outcome == Outcome.REFUSE:
-            return
-        kept = [a for a in self.recent if a.at > keep_since][-(MAX_REMEMBERED - 1):]
-        self.recent = (*kept, Attempt(at, amount, recipient, device))
-        self.paid_count += 1
-        self.paid_total += amount
-        if device is not None and device not in self.devices:
-            self.devices = (*self.devices, device)[-MAX_DEVICES:]
+        if outcome != Outcome.REFUSE:
+            self.payments = self.payments.added(at=at, amount=amount, recipient=recipient,
+                                                device=device)
 
 
 class FraudRules(Aggregate):

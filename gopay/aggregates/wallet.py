@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from types import MappingProxyType
 from typing import Any
 from uuid import UUID
@@ -21,6 +21,7 @@ from gopay.aggregates.errors import (
 from gopay.aggregates.ledger import TransactionType
 from gopay.aggregates.limits import SPENDING_TYPES, TIERS, LimitExceeded, TierLimits
 from gopay.aggregates.money import Money
+from gopay.aggregates.recent_payments import RecentPayments
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class Wallet(Aggregate):
         # What the owner spent on `spent_day` (UTC), for the daily limit.
         self.spent_day: str | None = None
         self.spent_today = 0
+        self.payments = RecentPayments()  # what fraud screening counts of the owner's payments
 
     @property
     def available(self) -> int:
@@ -63,12 +65,17 @@ class Wallet(Aggregate):
 
     def debit(self, money: Money, *, entry_id: UUID, entry_type: TransactionType,
               counterparty: str, reference: str, on: date,
-              limits: TierLimits | None = None) -> None:
-        """Take money out; refused when frozen, over the tier's limits, or below zero."""
+              limits: TierLimits | None = None, made_at: datetime | None = None,
+              device: str | None = None) -> None:
+        """Take money out; refused when frozen, over the tier's limits, or below zero.
+
+        A payment its owner made (`made_at`, from `device`) is remembered for fraud screening.
+        """
         day = self._check_spending(money, entry_type, on, limits)
         self._debited(entry_id=entry_id, entry_type=entry_type, amount=money.amount,
                       currency=money.currency, balance_after=self.balance - money.amount,
-                      counterparty=counterparty, reference=reference, day=day)
+                      counterparty=counterparty, reference=reference, day=day,
+                      made_at=made_at.isoformat() if made_at else None, device=device)
 
     def pay_fee(self, money: Money, *, entry_id: UUID, reference: str) -> None:
         """Take the fee of a payment out: part of that payment, so no freeze or limit stops it."""
@@ -77,7 +84,8 @@ class Wallet(Aggregate):
             raise InsufficientFunds("not enough money in the wallet for the fee")
         self._debited(entry_id=entry_id, entry_type=TransactionType.FEE, amount=money.amount,
                       currency=money.currency, balance_after=self.balance - money.amount,
-                      counterparty="fees", reference=reference, day=None)
+                      counterparty="fees", reference=reference, day=None,
+                      made_at=None, device=None)
 
     def recover(self, money: Money, *, entry_id: UUID, entry_type: TransactionType,
                 counterparty: str, reference: str) -> Money | None:
@@ -89,7 +97,8 @@ class Wallet(Aggregate):
             return None
         self._debited(entry_id=entry_id, entry_type=entry_type, amount=taken,
                       currency=money.currency, balance_after=self.balance - taken,
-                      counterparty=counterparty, reference=reference, day=None)
+                      counterparty=counterparty, reference=reference, day=None,
+                      made_at=None, device=None)
         return Money(taken, money.currency)
 
     def credit(self, money: Money, *, entry_id: UUID, entry_type: TransactionType,
@@ -104,17 +113,22 @@ class Wallet(Aggregate):
                        counterparty=counterparty, reference=reference)
 
     def hold(self, money: Money, *, hold_id: UUID, entry_type: TransactionType, on: date,
-             limits: TierLimits | None = None, fee: Money | None = None) -> None:
+             limits: TierLimits | None = None, fee: Money | None = None,
+             counterparty: str | None = None, made_at: datetime | None = None,
+             device: str | None = None) -> None:
         """Reserve money (and its fee) for a payment that completes later.
 
         The payment counts as spent from now; the fee, as for payments made at once, does not.
+        A payment its owner made (`made_at`, to `counterparty`, from `device`) is remembered
+        for fraud screening from now too.
         """
         if str(hold_id) in self.holds:
             raise InvalidState("this money is already held")
         total = money + fee if fee else money
         day = self._check_spending(money, entry_type, on, limits, total=total)
         self._held(hold_id=hold_id, amount=total.amount, spent=money.amount,
-                   entry_type=entry_type, day=day)
+                   entry_type=entry_type, day=day, counterparty=counterparty,
+                   made_at=made_at.isoformat() if made_at else None, device=device)
 
     def hold_back(self, money: Money, *, hold_id: UUID, entry_type: TransactionType) -> Money | None:
         """Reserve money that may not be the owner's to keep (a disputed payment): as much as
@@ -125,7 +139,8 @@ class Wallet(Aggregate):
         held = min(money.amount, self.available)
         if held <= 0:
             return None
-        self._held(hold_id=hold_id, amount=held, spent=0, entry_type=entry_type, day=None)
+        self._held(hold_id=hold_id, amount=held, spent=0, entry_type=entry_type, day=None,
+                   counterparty=None, made_at=None, device=None)
         return Money(held, money.currency)
 
     def capture(self, money: Money, *, hold_id: UUID, entry_type: TransactionType,
@@ -194,9 +209,10 @@ class Wallet(Aggregate):
             self.spent_today += amount
 
     class Debited(Aggregate.Event):
-        """Money out. Version 2 records the UTC day it counts towards the daily limit."""
+        """Money out. Version 2 records the UTC day it counts towards the daily limit, version
+        3 when its owner made the payment and from which device (None: not a payment made)."""
 
-        class_version = 2
+        class_version = 3
         entry_id: UUID
         entry_type: str
         amount: int
@@ -205,17 +221,26 @@ class Wallet(Aggregate):
         counterparty: str
         reference: str
         day: str | None
+        made_at: str | None
+        device: str | None
 
         @staticmethod
         def upcast_v1_v2(state: dict[str, Any]) -> None:
             state["day"] = None
 
+        @staticmethod
+        def upcast_v2_v3(state: dict[str, Any]) -> None:
+            state["made_at"] = state["device"] = None
+
     @event(Debited)
     def _debited(self, entry_id: UUID, entry_type: str, amount: int, currency: str,
                  balance_after: int, counterparty: str, reference: str,
-                 day: str | None) -> None:
+                 day: str | None, made_at: str | None, device: str | None) -> None:
         self.balance -= amount
         self._count_spending(entry_type, day, amount)
+        if made_at is not None:
+            self.payments = self.payments.added(at=made_at, amount=amount,
+                                                recipient=counterparty, device=device)
 
     class Credited(Aggregate.Event):
         entry_id: UUID
@@ -233,14 +258,18 @@ class Wallet(Aggregate):
 
     class Held(Aggregate.Event):
         """Money reserved. Version 2 records what for, the day it counts towards and how much
-        of it counts (a fee does not)."""
+        of it counts (a fee does not); version 3, for a payment its owner made, when, to whom
+        and from which device."""
 
-        class_version = 2
+        class_version = 3
         hold_id: UUID
         amount: int
         spent: int
         entry_type: str
         day: str | None
+        counterparty: str | None
+        made_at: str | None
+        device: str | None
 
         @staticmethod
         def upcast_v1_v2(state: dict[str, Any]) -> None:
@@ -248,13 +277,21 @@ class Wallet(Aggregate):
             state["day"] = None
             state["spent"] = state["amount"]
 
+        @staticmethod
+        def upcast_v2_v3(state: dict[str, Any]) -> None:
+            state["counterparty"] = state["made_at"] = state["device"] = None
+
     @event(Held)
     def _held(self, hold_id: UUID, amount: int, spent: int, entry_type: str,
-              day: str | None) -> None:
+              day: str | None, counterparty: str | None, made_at: str | None,
+              device: str | None) -> None:
         self.held += amount
         self.holds = MappingProxyType(
             {**self.holds, str(hold_id): Hold(amount, entry_type, day, spent)})
         self._count_spending(entry_type, day, spent)
+        if made_at is not None:
+            self.payments = self.payments.added(at=made_at, amount=spent,
+                                                recipient=counterparty or "", device=device)
 
     class Captured(Aggregate.Event):
         hold_id: UUID

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import cached_property
-from typing import ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar
 from uuid import UUID, uuid4
 
 from gopay.aggregates.errors import AccountFrozen, CurrencyMismatch, DomainError, InsufficientFunds
@@ -186,11 +186,9 @@ def _own_order(command: MoneyCommand) -> tuple[UUID, ...]:
 
 
 def _screened_probes(command: MoneyCommand) -> tuple[UUID, ...]:
-    # The sender's activity, the device's and the rules may not exist yet: asked about with
-    # the order, in the batch's one query, instead of one read each.
-    payer = next((wallet_id for name in ("sender_wallet_id", "payer_wallet_id", "wallet_id")
-                  if (wallet_id := getattr(command, name, None)) is not None), None)
-    return (command.order_id, *screening_probes(command, payer))
+    # The device's activity and the rules may not exist yet: asked about with the order, in
+    # the batch's one query, instead of one read each.
+    return (command.order_id, *screening_probes(command))
 
 
 def _move_money(command: M, unit: UnitOfWork, context: Context,
@@ -220,7 +218,7 @@ def _move_money(command: M, unit: UnitOfWork, context: Context,
         if screening is not None and screening.verdict.outcome == Outcome.HOLD:
             _hold_for_review(command, flow, order, context, screening, unit)
         else:
-            (_defer if flow.deferred else _post)(flow, order, context)
+            (_defer if flow.deferred else _post)(flow, order, context, screening)
     except tuple(RECORDED_REFUSALS.values()) as refusal:
         # A fraud refusal is recorded even without a key: every screening decision is an event.
         if key is None and not isinstance(refusal, FraudSuspected):
@@ -248,15 +246,17 @@ def _hold_for_review(command: MoneyCommand, flow: MoneyFlow, order: PaymentOrder
         raise FraudSuspected("this payment needs a review and cannot wait for one: "
                              + "; ".join(screening.verdict.reasons))
     assert isinstance(flow.payer, Wallet), "only payments out of a wallet are screened"
-    _defer(flow, order, context)
+    _defer(flow, order, context, screening)
     unit.add(Review(id=Review.id_for(order.id), order_id=order.id, sender_wallet_id=flow.payer.id,
                     amount=flow.money.amount, currency=flow.money.currency,
                     score=screening.verdict.score, reasons=screening.verdict.reasons,
                     sender_activity=screening.sender_activity))
 
 
-def _post(flow: MoneyFlow, order: PaymentOrder, context: Context) -> None:
-    """Move the money now: one journal entry, and the wallets' lines with their fees."""
+def _post(flow: MoneyFlow, order: PaymentOrder, context: Context,
+          screening: Screening | None = None) -> None:
+    """Move the money now: one journal entry, and the wallets' lines with their fees (a
+    screened payment on the payer's line, which is where screening counts it)."""
     fee = context.fees.fee_for(flow.order_type, flow.money) if flow.charges_fee else None
     commission = _commission(flow, context)
     payer, payee = flow.payer, flow.payee
@@ -268,7 +268,8 @@ def _post(flow: MoneyFlow, order: PaymentOrder, context: Context) -> None:
     elif isinstance(payer, Wallet):
         payer.debit(flow.money, entry_id=order.id, entry_type=flow.order_type,
                     counterparty=_name(payee), reference=flow.reference, on=context.today(),
-                    limits=context.limits[payer.tier] if flow.limits else None)
+                    limits=context.limits[payer.tier] if flow.limits else None,
+                    **_made(screening))
         if fee and fee.paid_by == FeePayer.PAYER:
             payer.pay_fee(fee.money, entry_id=order.id, reference=flow.reference)
     if isinstance(payee, Wallet):
@@ -291,9 +292,10 @@ def _post(flow: MoneyFlow, order: PaymentOrder, context: Context) -> None:
     order.succeed(*_merged(postings))
 
 
-def _defer(flow: MoneyFlow, order: PaymentOrder, context: Context) -> None:
-    """Plan the entry; reserve a paying wallet's money (and fee); check a wallet payee can
-    take it. Completing the order books the plan."""
+def _defer(flow: MoneyFlow, order: PaymentOrder, context: Context,
+           screening: Screening | None = None) -> None:
+    """Plan the entry; reserve a paying wallet's money (and fee, counting a screened payment
+    as made); check a wallet payee can take it. Completing the order books the plan."""
     fee = context.fees.fee_for(flow.order_type, flow.money) if flow.charges_fee else None
     if fee and not isinstance(flow.payer, Wallet):
         # Money from outside (a card a top-up charges) brings the amount and no more: the
@@ -303,7 +305,8 @@ def _defer(flow: MoneyFlow, order: PaymentOrder, context: Context) -> None:
         flow.payer.hold(flow.money, hold_id=order.id, entry_type=flow.order_type,
                         on=context.today(),
                         limits=context.limits[flow.payer.tier] if flow.limits else None,
-                        fee=fee.money if fee and fee.paid_by == FeePayer.PAYER else None)
+                        fee=fee.money if fee and fee.paid_by == FeePayer.PAYER else None,
+                        counterparty=_name(flow.payee), **_made(screening))
     if isinstance(flow.payee, Wallet) and flow.payee.currency != flow.money.currency:
         # Refused now, not when the order completes and the money cannot arrive.
         raise CurrencyMismatch(f"the receiving wallet holds {flow.payee.currency}, "
@@ -397,6 +400,13 @@ def _merged(postings: list[Posting]) -> list[Posting]:
 
 def _account_id(party: Party, currency: str) -> UUID:
     return party.id if isinstance(party, Wallet) else party.account_id(currency)
+
+
+def _made(screening: Screening | None) -> dict[str, Any]:
+    """When, and from which device, the payer made a screened payment, for their wallet."""
+    if screening is None:
+        return {"made_at": None, "device": None}
+    return {"made_at": screening.at, "device": screening.payment.device}
 
 
 def _wallet_id_of(party: Party) -> UUID | None:

@@ -1,32 +1,29 @@
 """Fraud screening of an outgoing payment, inside the command that moves its money.
 
 `money_flow` asks `screen` about every command that says it is `screened` (people paying
-out of their wallet). The rules read the sender's `Activity` (and the device's) from the
-same unit of work the payment is booked in, so the group commit serialises them: of two
-payments racing for the last place under a velocity limit, the second sees the first. The
-decision is recorded on the activity in the same batch: every decision is an event.
+out of their wallet). The rules read the sender's payments from their wallet (and the
+device's from its `Activity`) in the same unit of work the payment is booked in, so the
+group commit serialises them: of two payments racing for the last place under a velocity
+limit, the second sees the first. A payment that goes through is counted by the wallet's own
+line for it (`money_flow`), so screening a clean payment writes no event of its own; a
+decision with reasons (flagged, held, refused) is an event on the sender's `Activity`, and a
+payment from a device is one on the device's, in the same batch.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING
 from uuid import UUID
 
 from prometheus_client import Counter
 
-from gopay.aggregates.fraud import (
-    Activity,
-    Attempt,
-    FraudRules,
-    Outcome,
-    RuleSet,
-    Velocity,
-    Verdict,
-)
+from gopay.aggregates.fraud import Activity, FraudRules, Outcome, RuleSet, Velocity, Verdict
 from gopay.aggregates.ledger import TransactionType
 from gopay.aggregates.payment_order import OrderStatus, PaymentOrder
+from gopay.aggregates.recent_payments import RecentPayments
 from gopay.aggregates.user import User
 from gopay.aggregates.wallet import Wallet
 from gopay.group_commit import UnitOfWork
@@ -38,6 +35,8 @@ if TYPE_CHECKING:
 SCREENED = Counter("gopay_fraud_screenings_total",
                    "Payments screened, by outcome and by the rule that tripped ('none': no rule)",
                    ["outcome", "rule"])
+
+DEFAULT_RULES = RuleSet()  # in force until an admin first changes them
 
 # Payments that move their money at once: pending only while held for review.
 HELD_WHEN_PENDING = frozenset({TransactionType.TRANSFER, TransactionType.QR_PAYMENT,
@@ -65,22 +64,24 @@ class Screening:
     at: datetime
     payment: Payment
     sender_wallet_id: UUID
-    keep: timedelta
-    sender: Activity | None  # as it was before this payment, for a reviewer
+    sender: RecentPayments  # as they were before this payment, for a reviewer
 
     @property
     def sender_activity(self) -> dict[str, int]:
         """The sender's recent activity as a reviewer reads it (only a held payment asks)."""
-        return self.sender.summary(self.at) if self.sender is not None else {}
+        return self.sender.summary(self.at)
 
     def refused(self) -> Screening:
         """This screening as a refusal (a payment that would be held but cannot wait)."""
         return replace(self, verdict=replace(self.verdict, outcome=Outcome.REFUSE))
 
     def record(self, unit: UnitOfWork) -> None:
-        """The decision as an event on the sender's activity (and the device's)."""
-        subjects = [(Activity.id_for_sender(self.sender_wallet_id),
-                     f"wallet/{self.sender_wallet_id}")]
+        """The decision as an event on the device's activity, and on the sender's if it has
+        reasons (a clean payment is on record as the payer's wallet line)."""
+        subjects = []
+        if self.verdict.reasons:
+            subjects.append((Activity.id_for_sender(self.sender_wallet_id),
+                             f"wallet/{self.sender_wallet_id}"))
         if self.payment.device is not None:
             subjects.append((Activity.id_for_device(self.payment.device),
                              f"device/{self.payment.device}"))
@@ -88,19 +89,16 @@ class Screening:
             activity = _activity(unit, activity_id, subject)
             activity.screened(order_id=self.order_id, at=self.at, amount=self.payment.amount,
                               recipient=self.payment.recipient, device=self.payment.device,
-                              verdict=self.verdict, keep=self.keep)
+                              verdict=self.verdict)
         for rule in self.verdict.rules or ("none",):
             SCREENED.labels(self.verdict.outcome.value, rule).inc()
 
 
-def screening_probes(command: MoneyCommand, wallet_id: UUID | None) -> tuple[UUID, ...]:
+def screening_probes(command: MoneyCommand) -> tuple[UUID, ...]:
     """Ids screening may find absent (asked about with the batch's other probes)."""
-    probes = [FraudRules.ID]
-    if wallet_id is not None:
-        probes.append(Activity.id_for_sender(wallet_id))
     if command.device_id:
-        probes.append(Activity.id_for_device(command.device_id))
-    return tuple(probes)
+        return (FraudRules.ID, Activity.id_for_device(command.device_id))
+    return (FraudRules.ID,)
 
 
 def screen(command: MoneyCommand, flow: MoneyFlow, order_id: UUID, unit: UnitOfWork,
@@ -110,10 +108,11 @@ def screen(command: MoneyCommand, flow: MoneyFlow, order_id: UUID, unit: UnitOfW
             or not isinstance(flow.payer, Wallet)):
         return None
     stored_rules = unit.find(FraudRules.ID, FraudRules)
-    rules = stored_rules.rules if stored_rules is not None else RuleSet()
-    sender = unit.find(Activity.id_for_sender(flow.payer.id), Activity)
-    device = (unit.find(Activity.id_for_device(command.device_id), Activity)
-              if command.device_id else None)
+    rules = stored_rules.rules if stored_rules is not None else DEFAULT_RULES
+    sender = flow.payer.payments
+    device_activity = (unit.find(Activity.id_for_device(command.device_id), Activity)
+                       if command.device_id else None)
+    device = device_activity.payments if device_activity is not None else None
     payment = Payment(
         amount=flow.money.amount,
         recipient=str(flow.payee.id) if isinstance(flow.payee, Wallet) else flow.payee.value,
@@ -125,29 +124,33 @@ def screen(command: MoneyCommand, flow: MoneyFlow, order_id: UUID, unit: UnitOfW
     if context.fraud_screening == "monitor" and verdict.outcome != Outcome.ALLOW:
         verdict = replace(verdict, outcome=Outcome.ALLOW,
                           reasons=(f"monitor only: would {verdict.outcome}", *verdict.reasons))
-    return Screening(verdict, order_id, now, payment, flow.payer.id, rules.longest_window, sender)
+    return Screening(verdict, order_id, now, payment, flow.payer.id, sender)
 
 
-def judge(rules: RuleSet, payment: Payment, sender: Activity | None, device: Activity | None,
-          now: datetime) -> Verdict:
+def judge(rules: RuleSet, payment: Payment, sender: RecentPayments,
+          device: RecentPayments | None, now: datetime) -> Verdict:
     """Every rule's say on a payment, summed into one score and an outcome."""
     tripped: list[tuple[str, int, str]] = []
-    recent = sender.recent if sender is not None else ()
-    to_recipient = tuple(a for a in recent if a.recipient == payment.recipient)
-    for rule, velocity, attempts in (
-            ("sender_velocity", rules.sender_velocity, recent),
+    # Only when all of the sender's payments in its window would be too many for one recipient
+    # are that recipient's counted (a walk through them, where the others are a subtraction).
+    to_recipient = (_to(payment.recipient, sender)
+                    if _too_fast(rules.recipient_velocity, sender.in_window, payment.amount, now)
+                    else sender.in_window)
+    for rule, velocity, paid in (
+            ("sender_velocity", rules.sender_velocity, sender.in_window),
             ("recipient_velocity", rules.recipient_velocity, to_recipient),
-            ("device_velocity", rules.device_velocity, device.recent if device else ())):
-        reason = _too_fast(velocity, attempts, payment.amount, now)
+            ("device_velocity", rules.device_velocity,
+             device.in_window if device is not None else _none)):
+        reason = _too_fast(velocity, paid, payment.amount, now)
         if reason:
             tripped.append((rule, velocity.score, reason))
-    if (sender is not None and sender.paid_count >= rules.history_min_payments
+    if (sender.count >= rules.history_min_payments
             and payment.amount >= rules.history_min_amount
             and payment.amount > rules.history_multiple * sender.average):
         reason = (f"{payment.amount} is over {rules.history_multiple} times the sender's "
                   f"average payment ({sender.average})")
         tripped.append(("history", rules.history_score, reason))
-    if (payment.device is not None and sender is not None and sender.devices
+    if (payment.device is not None and sender.devices
             and payment.device not in sender.devices
             and payment.amount >= rules.new_device_amount):
         tripped.append(("new_device", rules.new_device_score,
@@ -173,17 +176,31 @@ def is_held_for_review(order: PaymentOrder) -> bool:
     return order.status == OrderStatus.PENDING and order.order_type in HELD_WHEN_PENDING
 
 
-def _too_fast(velocity: Velocity, attempts: tuple[Attempt, ...], amount: int,
-              now: datetime) -> str:
-    since = (now - timedelta(seconds=velocity.window_seconds)).isoformat()
-    window = [a for a in attempts if a.at > since]
-    if len(window) + 1 > velocity.max_count:
-        return (f"{len(window) + 1} payments in {velocity.window_seconds} s "
+# How many payments, and how much, in the `seconds` before `now`.
+PaidInWindow = Callable[[datetime, int], tuple[int, int]]
+
+
+def _too_fast(velocity: Velocity, paid: PaidInWindow, amount: int, now: datetime) -> str:
+    count, total = paid(now, velocity.window_seconds)
+    if count + 1 > velocity.max_count:
+        return (f"{count + 1} payments in {velocity.window_seconds} s "
                 f"(at most {velocity.max_count})")
-    total = sum(a.amount for a in window) + amount
+    total += amount
     if total > velocity.max_amount:
         return f"{total} paid in {velocity.window_seconds} s (at most {velocity.max_amount})"
     return ""
+
+
+def _to(recipient: str, sender: RecentPayments) -> PaidInWindow:
+    """The sender's payments to one recipient in a window."""
+    def paid(now: datetime, seconds: int) -> tuple[int, int]:
+        amounts = [a.amount for a in sender.window(now, seconds) if a.recipient == recipient]
+        return len(amounts), sum(amounts)
+    return paid
+
+
+def _none(now: datetime, seconds: int) -> tuple[int, int]:
+    return 0, 0
 
 
 def _names_of(command: MoneyCommand, flow: MoneyFlow) -> frozenset[str]:

@@ -216,11 +216,15 @@ def wallet_story() -> Iterator[Aggregate]:
     wallet.debit(usd(1_000), entry_id=uuid4(), on=TODAY, limits=DEFAULT_LIMITS["unverified"],
                  **line)
     yield wallet
+    made_at = datetime(2026, 3, 13, 9, 26, 40, tzinfo=UTC)
+    wallet.debit(usd(1_000), entry_id=uuid4(), on=TODAY, made_at=made_at, device="phone", **line)
+    yield wallet
     wallet.pay_fee(usd(25), entry_id=uuid4(), reference="x")
     yield wallet
     paid, cancelled = uuid4(), uuid4()
     for hold_id in (paid, cancelled):
-        wallet.hold(usd(2_000), hold_id=hold_id, entry_type=TransactionType.PAYOUT, on=TODAY)
+        wallet.hold(usd(2_000), hold_id=hold_id, entry_type=TransactionType.PAYOUT, on=TODAY,
+                    counterparty="payout_clearing", made_at=made_at, device="phone")
         yield wallet
     wallet.capture(usd(1_500), hold_id=paid, entry_type=TransactionType.PAYOUT,
                    counterparty="payout_clearing", reference="to the bank")
@@ -413,8 +417,7 @@ def activity_story() -> Iterator[Aggregate]:
     yield activity
     for outcome in (Outcome.ALLOW, Outcome.HOLD, Outcome.REFUSE):
         activity.screened(order_id=uuid4(), at=now, amount=100, recipient="r", device="phone",
-                          verdict=Verdict(outcome, 10, ("why",), ("rule",)),
-                          keep=timedelta(hours=1))
+                          verdict=Verdict(outcome, 10, ("why",), ("rule",)))
         yield activity
 
 

@@ -12,6 +12,7 @@ from gopay.aggregates.errors import InvalidState
 from gopay.aggregates.fraud import Activity, FraudRules, FraudSuspected, Review, RuleSet, Velocity
 from gopay.aggregates.payment_order import OrderStatus, PaymentOrder
 from gopay.aggregates.user import User
+from gopay.aggregates.wallet import Wallet
 from gopay.commands.fraud_reviews import ApproveReview, ChangeFraudRules, RejectReview
 from gopay.commands.screening import is_held_for_review
 from tests.unit.commands.in_memory import InMemoryGoPay, settings, wallet_id
@@ -139,6 +140,33 @@ class TestRules:
         gopay.fund(ada, 100)
         gopay.transfer(ada, grace.email, 10)
         assert gopay.events(Activity.id_for_sender(wallet_id(ada))) == []
+        assert gopay.wallet(ada).payments.count == 0
+
+    def test_a_clean_payment_is_on_record_as_its_wallet_line_only(
+            self, gopay: InMemoryGoPay, ada: User, grace: User) -> None:
+        """A payment no rule says anything about writes no screening event: the payer's line
+        says when it was made and from which device, and the wallet rebuilt from its events
+        counts it; a payment with reasons is an event on the sender's activity too."""
+        gopay.transfer(ada, grace.email, 10, device_id="phone-1")
+        gopay.transfer(ada, grace.email, 20, client_country="US")
+        assert gopay.events(Activity.id_for_sender(wallet_id(ada))) == []
+        debited = [e for e in gopay.events(wallet_id(ada)) if isinstance(e, Wallet.Debited)]
+        assert [(e.amount, e.device, e.made_at is not None) for e in debited] == [
+            (10, "phone-1", True), (20, None, True)]
+        rebuilt = None
+        for stored in gopay.events(wallet_id(ada)):
+            rebuilt = stored.mutate(rebuilt)
+        assert rebuilt is not None and rebuilt.payments == gopay.wallet(ada).payments
+        assert (rebuilt.payments.count, rebuilt.payments.total) == (2, 30)
+        assert rebuilt.payments.devices == ("phone-1",)
+        assert [e.amount for e in gopay.events(Activity.id_for_device("phone-1"))
+                if isinstance(e, Activity.Screened)] == [10]
+
+        gopay.transfer(ada, grace.email, 30, client_country="FR")  # flagged, not held
+        flagged = [e for e in gopay.events(Activity.id_for_sender(wallet_id(ada)))
+                   if isinstance(e, Activity.Screened)]
+        assert [(e.amount, e.outcome, e.score) for e in flagged] == [(30, "allow", 30)]
+        assert gopay.wallet(ada).payments.count == 3
 
 
     def test_a_payment_that_cannot_wait_is_refused_not_held(
