@@ -321,6 +321,7 @@ def main() -> None:
         print(f"  with table lock: {locked:,.0f} tx/s  (GoPay reaches {rate / locked:.0%})")
     finally:
         server_pg.destroy()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
