@@ -3,14 +3,16 @@
 A line is matched when it agrees with GoPay's payment order in every field: the order it
 names exists and is of its type, under the same PSP reference, with the same status, amount,
 currency and fee. Anything else is one finding of one kind (the first that applies, in the
-order of `_compare`). Orders of the file's days that the PSP should know and no line named
+order of `finding_for`). Orders of the file's days that the PSP should know and no line named
 are `missing_in_psp`.
 
 Each finding says what the difference means in money: how much more (or less) the PSP
 holds than GoPay's clearing account says, which is what finance may move to suspense.
 
-Lines stream through: orders are looked up in batches, and only what tells duplicates apart
-(the references and orders seen) is kept, so a file of a million lines fits in memory.
+`Matcher` applies the rules as lines stream through, looking orders up in batches and keeping
+what tells duplicates apart (the references and orders seen): any `Ledger` will do (a fake in
+tests). Reconciliation runs use `StagedMatcher` (gopay.reconcile.staged_matching), which
+leaves the comparing to PostgreSQL and the explaining to the same rules.
 """
 
 from __future__ import annotations
