@@ -158,7 +158,7 @@ class StagedMatcher(Matcher):
             order = ExpectedOrder._make(row[9:18]) if row[9] is not None else None
             finding = finding_for(line, order, row[18], row[19])
             if finding is None:
-                continue  # the database's test is stricter than the rules: a match after all
+                continue  # the database flags more than the rules find: a match after all
             self.summary["matched"] -= 1
             self.summary[finding.kind] += 1
             hour = self._hour(line.settled_at)
