@@ -90,6 +90,15 @@ def seed(url: str, lines: int, path: Path, rng: random.Random) -> dict[str, int]
     return expected
 
 
+def postgres_cpu(server: EmbeddedPostgres | None) -> float:
+    """CPU seconds of the postmaster and of its ended children (the backends), or 0."""
+    if server is None:
+        return 0.0
+    pid = (server.data_dir / "postmaster.pid").read_text().split()[0]
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(tick) for tick in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--lines", type=int, default=1_000_000)
@@ -112,6 +121,8 @@ def main() -> None:
               f"in {time.monotonic() - started:.0f} s")
 
         env = {**os.environ, "GOPAY_DATABASE_URL": url, "GOPAY_VAR_DIR": str(work / "var")}
+        time.sleep(1)  # the seeding's backend ends and is counted before the run
+        postgres_before = postgres_cpu(server)
         started = time.monotonic()
         # Its output goes to files, not pipes: wait4 (for the peak memory) reads nothing, and
         # a pipe it filled would stop the process.
@@ -120,12 +131,16 @@ def main() -> None:
                                        env=env, stdout=stdout, stderr=stderr)
             _, status, usage = os.wait4(process.pid, 0)
         elapsed = time.monotonic() - started
+        time.sleep(1)  # the run's backends end and the postmaster counts them
+        postgres = postgres_cpu(server) - postgres_before
         out, err = (work / "out").read_text(), (work / "err").read_text()
         if os.waitstatus_to_exitcode(status) != 0:
             raise SystemExit(f"gopay reconcile failed:\n{out}\n{err}")
         summary = json.loads(out)["summary"]
         print(f"gopay reconcile: {elapsed:.1f} s, peak memory {usage.ru_maxrss / 1024:.0f} MiB, "
-              f"{options.lines / elapsed:,.0f} lines/s")
+              f"{options.lines / elapsed:,.0f} lines/s; CPU {usage.ru_utime + usage.ru_stime:.1f} s "
+              f"(user {usage.ru_utime:.1f} s), PostgreSQL's {postgres:.1f} s; load average "
+              f"{' '.join(f'{load:.1f}' for load in os.getloadavg())}")
         print(f"summary {summary}")
         if summary != expected:
             raise SystemExit(f"the summary is not what the file holds: expected {expected}")

@@ -31,12 +31,13 @@ CLEARING_ACCOUNTS = frozenset(
     for currency in CURRENCIES)
 # Orders the PSP has (or should have) heard of: not those it refused, nor refunds GoPay made
 # between wallets without it.
+KNOWN_TO_PSP = ("NOT (status = 'failed' AND psp_reference IS NULL) "
+                "AND (kind <> 'refund' OR psp_reference IS NOT NULL)")
 # In one query, in the order of their ids (the uuids', not their text's: a page at a time
 # sorted the days' orders again as text for every page).
 ORDER_IDS_OF_DAYS = (
-    "SELECT order_id::text FROM psp_orders WHERE day = ANY(%s::date[]) "
-    "AND NOT (status = 'failed' AND psp_reference IS NULL) "
-    "AND (kind <> 'refund' OR psp_reference IS NOT NULL) ORDER BY order_id")
+    f"SELECT order_id::text FROM psp_orders WHERE day = ANY(%s::date[]) AND {KNOWN_TO_PSP} "
+    "ORDER BY order_id")
 # Ids made into Python strings at a time (libpq holds the rows, a few dozen bytes each).
 ORDER_IDS_AT_A_TIME = 50_000
 EXPECTED = (
@@ -46,9 +47,7 @@ EXPECTED = (
 EXPECTED_WITH_CREATED_AT = EXPECTED.replace("NULL::timestamptz", "created_at")
 TOTALS_OF_DAYS = (
     "SELECT kind, status, currency, count(*)::bigint AS count, sum(amount)::bigint AS amount, "
-    "sum(psp_fee)::bigint AS fee FROM psp_orders WHERE day = ANY(%s::date[]) "
-    "AND NOT (status = 'failed' AND psp_reference IS NULL) "
-    "AND (kind <> 'refund' OR psp_reference IS NOT NULL) "
+    f"sum(psp_fee)::bigint AS fee FROM psp_orders WHERE day = ANY(%s::date[]) AND {KNOWN_TO_PSP} "
     "GROUP BY kind, status, currency ORDER BY kind, status, currency")
 
 

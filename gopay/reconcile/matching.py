@@ -3,14 +3,16 @@
 A line is matched when it agrees with GoPay's payment order in every field: the order it
 names exists and is of its type, under the same PSP reference, with the same status, amount,
 currency and fee. Anything else is one finding of one kind (the first that applies, in the
-order of `_compare`). Orders of the file's days that the PSP should know and no line named
+order of `finding_for`). Orders of the file's days that the PSP should know and no line named
 are `missing_in_psp`.
 
 Each finding says what the difference means in money: how much more (or less) the PSP
 holds than GoPay's clearing account says, which is what finance may move to suspense.
 
-Lines stream through: orders are looked up in batches, and only what tells duplicates apart
-(the references and orders seen) is kept, so a file of a million lines fits in memory.
+`Matcher` applies the rules as lines stream through, looking orders up in batches and keeping
+what tells duplicates apart (the references and orders seen): any `Ledger` will do (a fake in
+tests). Reconciliation runs use `StagedMatcher` (gopay.reconcile.staged_matching), which
+leaves the comparing to PostgreSQL and the explaining to the same rules.
 """
 
 from __future__ import annotations
@@ -129,7 +131,7 @@ class Matcher:
         with ThreadPoolExecutor(1, thread_name_prefix="reconcile-lookups") as lookups:
             ahead: _Batch | None = None
             for batch in _batched(lines, self.batch_size):
-                keys = [_order_key(line) for line in batch]
+                keys = [order_key(line) for line in batch]
                 looked_up = lookups.submit(self.ledger.expected, [key for key in keys if key is not None])
                 if ahead is not None:
                     yield from self._compare_batch(*ahead)
@@ -145,6 +147,12 @@ class Matcher:
             self._count(line, finding)
             if finding is not None:
                 yield finding
+
+    def findings(self, lines: Iterable[SettlementLine]) -> Iterator[Finding]:
+        """The findings of the file's lines in the file's order, then the orders of its days
+        that no line named."""
+        yield from self.compare(lines)
+        yield from self.missing_in_psp()
 
     @property
     def period(self) -> tuple[str, ...]:
@@ -163,7 +171,7 @@ class Matcher:
                 assert order.created_at is not None, "asked for"
                 self.summary[ItemKind.MISSING_IN_PSP] += 1
                 self._hour(order.created_at)[1] += 1
-                yield _missing_in_psp(order)
+                yield order_missing_in_psp(order)
 
     def report(self) -> dict[str, Any]:
         """What the report shows beside the findings: totals of both sides, and the day by hour."""
@@ -176,45 +184,15 @@ class Matcher:
             "ledger_totals": self.ledger.totals(self.period),
         }
 
-    def _compare(self, line: SettlementLine, key: str | None,  # noqa: PLR0911 - one answer per kind
+    def _compare(self, line: SettlementLine, key: str | None,
                  order: ExpectedOrder | None) -> Finding | None:
-        first = self._references.get(line.psp_reference)
-        if first is not None:
-            return _finding(ItemKind.DUPLICATES, line, order, None, f"the PSP lists operation "
-                            f"{line.psp_reference} again (first on line {first}): a file error, "
-                            "the money moved once", difference=False)
-        self._references[line.psp_reference] = line.number
-        if order is None:
-            return _finding(ItemKind.MISSING_IN_LEDGER, line, None, None,
-                            f"GoPay has no {line.type} under {line.merchant_reference}")
-        if order.kind != line.type:
-            return _finding(ItemKind.MISSING_IN_LEDGER, line, order, None,
-                            f"GoPay's order {order.order_id} is a {order.kind}, not a {line.type}")
-        first = self._orders.get(order.order_id)
-        if first is not None:
-            return _finding(ItemKind.DUPLICATES, line, order, None,
-                            f"a second {line.type} for GoPay's order {order.order_id} (the "
-                            f"first on line {first}): the PSP may have moved the money twice")
-        if order.psp_reference and order.psp_reference != line.psp_reference:
-            return _finding(ItemKind.MISSING_IN_LEDGER, line, order, None,
-                            f"GoPay knows its order {order.order_id} at the PSP as "
-                            f"{order.psp_reference}, not as {line.psp_reference}")
-        self._orders[order.order_id] = line.number
-        if FINAL_STATUS[line.status] != order.status:
-            waiting = (" and is still waiting for the PSP's answer"
-                       if order.status in (OrderStatus.CREATED, OrderStatus.PENDING) else "")
-            return _finding(ItemKind.STATUS_MISMATCH, line, order, {"status": order.status},
-                            f"the PSP {line.status} it; GoPay's order is {order.status}{waiting}")
-        if (line.amount, line.currency) != (order.amount, order.currency):
-            return _finding(ItemKind.AMOUNT_MISMATCH, line, order,
-                            {"amount": order.amount, "currency": order.currency},
-                            f"the PSP moved {line.amount} {line.currency}; GoPay booked "
-                            f"{order.amount} {order.currency}")
-        if line.fee != order.fee:
-            return _finding(ItemKind.FEE_MISMATCH, line, order, {"fee": order.fee},
-                            f"the PSP kept a fee of {line.fee} {line.currency}; GoPay booked "
-                            f"{order.fee}")
-        return None
+        first_reference = self._references.setdefault(line.psp_reference, line.number)
+        first_order = None
+        if first_reference == line.number and order is not None and order.kind == line.type:
+            first_order = self._orders.get(order.order_id)
+            if first_order is None and names(line, order):
+                first_order = self._orders[order.order_id] = line.number
+        return finding_for(line, order, first_reference, first_order)
 
     def _count(self, line: SettlementLine, finding: Finding | None) -> None:
         self.lines += 1
@@ -228,14 +206,68 @@ class Matcher:
         totals[2] += line.fee
 
     def _hour(self, moment: datetime) -> list[int]:
-        day = moment.date()
+        """[matched, differing] of the moment's hour."""
+        return self._day(moment.date())[moment.hour]
+
+    def _day(self, day: date) -> list[list[int]]:
         hours = self._hours.get(day)
         if hours is None:
             hours = self._hours[day] = [[0, 0] for _ in range(24)]
-        return hours[moment.hour]
+        return hours
 
 
-def _order_key(line: SettlementLine) -> str | None:
+def names(line: SettlementLine, order: ExpectedOrder) -> bool:
+    """Whether a line of the order's type is about that order at the PSP: GoPay knows no
+    other reference for it (the line must also be the first of its reference)."""
+    return not order.psp_reference or order.psp_reference == line.psp_reference
+
+
+def finding_for(line: SettlementLine,  # noqa: PLR0911 - one answer per kind
+                order: ExpectedOrder | None, first_reference: int,
+                first_order: int | None) -> Finding | None:
+    """What is wrong with a line, if anything (the first that applies): the rules of matching.
+
+    `order` is the ledger's order the line names (None if there is none),
+    `first_reference` the file's first line with the line's PSP reference, and `first_order`
+    the file's first line that names the order (the first of its reference, of the order's
+    type, under no other reference GoPay knows), if any.
+    """
+    if first_reference != line.number:
+        return _finding(ItemKind.DUPLICATES, line, order, None, f"the PSP lists operation "
+                        f"{line.psp_reference} again (first on line {first_reference}): a file "
+                        "error, the money moved once", difference=False)
+    if order is None:
+        return _finding(ItemKind.MISSING_IN_LEDGER, line, None, None,
+                        f"GoPay has no {line.type} under {line.merchant_reference}")
+    if order.kind != line.type:
+        return _finding(ItemKind.MISSING_IN_LEDGER, line, order, None,
+                        f"GoPay's order {order.order_id} is a {order.kind}, not a {line.type}")
+    if first_order is not None and first_order < line.number:
+        return _finding(ItemKind.DUPLICATES, line, order, None,
+                        f"a second {line.type} for GoPay's order {order.order_id} (the "
+                        f"first on line {first_order}): the PSP may have moved the money twice")
+    if not names(line, order):
+        return _finding(ItemKind.MISSING_IN_LEDGER, line, order, None,
+                        f"GoPay knows its order {order.order_id} at the PSP as "
+                        f"{order.psp_reference}, not as {line.psp_reference}")
+    if FINAL_STATUS[line.status] != order.status:
+        waiting = (" and is still waiting for the PSP's answer"
+                   if order.status in (OrderStatus.CREATED, OrderStatus.PENDING) else "")
+        return _finding(ItemKind.STATUS_MISMATCH, line, order, {"status": order.status},
+                        f"the PSP {line.status} it; GoPay's order is {order.status}{waiting}")
+    if (line.amount, line.currency) != (order.amount, order.currency):
+        return _finding(ItemKind.AMOUNT_MISMATCH, line, order,
+                        {"amount": order.amount, "currency": order.currency},
+                        f"the PSP moved {line.amount} {line.currency}; GoPay booked "
+                        f"{order.amount} {order.currency}")
+    if line.fee != order.fee:
+        return _finding(ItemKind.FEE_MISMATCH, line, order, {"fee": order.fee},
+                        f"the PSP kept a fee of {line.fee} {line.currency}; GoPay booked "
+                        f"{order.fee}")
+    return None
+
+
+def order_key(line: SettlementLine) -> str | None:
     """The id of GoPay's order a line is about, as PostgreSQL writes a uuid (a chargeback's
     is derived from its reference)."""
     reference = line.merchant_reference
@@ -267,7 +299,8 @@ def _finding(kind: ItemKind, line: SettlementLine, order: ExpectedOrder | None,
                    _difference(line, counted) if difference else None)
 
 
-def _missing_in_psp(order: ExpectedOrder) -> Finding:
+def order_missing_in_psp(order: ExpectedOrder) -> Finding:
+    """The finding of an order of the file's days that no line named."""
     cause = {OrderStatus.SUCCEEDED: f"GoPay booked this {order.kind} but the file has no line for it",
              OrderStatus.FAILED: f"GoPay recorded the PSP's failure of this {order.kind} but the "
                                  "file has no line for it"}.get(

@@ -1,6 +1,7 @@
 """Reconciling a settlement file: read it once for its digest (the run's identity), then
-check and match it against the ledger in one streaming pass, recording the run (and its
-findings, in chunks) as it goes; and the daily run of the PSP's file of the day before.
+check it in one streaming pass into PostgreSQL, which matches it against the ledger; the run
+and its findings (in chunks) recorded as they come; and the daily run of the PSP's file of
+the day before.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
-from itertools import chain
 from typing import Any, BinaryIO
 from uuid import UUID, uuid4
 
@@ -25,8 +25,8 @@ from gopay.commands.reconciliation import (
     StartReconciliation,
 )
 from gopay.reconcile import settlement
-from gopay.reconcile.matching import Matcher
 from gopay.reconcile.settlement import SettlementFileInvalid
+from gopay.reconcile.staged_matching import StagedMatcher
 from gopay.system import System
 
 log = logging.getLogger(__name__)
@@ -101,12 +101,12 @@ def _match(system: System, source: BinaryIO, run_id: UUID, attempt: UUID, digest
            sha256: str, requested: tuple[str, ...], progress: Progress | None) -> int:
     """Check and match every line, recording the findings as they come; the log position
     of the run's end."""
-    matcher = Matcher(system.read_side.psp_orders, requested)
+    matcher = StagedMatcher(system.read_side.psp_orders, requested)
     source.seek(0)
     lines = settlement.lines(source, _phase(progress, "matching"), digest)
     recorded = 0
     chunk: list[dict[str, Any]] = []
-    for finding in chain(matcher.compare(lines), matcher.missing_in_psp()):
+    for finding in matcher.findings(lines):
         chunk.append(finding.as_record())
         if len(chunk) == CHUNK:
             recorded = _record(system, run_id, attempt, recorded, chunk)
