@@ -29,6 +29,7 @@ from gopay.aggregates.ledger import TransactionType
 from gopay.aggregates.payment_order import PaymentOrder
 from gopay.aggregates.user import User
 from gopay.aggregates.wallet import Wallet
+from gopay.projections import arrays
 from gopay.projections.view import Check, PagedView, StoredStates
 from gopay.projections.wallets import WalletProjection
 
@@ -243,7 +244,7 @@ class AnalyticsView(PagedView):
                 "SELECT DISTINCT a.day, c.user_id FROM unnest(%s::date[], %s::uuid[]) "
                 "AS a(day, wallet_id) JOIN analytics_customers AS c USING (wallet_id) "
                 "ORDER BY 1, 2 ON CONFLICT DO NOTHING",
-                ([a[0] for a in active], [a[1] for a in active]))
+                (arrays.dates(a[0] for a in active), arrays.uuids(a[1] for a in active)))
 
     # The check against the events
 

@@ -20,6 +20,7 @@ from psycopg.sql import SQL, Literal
 
 from gopay.aggregates.payment_order import PaymentOrder
 from gopay.aggregates.wallet import Wallet
+from gopay.projections import arrays
 from gopay.projections.view import Check, PagedView, StoredStates
 
 # The events this read model shows, by the names its checks below give them.
@@ -242,10 +243,10 @@ class WalletView(PagedView):
                 "version = c.version FROM unnest(%s::uuid[], %s::bigint[], %s::bigint[], "
                 "%s::boolean[], %s::bigint[]) AS c(wallet_id, balance, held_delta, frozen, version) "
                 "WHERE w.wallet_id = c.wallet_id",
-                (list(changes), [c.get("balance") for c in changes.values()],
-                 [c["held_delta"] for c in changes.values()],
-                 [c.get("frozen") for c in changes.values()],
-                 [c["version"] for c in changes.values()]))
+                (arrays.uuids(changes), arrays.integers(c.get("balance") for c in changes.values()),
+                 arrays.integers(c["held_delta"] for c in changes.values()),
+                 arrays.booleans(c.get("frozen") for c in changes.values()),
+                 arrays.integers(c["version"] for c in changes.values())))
         _copy(cursor, "wallet_transactions (wallet_id, seq, entry_id, type, direction, amount, "
               "currency, status, counterparty, reference, created_at, balance_after)",
               self._history)
@@ -271,13 +272,14 @@ class WalletView(PagedView):
                 "SELECT * FROM unnest(%s::uuid[], %s::text[], %s::bigint[]) ORDER BY 1, 2 "
                 "ON CONFLICT (account_id, currency) "
                 "DO UPDATE SET balance = ledger_accounts.balance + EXCLUDED.balance",
-                ([d[0] for d in deltas], [d[1] for d in deltas], [d[2] for d in deltas]))
+                (arrays.uuids(d[0] for d in deltas), arrays.texts(d[1] for d in deltas),
+                 arrays.integers(d[2] for d in deltas)))
             # An account back at zero has no row, as one whose moves netted out within a page
             # never had one: the rows do not depend on where pages happened to end.
             cursor.execute(
                 "DELETE FROM ledger_accounts WHERE balance = 0 AND (account_id, currency) IN "
                 "(SELECT * FROM unnest(%s::uuid[], %s::text[]))",
-                ([d[0] for d in deltas], [d[1] for d in deltas]))
+                (arrays.uuids(d[0] for d in deltas), arrays.texts(d[1] for d in deltas)))
 
     # The check against the events
 
