@@ -76,12 +76,11 @@ lines AS (
 # registered) is read from the events: a fifth of the JSON to parse.
 FROM_WALLET_VIEW = """
 WITH ended AS (
-  SELECT e.originator_id AS id,
-    min(r.day) FILTER (WHERE e.topic = {succeeded}) AS succeeded_on,
-    min(r.day) FILTER (WHERE e.topic = {failed}) AS failed_on
-  FROM ({ended}) AS e, jsonb_to_record(e.state) AS t("timestamp" jsonb),
-    LATERAL (SELECT ((t."timestamp" ->> '_data_')::timestamptz AT TIME ZONE 'UTC')::date
-      AS day) AS r
+  SELECT id, min(day) FILTER (WHERE topic = {succeeded}) AS succeeded_on,
+    min(day) FILTER (WHERE topic = {failed}) AS failed_on
+  FROM (SELECT e.originator_id AS id, e.topic,
+      ((e.state #>> '{{timestamp,_data_}}')::timestamptz AT TIME ZONE 'UTC')::date AS day
+    FROM ({ended}) AS e OFFSET 0) AS e
   GROUP BY 1),
 orders AS (
   SELECT o.id, o.type, o.amount, o.currency, x.succeeded_on, x.failed_on
