@@ -73,7 +73,7 @@ lines AS (
 # The same, where the wallet read model has reached the same position: its own check compares
 # its lines and orders column by column with the events (`WalletView.checks`), so they stand
 # for those events here, and only what that view does not keep (the days orders ended, who
-# registered) is read from the events: a fifth of the JSON to parse.
+# registered) is read from the events: about a quarter of the JSON to parse.
 FROM_WALLET_VIEW = """
 WITH ended AS (
   SELECT id, min(day) FILTER (WHERE topic = {succeeded}) AS succeeded_on,

@@ -36,8 +36,8 @@ ORDER_TOPICS = {name: get_topic(cls) for name, cls in (
 
 # The read model recomputed from the events' stored JSON (each event parsed once, in a
 # subquery that OFFSET 0 keeps from being folded into its uses, and its fields taken from the
-# parsed value: a fifth cheaper than jsonb_to_record, which copies every nested object; a JSON
-# null becomes NULL, as there) and compared row by row: how many rows of each table differ. It
+# parsed value with operators: a fifth cheaper than jsonb_to_record, which copies every nested
+# object; a JSON null is NULL, as there) and compared row by row: how many rows of each table differ. It
 # says in SQL what the projection below says in Python (upcasters included: none of them
 # touches these fields), and must change with it. Two statements, one per aggregate type, so
 # that the checks of a store can run side by side.
