@@ -9,6 +9,15 @@ chain, as a group commit makes one). Then it times, and prints in events/s: rebu
 read model from event zero (what `gopay projections rebuild` does), `verify` (the chain, its
 checkpoint, the books and the read models), `gopay export` and `gopay import` into a second
 empty database.
+
+    .venv/bin/python benchmarks/audit.py --events 200000 --wallets 10000 --keep
+    .venv/bin/python benchmarks/audit.py --store /tmp/gopay-bench-audit-XXXX --steps rebuild,verify
+
+`--keep` leaves the filled store behind (the last line names its folder); `--store` times the
+steps asked for again on such a store, without filling it, so that code before and after a
+change can be compared on the same events. Each step also prints the CPU seconds it took in
+this process (Python) and in PostgreSQL (every server process): on a shared machine, wall
+time says more about the neighbours than about the code.
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import random
 import shutil
 import sys
@@ -163,11 +173,35 @@ def fill(system: System, events: int, wallets: int, batch_size: int) -> int:
     return stored
 
 
-def timed(what: str, events: int, work) -> float:  # type: ignore[no-untyped-def]
-    started = time.perf_counter()
+def server_cpu(data_dir: Path) -> float:
+    """CPU seconds the PostgreSQL server has used so far: the postmaster, the processes it
+    has reaped and those still running (Linux's /proc)."""
+    postmaster = int((data_dir / "postmaster.pid").read_text().split()[0])
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended meanwhile
+        pid, parent = int(entry.name), int(fields[1])
+        if pid == postmaster:
+            total += sum(int(f) for f in fields[11:15])  # its own and its reaped children's
+        elif parent == postmaster:
+            total += int(fields[11]) + int(fields[12])
+    return total / ticks
+
+
+def timed(what: str, events: int, work, data_dir: Path) -> float:  # type: ignore[no-untyped-def]
+    started, python, server = time.perf_counter(), time.process_time(), server_cpu(data_dir)
     result = work()
     seconds = time.perf_counter() - started
-    print(f"{what:<28} {seconds:8.2f} s   {events / seconds:>10,.0f} events/s"
+    python, server = time.process_time() - python, server_cpu(data_dir) - server
+    load = os.getloadavg()[0]
+    print(f"{what:<28} {seconds:8.2f} s   {events / seconds:>10,.0f} events/s   "
+          f"CPU: Python {python:6.1f} s, PostgreSQL {server:6.1f} s   load {load:.1f}"
           + (f"   {result}" if result is not None else ""), flush=True)
     return seconds
 
@@ -178,11 +212,16 @@ def main() -> None:
     parser.add_argument("--wallets", type=int, default=20_000)
     parser.add_argument("--batch", type=int, default=500, help="events per stored batch (block)")
     parser.add_argument("--keep", action="store_true", help="keep the PostgreSQL folder")
+    parser.add_argument("--store", type=Path,
+                        help="a folder kept by --keep: time the steps on it, without filling")
+    parser.add_argument("--steps", default="rebuild,verify,export,import",
+                        help="which steps to time, comma-separated (default: all)")
     args = parser.parse_args()
+    steps = set(args.steps.split(","))
 
     from gopay.reconcile import audit, export
 
-    workdir = Path(tempfile.mkdtemp(prefix="gopay-bench-audit-"))
+    workdir = args.store or Path(tempfile.mkdtemp(prefix="gopay-bench-audit-"))
     server = EmbeddedPostgres(workdir / "data").start()
     try:
         url = server.url
@@ -190,42 +229,53 @@ def main() -> None:
                             kyc_limits=json.loads(UNLIMITED))
         prepare_database(settings, url)
         system = System.connect(settings, url)
-        started = time.perf_counter()
-        events = fill(system, args.events, args.wallets, args.batch)
-        print(f"stored {events:,} events in batches of {args.batch} "
-              f"in {time.perf_counter() - started:.1f} s", flush=True)
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("VACUUM ANALYZE")
-        audit.checkpoint(system.app, system.signer)
+        if args.store:
+            events = system.app.recorder.max_notification_id() or 0
+            print(f"{events:,} events stored in {workdir}", flush=True)
+        else:
+            started = time.perf_counter()
+            events = fill(system, args.events, args.wallets, args.batch)
+            print(f"stored {events:,} events in batches of {args.batch} "
+                  f"in {time.perf_counter() - started:.1f} s", flush=True)
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute("VACUUM ANALYZE")
+            audit.checkpoint(system.app, system.signer)
+        data_dir = server.data_dir
 
         def verified() -> str:
             verdict = audit.verify(system.app, system.signer, system.read_side)
             return f"ok={verdict.ok} checked={verdict.events_checked:,}"
 
-        timed("projections rebuild", events, system.read_side.rebuild)
-        timed("verify", events, verified)
+        if "rebuild" in steps:
+            timed("projections rebuild", events, system.read_side.rebuild, data_dir)
+        if "verify" in steps:
+            timed("verify", events, verified, data_dir)
         exported = workdir / "history.tar"
 
         def head(manifest: dict) -> str:  # type: ignore[type-arg]
             return f"{manifest['events']:,} events, chain head at {manifest['chain_head']['position']:,}"
 
-        timed("export", events, lambda: head(export.export_history(system.app, exported)))
-        print(f"{'':<28} {exported.stat().st_size / 2**20:,.0f} MiB", flush=True)
+        if "export" in steps or "import" in steps:
+            timed("export", events, lambda: head(export.export_history(system.app, exported)),
+                  data_dir)
+            print(f"{'':<28} {exported.stat().st_size / 2**20:,.0f} MiB", flush=True)
         system.close()
 
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("CREATE DATABASE imported")
-        other = url.rsplit("/", 1)[0] + "/imported"
-        prepare_database(settings, other)
-        target = System.connect(settings, other)
-        try:
-            timed("import (with rebuild)", events,
-                  lambda: head(export.import_history(target.app, target.signer,
-                                                     target.read_side, exported)))
-        finally:
-            target.close()
+        if "import" in steps:
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute("DROP DATABASE IF EXISTS imported")
+                conn.execute("CREATE DATABASE imported")
+            other = url.rsplit("/", 1)[0] + "/imported"
+            prepare_database(settings, other)
+            target = System.connect(settings, other)
+            try:
+                timed("import (with rebuild)", events,
+                      lambda: head(export.import_history(target.app, target.signer,
+                                                         target.read_side, exported)), data_dir)
+            finally:
+                target.close()
     finally:
-        if args.keep:
+        if args.keep or args.store:
             server.stop()
             print(f"kept {workdir}")
         else:

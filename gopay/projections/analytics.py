@@ -23,13 +23,15 @@ from eventsourcing.projection import Projection
 from eventsourcing.utils import get_topic
 from psycopg import Connection, Cursor
 from psycopg.rows import DictRow
-from psycopg.sql import SQL, Literal
+from psycopg.sql import SQL, Composed, Identifier, Literal
 
 from gopay.aggregates.ledger import TransactionType
 from gopay.aggregates.payment_order import PaymentOrder
 from gopay.aggregates.user import User
 from gopay.aggregates.wallet import Wallet
+from gopay.projections import arrays
 from gopay.projections.view import Check, PagedView, StoredStates
+from gopay.projections.wallets import WalletProjection
 
 # The daily table's metrics besides the order types: fees charged, and orders that failed.
 FEES = "fee"
@@ -41,9 +43,12 @@ TOPICS = {name: get_topic(cls) for name, cls in (
     ("failed", PaymentOrder.Failed), ("registered", User.Registered),
     ("credited", Wallet.Credited), ("debited", Wallet.Debited), ("captured", Wallet.Captured))}
 
-# The read model recomputed in SQL from the events' stored JSON, and compared table by table:
-# how many rows of each differ. It says what the projection below says, and must change with it.
-DRIFT = """
+# The read model recomputed in SQL and compared table by table: how many rows of each
+# differ. It says what the projection below says, and must change with it. What it is
+# recomputed from comes first, as `orders` (id, type, amount, currency, succeeded_on,
+# failed_on), `customers` (wallet_id, user_id, registered_on) and `lines`, the wallets' lines
+# (wallet_id, debit, entry_type, amount, currency, day); then the comparison.
+FROM_EVENTS = """
 WITH events AS MATERIALIZED (
   SELECT e.originator_id AS id, e.topic, r.order_type, r.entry_type, r.amount, r.currency,
     (r.wallet_id ->> '_data_')::uuid AS wallet_id,
@@ -60,6 +65,37 @@ orders AS (
 customers AS (
   SELECT wallet_id, id AS user_id, day AS registered_on FROM events
   WHERE topic = {registered} AND wallet_id IS NOT NULL),
+lines AS (
+  SELECT id AS wallet_id, topic IN ({debited}, {captured}) AS debit, entry_type, amount,
+    currency, day
+  FROM events WHERE topic IN ({credited}, {debited}, {captured})),
+"""
+# The same, where the wallet read model has reached the same position: its own check compares
+# its lines and orders column by column with the events (`WalletView.checks`), so they stand
+# for those events here, and only what that view does not keep (the days orders ended, who
+# registered) is read from the events: about a quarter of the JSON to parse.
+FROM_WALLET_VIEW = """
+WITH ended AS (
+  SELECT id, min(day) FILTER (WHERE topic = {succeeded}) AS succeeded_on,
+    min(day) FILTER (WHERE topic = {failed}) AS failed_on
+  FROM (SELECT e.originator_id AS id, e.topic,
+      ((e.state #>> '{{timestamp,_data_}}')::timestamptz AT TIME ZONE 'UTC')::date AS day
+    FROM ({ended}) AS e OFFSET 0) AS e
+  GROUP BY 1),
+orders AS (
+  SELECT o.id, o.type, o.amount, o.currency, x.succeeded_on, x.failed_on
+  FROM payment_orders AS o LEFT JOIN ended AS x USING (id)),
+customers AS (
+  SELECT (r.wallet_id ->> '_data_')::uuid AS wallet_id, e.originator_id AS user_id,
+    ((r."timestamp" ->> '_data_')::timestamptz AT TIME ZONE 'UTC')::date AS registered_on
+  FROM ({registrations}) AS e, jsonb_to_record(e.state) AS r("timestamp" jsonb, wallet_id jsonb)
+  WHERE (r.wallet_id ->> '_data_') IS NOT NULL),
+lines AS (
+  SELECT wallet_id, direction = 'debit' AS debit, type AS entry_type, amount, currency,
+    (created_at AT TIME ZONE 'UTC')::date AS day
+  FROM wallet_transactions),
+"""
+COMPARED = """
 daily AS (
   SELECT succeeded_on AS day, currency, type AS metric, count(*) AS count,
     sum(amount)::bigint AS volume
@@ -68,11 +104,10 @@ daily AS (
   SELECT failed_on, currency, 'failed', count(*), sum(amount)::bigint
   FROM orders WHERE type IS NOT NULL AND failed_on IS NOT NULL GROUP BY 1, 2
   UNION ALL
-  SELECT day, currency, 'fee', count(*), sum(amount)::bigint FROM events
-  WHERE topic IN ({debited}, {captured}) AND entry_type = 'fee' GROUP BY 1, 2),
+  SELECT day, currency, 'fee', count(*), sum(amount)::bigint FROM lines
+  WHERE debit AND entry_type = 'fee' GROUP BY 1, 2),
 active AS (
-  SELECT DISTINCT e.day, c.user_id FROM events AS e JOIN customers AS c ON c.wallet_id = e.id
-  WHERE e.topic IN ({credited}, {debited}, {captured})),
+  SELECT DISTINCT e.day, c.user_id FROM lines AS e JOIN customers AS c USING (wallet_id)),
 open_orders AS (
   SELECT id, type, amount, currency FROM orders
   WHERE type IS NOT NULL AND succeeded_on IS NULL AND failed_on IS NULL)
@@ -208,7 +243,7 @@ class AnalyticsView(PagedView):
                 "SELECT DISTINCT a.day, c.user_id FROM unnest(%s::date[], %s::uuid[]) "
                 "AS a(day, wallet_id) JOIN analytics_customers AS c USING (wallet_id) "
                 "ORDER BY 1, 2 ON CONFLICT DO NOTHING",
-                ([a[0] for a in active], [a[1] for a in active]))
+                (arrays.dates(a[0] for a in active), arrays.uuids(a[1] for a in active)))
 
     # The check against the events
 
@@ -218,12 +253,17 @@ class AnalyticsView(PagedView):
 
     def _drift(self, application_name: str, conn: Connection[DictRow],
                states: StoredStates) -> list[str]:
-        events = states(list(TOPICS.values()), self.position_in(conn, application_name))
-        row = conn.execute(SQL(DRIFT).format(
-            events=events, **{name: Literal(topic) for name, topic in TOPICS.items()})).fetchone()
-        assert row is not None
-        return [f"the read model's {table} differ from the events in {rows} rows"
-                for table, rows in row.items() if rows]
+        position = self.position_in(conn, application_name)
+        topics = {name: Literal(topic) for name, topic in TOPICS.items()}
+        if _wallet_view_position(conn, application_name) == position:
+            found = _differences(conn, SQL(FROM_WALLET_VIEW + COMPARED).format(
+                ended=states([TOPICS["succeeded"], TOPICS["failed"]], position),
+                registrations=states([TOPICS["registered"]], position), **topics))
+            if not found:
+                return []
+            # Said against the events themselves, whatever the wallet view's own check finds.
+        return _differences(conn, SQL(FROM_EVENTS + COMPARED).format(
+            events=states(list(TOPICS.values()), position), **topics))
 
     # Queries
 
@@ -290,6 +330,21 @@ class AnalyticsProjection(Projection[AnalyticsView]):
         self.view.wallet_moved(wallet_id, at)
         if entry_type == TransactionType.FEE:
             self.view.fee_paid(amount, currency, at)
+
+
+def _wallet_view_position(conn: Connection[DictRow], application_name: str) -> int:
+    """The position the wallet read model has reached, as `conn` sees it."""
+    row = conn.execute(SQL("SELECT max(notification_id) AS position FROM {} "
+                           "WHERE application_name = %s").format(
+        Identifier(f"{WalletProjection.name}_tracking")), (application_name,)).fetchone()
+    return int(row["position"] or 0) if row else 0
+
+
+def _differences(conn: Connection[DictRow], statement: Composed) -> list[str]:
+    row = conn.execute(statement).fetchone()
+    assert row is not None
+    return [f"the read model's {table} differ from the events in {rows} rows"
+            for table, rows in row.items() if rows]
 
 
 def report(view: AnalyticsView, since: date, until: date) -> dict[str, Any]:

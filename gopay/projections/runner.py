@@ -116,18 +116,26 @@ class PagedProjectionRunner:
             projection.view.start_page()
         since = [positions[p.name] for p in behind]
         indexes = [self.projections.index(p) for p in behind]
+        # Per topic, the handlers of the views behind and where each view stands: looked up
+        # once a page, not once an event and view.
+        wanted_by_topic: dict[str, list[tuple[Handler, int]]] = {}
         for notification in notifications:
-            handlers = self._handlers.get(notification.topic)
-            if handlers is None:
-                handlers = self._handlers[notification.topic] = self._handlers_of(notification.topic)
-            wanted = [(handlers[i], since[n]) for n, i in enumerate(indexes) if handlers[i]]
+            wanted = wanted_by_topic.get(notification.topic)
+            if wanted is None:
+                handlers = self._handlers.get(notification.topic)
+                if handlers is None:
+                    handlers = self._handlers[notification.topic] = self._handlers_of(
+                        notification.topic)
+                wanted = wanted_by_topic[notification.topic] = [
+                    (cast(Handler, handlers[i]), since[n]) for n, i in enumerate(indexes)
+                    if handlers[i]]
             if not wanted:
                 continue  # no read model shows it: not even decoded
             event = self.app.mapper.to_domain_event(notification)
             tracking = Tracking(self.app.name, notification.id)
             for handler, after in wanted:
                 if notification.id > after:
-                    cast(Handler, handler)(event, tracking)
+                    handler(event, tracking)
         with self.projections[0].view.datastore.transaction(commit=True) as cursor:
             cursor.execute("SET LOCAL synchronous_commit TO off")
             for projection in behind:

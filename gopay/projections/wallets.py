@@ -20,6 +20,7 @@ from psycopg.sql import SQL, Literal
 
 from gopay.aggregates.payment_order import PaymentOrder
 from gopay.aggregates.wallet import Wallet
+from gopay.projections import arrays
 from gopay.projections.view import Check, PagedView, StoredStates
 
 # The events this read model shows, by the names its checks below give them.
@@ -33,21 +34,24 @@ ORDER_TOPICS = {name: get_topic(cls) for name, cls in (
     ("succeeded", PaymentOrder.Succeeded), ("reversed", PaymentOrder.Reversed),
     ("failed", PaymentOrder.Failed))}
 
-# The read model recomputed from the events' stored JSON (each event read once, its fields
-# taken by jsonb_to_record) and compared row by row: how many rows of each table differ. It
+# The read model recomputed from the events' stored JSON (each event parsed once, in a
+# subquery that OFFSET 0 keeps from being folded into its uses, and its fields taken from the
+# parsed value with operators: a fifth cheaper than jsonb_to_record, which copies every nested
+# object; a JSON null is NULL, as there) and compared row by row: how many rows of each table differ. It
 # says in SQL what the projection below says in Python (upcasters included: none of them
 # touches these fields), and must change with it. Two statements, one per aggregate type, so
 # that the checks of a store can run side by side.
 WALLETS_DRIFT = """
 WITH events AS MATERIALIZED (
   SELECT e.originator_id AS wallet_id, e.originator_version AS version, e.topic,
-    (r.owner_id ->> '_data_')::uuid AS owner_id, r.currency,
-    (coalesce(r.entry_id, r.hold_id) ->> '_data_')::uuid AS entry_id, r.entry_type, r.amount,
-    r.balance_after, r.counterparty, r.reference,
-    (r."timestamp" ->> '_data_')::timestamptz AS created_at
-  FROM ({events}) AS e, jsonb_to_record(e.state) AS r("timestamp" jsonb, owner_id jsonb,
-    currency text, entry_id jsonb, hold_id jsonb, entry_type text, amount bigint,
-    balance_after bigint, counterparty text, reference text)),
+    (e.state #>> '{{owner_id,_data_}}')::uuid AS owner_id, e.state ->> 'currency' AS currency,
+    (coalesce(nullif(e.state -> 'entry_id', 'null'), nullif(e.state -> 'hold_id', 'null'))
+      ->> '_data_')::uuid AS entry_id,
+    e.state ->> 'entry_type' AS entry_type, (e.state ->> 'amount')::bigint AS amount,
+    (e.state ->> 'balance_after')::bigint AS balance_after,
+    e.state ->> 'counterparty' AS counterparty, e.state ->> 'reference' AS reference,
+    (e.state #>> '{{timestamp,_data_}}')::timestamptz AS created_at
+  FROM ({events} OFFSET 0) AS e),
 wallets_expected AS (
   SELECT wallet_id, min(owner_id::text) FILTER (WHERE topic = {opened}) AS owner_id,
     min(currency) FILTER (WHERE topic = {opened}) AS currency,
@@ -76,14 +80,16 @@ SELECT
 """
 ORDERS_DRIFT = """
 WITH events AS MATERIALIZED (
-  SELECT e.originator_id AS id, e.originator_version AS version, e.topic, r.order_type,
-    (r.initiated_by ->> '_data_')::uuid AS initiated_by,
-    (r.payer_wallet_id ->> '_data_')::uuid AS payer, (r.payee_wallet_id ->> '_data_')::uuid AS payee,
-    r.amount, r.currency, r.note, r.psp_reference, r.reason, r.postings,
-    (r."timestamp" ->> '_data_')::timestamptz AS at
-  FROM ({events}) AS e, jsonb_to_record(e.state) AS r("timestamp" jsonb, order_type text,
-    initiated_by jsonb, payer_wallet_id jsonb, payee_wallet_id jsonb, amount bigint,
-    currency text, note text, psp_reference text, reason text, postings jsonb)),
+  SELECT e.originator_id AS id, e.originator_version AS version, e.topic,
+    e.state ->> 'order_type' AS order_type,
+    (e.state #>> '{{initiated_by,_data_}}')::uuid AS initiated_by,
+    (e.state #>> '{{payer_wallet_id,_data_}}')::uuid AS payer,
+    (e.state #>> '{{payee_wallet_id,_data_}}')::uuid AS payee,
+    (e.state ->> 'amount')::bigint AS amount, e.state ->> 'currency' AS currency,
+    e.state ->> 'note' AS note, e.state ->> 'psp_reference' AS psp_reference,
+    e.state ->> 'reason' AS reason, nullif(e.state -> 'postings', 'null') AS postings,
+    (e.state #>> '{{timestamp,_data_}}')::timestamptz AS at
+  FROM ({events} OFFSET 0) AS e),
 orders_expected AS (
   SELECT id, min(order_type) FILTER (WHERE topic = {created}) AS type,
     coalesce((array_agg(CASE topic WHEN {succeeded} THEN 'succeeded'
@@ -242,10 +248,10 @@ class WalletView(PagedView):
                 "version = c.version FROM unnest(%s::uuid[], %s::bigint[], %s::bigint[], "
                 "%s::boolean[], %s::bigint[]) AS c(wallet_id, balance, held_delta, frozen, version) "
                 "WHERE w.wallet_id = c.wallet_id",
-                (list(changes), [c.get("balance") for c in changes.values()],
-                 [c["held_delta"] for c in changes.values()],
-                 [c.get("frozen") for c in changes.values()],
-                 [c["version"] for c in changes.values()]))
+                (arrays.uuids(changes), arrays.integers(c.get("balance") for c in changes.values()),
+                 arrays.integers(c["held_delta"] for c in changes.values()),
+                 arrays.booleans(c.get("frozen") for c in changes.values()),
+                 arrays.integers(c["version"] for c in changes.values())))
         _copy(cursor, "wallet_transactions (wallet_id, seq, entry_id, type, direction, amount, "
               "currency, status, counterparty, reference, created_at, balance_after)",
               self._history)
@@ -271,13 +277,14 @@ class WalletView(PagedView):
                 "SELECT * FROM unnest(%s::uuid[], %s::text[], %s::bigint[]) ORDER BY 1, 2 "
                 "ON CONFLICT (account_id, currency) "
                 "DO UPDATE SET balance = ledger_accounts.balance + EXCLUDED.balance",
-                ([d[0] for d in deltas], [d[1] for d in deltas], [d[2] for d in deltas]))
+                (arrays.uuids(d[0] for d in deltas), arrays.texts(d[1] for d in deltas),
+                 arrays.integers(d[2] for d in deltas)))
             # An account back at zero has no row, as one whose moves netted out within a page
             # never had one: the rows do not depend on where pages happened to end.
             cursor.execute(
                 "DELETE FROM ledger_accounts WHERE balance = 0 AND (account_id, currency) IN "
                 "(SELECT * FROM unnest(%s::uuid[], %s::text[]))",
-                ([d[0] for d in deltas], [d[1] for d in deltas]))
+                (arrays.uuids(d[0] for d in deltas), arrays.texts(d[1] for d in deltas)))
 
     # The check against the events
 

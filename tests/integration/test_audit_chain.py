@@ -128,6 +128,27 @@ class TestReadModelsAreCompared:
         assert (verdict.chain_ok, verdict.ledger_balanced, verdict.projections_match) == (
             True, True, False)
 
+    def test_an_order_a_ledger_account_and_a_line_changed_in_the_views_are_found(
+            self, history: System, database_url: str) -> None:
+        """Each view row is compared with the fields the events' JSON says: an order's payer,
+        an account's balance and a line's moment, each changed behind the projection."""
+        history.read_side.catch_up()
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute("UPDATE payment_orders SET payer_wallet_id = payee_wallet_id WHERE id = "
+                         "(SELECT id FROM payment_orders WHERE type = 'transfer' LIMIT 1)")
+            conn.execute("UPDATE ledger_accounts SET balance = balance + 1 WHERE account_id = "
+                         "(SELECT account_id FROM ledger_accounts WHERE balance > 0 LIMIT 1)")
+            conn.execute("UPDATE wallet_transactions SET created_at = created_at + "
+                         "interval '1 microsecond' WHERE (wallet_id, seq) = "
+                         "(SELECT wallet_id, seq FROM wallet_transactions LIMIT 1)")
+        verdict = verify(history.app, history.signer, history.read_side)
+        assert (verdict.chain_ok, verdict.ledger_balanced, verdict.projections_match) == (
+            True, True, False)
+        assert verdict.problems == (
+            "the read model's wallet_transactions differ from the events in 1 rows",
+            "the read model's payment_orders differ from the events in 1 rows",
+            "the read model's ledger_accounts differ from the events in 1 rows")
+
     def test_an_entry_that_does_not_balance_is_found(self, history: System,
                                                      database_url: str) -> None:
         """A journal entry edited to create money fails the books (and the chain)."""
