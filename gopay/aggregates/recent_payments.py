@@ -18,6 +18,9 @@ from operator import attrgetter
 LONGEST_WINDOW = timedelta(days=1)
 # The most payments remembered: a velocity limit beyond it cannot be enforced.
 MAX_REMEMBERED = 1000
+# Payments older than a day are let go of every so many payments, not at each (a window
+# never reaches them, so they only take room).
+FORGET_EVERY = 32
 # The most devices remembered as the payer's own.
 MAX_DEVICES = 20
 
@@ -37,8 +40,8 @@ class Attempt:
 
 @dataclass(frozen=True)
 class RecentPayments:
-    """A payer's payments of the last day (at most `MAX_REMEMBERED`), their devices, and how
-    many payments and how much since the first."""
+    """A payer's payments of the last day (at most `MAX_REMEMBERED`, and a few older ones until
+    they are let go of), their devices, and how many payments and how much since the first."""
 
     attempts: tuple[Attempt, ...] = ()
     count: int = 0
@@ -48,9 +51,10 @@ class RecentPayments:
     def added(self, *, at: str, amount: int, recipient: str,
               device: str | None) -> RecentPayments:
         """These payments and one more, made `at` (after all the others)."""
-        since = (datetime.fromisoformat(at) - LONGEST_WINDOW).isoformat()
-        start = max(bisect_right(self.attempts, since, key=_at),
-                    len(self.attempts) - MAX_REMEMBERED + 1)
+        start = max(0, len(self.attempts) - MAX_REMEMBERED + 1)
+        if self.count % FORGET_EVERY == 0:
+            since = (datetime.fromisoformat(at) - LONGEST_WINDOW).isoformat()
+            start = max(start, bisect_right(self.attempts, since, key=_at))
         devices = self.devices
         if device is not None and device not in devices:
             devices = (*devices, device)[-MAX_DEVICES:]
@@ -62,21 +66,25 @@ class RecentPayments:
     def average(self) -> int:
         return self.total // self.count if self.count else 0
 
-    def window(self, now: datetime, seconds: int) -> tuple[Attempt, ...]:
-        """The payments remembered from the `seconds` before `now`."""
-        since = (now - timedelta(seconds=seconds)).isoformat()
+    def window(self, since: str) -> tuple[Attempt, ...]:
+        """The payments remembered made after `since` (see `since`)."""
         return self.attempts[bisect_right(self.attempts, since, key=_at):]
 
-    def in_window(self, now: datetime, seconds: int) -> tuple[int, int]:
-        """How many payments, and how much, in the `seconds` before `now`."""
-        window = self.window(now, seconds)
+    def in_window(self, since: str) -> tuple[int, int]:
+        """How many payments, and how much, made after `since`."""
+        window = self.window(since)
         return (len(window), self.total - window[0].paid_before) if window else (0, 0)
 
     def summary(self, now: datetime) -> dict[str, int]:
         """The payer's recent activity as a reviewer reads it."""
-        hour, hour_amount = self.in_window(now, 3600)
-        day, day_amount = self.in_window(now, 86_400)
+        hour, hour_amount = self.in_window(since(now, 3600))
+        day, day_amount = self.in_window(since(now, 86_400))
         return {"payments_last_hour": hour, "amount_last_hour": hour_amount,
                 "payments_last_day": day, "amount_last_day": day_amount,
                 "payments_total": self.count, "average_payment": self.average,
                 "devices": len(self.devices)}
+
+
+def since(now: datetime, seconds: int) -> str:
+    """The start of the window of `seconds` before `now`, as payments' times are written."""
+    return (now - timedelta(seconds=seconds)).isoformat()

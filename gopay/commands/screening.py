@@ -12,9 +12,9 @@ payment from a device is one on the device's, in the same batch.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import lru_cache
 from typing import TYPE_CHECKING
 from uuid import UUID
 
@@ -23,7 +23,7 @@ from prometheus_client import Counter
 from gopay.aggregates.fraud import Activity, FraudRules, Outcome, RuleSet, Velocity, Verdict
 from gopay.aggregates.ledger import TransactionType
 from gopay.aggregates.payment_order import OrderStatus, PaymentOrder
-from gopay.aggregates.recent_payments import RecentPayments
+from gopay.aggregates.recent_payments import RecentPayments, since
 from gopay.aggregates.user import User
 from gopay.aggregates.wallet import Wallet
 from gopay.group_commit import UnitOfWork
@@ -91,7 +91,7 @@ class Screening:
                               recipient=self.payment.recipient, device=self.payment.device,
                               verdict=self.verdict)
         for rule in self.verdict.rules or ("none",):
-            SCREENED.labels(self.verdict.outcome.value, rule).inc()
+            _screened(self.verdict.outcome.value, rule).inc()
 
 
 def screening_probes(command: MoneyCommand) -> tuple[UUID, ...]:
@@ -113,10 +113,10 @@ def screen(command: MoneyCommand, flow: MoneyFlow, order_id: UUID, unit: UnitOfW
     device_activity = (unit.find(Activity.id_for_device(command.device_id), Activity)
                        if command.device_id else None)
     device = device_activity.payments if device_activity is not None else None
+    recipient = str(flow.payee.id) if isinstance(flow.payee, Wallet) else flow.payee.value
     payment = Payment(
-        amount=flow.money.amount,
-        recipient=str(flow.payee.id) if isinstance(flow.payee, Wallet) else flow.payee.value,
-        counterparties=_names_of(command, flow),
+        amount=flow.money.amount, recipient=recipient,
+        counterparties=_names_of(command, recipient),
         device=command.device_id, client_country=command.client_country,
         account_country=_account_country(command, unit))
     now = context.clock()
@@ -131,17 +131,25 @@ def judge(rules: RuleSet, payment: Payment, sender: RecentPayments,
           device: RecentPayments | None, now: datetime) -> Verdict:
     """Every rule's say on a payment, summed into one score and an outcome."""
     tripped: list[tuple[str, int, str]] = []
+    starts = {seconds: since(now, seconds)
+              for seconds in {v.window_seconds for v in rules.velocities}}
+    by_sender = {seconds: sender.in_window(start) for seconds, start in starts.items()}
+    recipient = rules.recipient_velocity
     # Only when all of the sender's payments in its window would be too many for one recipient
     # are that recipient's counted (a walk through them, where the others are a subtraction).
-    to_recipient = (_to(payment.recipient, sender)
-                    if _too_fast(rules.recipient_velocity, sender.in_window, payment.amount, now)
-                    else sender.in_window)
+    to_recipient = by_sender[recipient.window_seconds]
+    if _too_fast(recipient, to_recipient, payment.amount):
+        amounts = [a.amount for a in sender.window(starts[recipient.window_seconds])
+                   if a.recipient == payment.recipient]
+        to_recipient = (len(amounts), sum(amounts))
+    from_device = (device.in_window(starts[rules.device_velocity.window_seconds])
+                   if device is not None else (0, 0))
     for rule, velocity, paid in (
-            ("sender_velocity", rules.sender_velocity, sender.in_window),
-            ("recipient_velocity", rules.recipient_velocity, to_recipient),
-            ("device_velocity", rules.device_velocity,
-             device.in_window if device is not None else _none)):
-        reason = _too_fast(velocity, paid, payment.amount, now)
+            ("sender_velocity", rules.sender_velocity,
+             by_sender[rules.sender_velocity.window_seconds]),
+            ("recipient_velocity", recipient, to_recipient),
+            ("device_velocity", rules.device_velocity, from_device)):
+        reason = _too_fast(velocity, paid, payment.amount)
         if reason:
             tripped.append((rule, velocity.score, reason))
     if (sender.count >= rules.history_min_payments
@@ -176,12 +184,10 @@ def is_held_for_review(order: PaymentOrder) -> bool:
     return order.status == OrderStatus.PENDING and order.order_type in HELD_WHEN_PENDING
 
 
-# How many payments, and how much, in the `seconds` before `now`.
-PaidInWindow = Callable[[datetime, int], tuple[int, int]]
-
-
-def _too_fast(velocity: Velocity, paid: PaidInWindow, amount: int, now: datetime) -> str:
-    count, total = paid(now, velocity.window_seconds)
+def _too_fast(velocity: Velocity, paid: tuple[int, int], amount: int) -> str:
+    """Why one more payment of `amount` is too many or too much, beside those `paid` (how
+    many, how much) in the velocity's window; empty when it is not."""
+    count, total = paid
     if count + 1 > velocity.max_count:
         return (f"{count + 1} payments in {velocity.window_seconds} s "
                 f"(at most {velocity.max_count})")
@@ -191,24 +197,15 @@ def _too_fast(velocity: Velocity, paid: PaidInWindow, amount: int, now: datetime
     return ""
 
 
-def _to(recipient: str, sender: RecentPayments) -> PaidInWindow:
-    """The sender's payments to one recipient in a window."""
-    def paid(now: datetime, seconds: int) -> tuple[int, int]:
-        amounts = [a.amount for a in sender.window(now, seconds) if a.recipient == recipient]
-        return len(amounts), sum(amounts)
-    return paid
+@lru_cache(maxsize=256)
+def _screened(outcome: str, rule: str) -> Counter:
+    """The counter of one outcome and rule (labels looked up once, not at every payment)."""
+    return SCREENED.labels(outcome, rule)
 
 
-def _none(now: datetime, seconds: int) -> tuple[int, int]:
-    return 0, 0
-
-
-def _names_of(command: MoneyCommand, flow: MoneyFlow) -> frozenset[str]:
-    names = {str(flow.payee.id) if isinstance(flow.payee, Wallet) else flow.payee.value}
-    recipient = getattr(command, "recipient", None)  # as a transfer's sender named them
-    if isinstance(recipient, str):
-        names.add(recipient.strip().lower())
-    return frozenset(names)
+def _names_of(command: MoneyCommand, payee: str) -> frozenset[str]:
+    named = getattr(command, "recipient", None)  # as a transfer's sender named them
+    return frozenset((payee, named.strip().lower()) if isinstance(named, str) else (payee,))
 
 
 def _account_country(command: MoneyCommand, unit: UnitOfWork) -> str | None:
