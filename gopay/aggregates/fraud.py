@@ -127,7 +127,7 @@ class Activity(Aggregate):
     reasons: a sender's payments are counted on their wallet); a device's payments are what
     its velocity rule reads."""
 
-    # Asked for every payment screened: remembered rather than hashed again.
+    # Asked for many payments (from a device, or with reasons): remembered, not hashed again.
     @staticmethod
     @lru_cache(maxsize=100_000)
     def id_for_sender(wallet_id: UUID) -> UUID:
