@@ -308,9 +308,11 @@ class Wallet(Aggregate):
         self.balance -= amount
         self.held -= amount
         hold = self.holds[str(hold_id)]
-        rest = {k: v for k, v in self.holds.items() if k != str(hold_id)}
+        rest = dict(self.holds)  # holds stay in the order they were made
         if hold.amount > amount:  # once some is paid, the payment counts as spent for good
             rest[str(hold_id)] = Hold(hold.amount - amount, hold.entry_type, hold.day, spent=0)
+        else:
+            del rest[str(hold_id)]
         self.holds = MappingProxyType(rest)
 
     class Released(Aggregate.Event):

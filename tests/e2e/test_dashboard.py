@@ -19,7 +19,7 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,10 +29,11 @@ import httpx
 import pyotp
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
-from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.select import Select
 from selenium.webdriver.support.wait import WebDriverWait
 
@@ -66,6 +67,23 @@ def chromium_and_driver() -> tuple[str, str]:
     return browser, driver
 
 
+def left(page: WebElement) -> Callable[[WebDriver], bool]:
+    """Whether the browser has left the page `page` is the root of. Selenium's `staleness_of`
+    asks the element and waits for its 'stale' error; while chromium swaps the document it
+    sometimes answers 'does not belong to the document' instead, which means the same."""
+    def gone(_: WebDriver) -> bool:
+        try:
+            page.is_enabled()
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as error:
+            if "does not belong to the document" not in str(error):
+                raise
+            return True
+        return False
+    return gone
+
+
 @dataclass
 class Dashboard:
     """The browser on the dashboard of one GoPay server, and where its screenshots go."""
@@ -90,7 +108,7 @@ class Dashboard:
         """Click what leads to another page, and wait until that page is there."""
         page = self.one("html")
         self.one(css).click()
-        WebDriverWait(self.browser, 15).until(expected_conditions.staleness_of(page))
+        WebDriverWait(self.browser, 15).until(left(page))
 
     def value(self, css: str) -> str:
         return str(self.one(css).get_attribute("data-value"))
@@ -121,7 +139,7 @@ class Dashboard:
             " const input = document.createElement('input'); input.type = 'hidden';"
             " input.name = name; input.value = value; form.appendChild(input); }"
             "document.body.appendChild(form); form.submit();", path, form)
-        WebDriverWait(self.browser, 15).until(expected_conditions.staleness_of(page))
+        WebDriverWait(self.browser, 15).until(left(page))
         return int(self.browser.execute_script(
             "return performance.getEntriesByType('navigation')[0].responseStatus"))
 

@@ -151,6 +151,16 @@ class TestHolds:
         [held] = wallet.collect_events()
         assert isinstance(held, Wallet.Held) and held.amount == 400
 
+    def test_holds_stay_in_the_order_they_were_made(self) -> None:
+        """Capturing part of a hold leaves it where it was; capturing all of it removes it
+        (the property test below captures from the first hold, as its model does)."""
+        wallet = wallet_with(1_000)
+        first, second = hold(wallet, usd(5)), hold(wallet, usd(5))
+        capture(wallet, usd(2), first)
+        assert list(wallet.holds) == [str(first), str(second)]
+        capture(wallet, usd(3), first)
+        assert list(wallet.holds) == [str(second)]
+
     def test_held_money_cannot_be_debited(self) -> None:
         """A debit may take only the available money, not what is held."""
         wallet = wallet_with(1_000, held=400)
