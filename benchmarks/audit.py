@@ -11,9 +11,9 @@ checkpoint, the books and the read models), `gopay export` and `gopay import` in
 empty database.
 
     .venv/bin/python benchmarks/audit.py --events 200000 --wallets 10000 --keep
-    .venv/bin/python benchmarks/audit.py --store /tmp/gopay-bench-audit-XXXX --steps rebuild,verify
+    .venv/bin/python benchmarks/audit.py --store DIR --steps rebuild,verify
 
-`--keep` leaves the filled store behind (the last line names its folder); `--store` times the
+`--keep` leaves the filled store behind (the last line names its folder, DIR above); `--store` times the
 steps asked for again on such a store, without filling it, so that code before and after a
 change can be compared on the same events. Each step also prints the CPU seconds it took in
 this process (Python) and in PostgreSQL (every server process): on a shared machine, wall
