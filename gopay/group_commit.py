@@ -183,8 +183,9 @@ class UnitOfWork:
         return [a for i in aggregate_ids if (a := self._aggregates.get(i)) is not None]
 
     def prefetch_absent(self, aggregate_ids: Sequence[UUID], stored: StoredVersions) -> None:
-        """Learn in one query which of these ids (new orders, mostly) nobody has saved yet."""
-        unknown = [i for i in aggregate_ids if self._known.get(i) is None]
+        """Learn in one query which of these ids (new orders, mostly) nobody has saved yet;
+        an id many commands probe (the fraud rules) is asked about once."""
+        unknown = [i for i in dict.fromkeys(aggregate_ids) if self._known.get(i) is None]
         if unknown:
             for aggregate_id in set(unknown) - set(stored(unknown)):
                 self._aggregates[aggregate_id] = None

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from types import MappingProxyType
 from typing import Any
 from uuid import UUID, uuid5
@@ -93,6 +93,18 @@ class RuleSet:
     @property
     def velocities(self) -> tuple[Velocity, ...]:
         return (self.sender_velocity, self.device_velocity, self.recipient_velocity)
+
+    # Worked out once per rule set, not at every payment screened (a rule set never changes).
+
+    @cached_property
+    def window_lengths(self) -> frozenset[int]:
+        """The velocity windows' lengths, in seconds (usually all the same)."""
+        return frozenset(v.window_seconds for v in self.velocities)
+
+    @cached_property
+    def blocked(self) -> frozenset[str]:
+        """The blocked counterparties as payees' names are compared with them."""
+        return frozenset(c.strip().lower() for c in self.blocked_counterparties)
 
     def as_document(self) -> dict[str, Any]:
         document = asdict(self)

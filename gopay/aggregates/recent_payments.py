@@ -71,9 +71,11 @@ class RecentPayments:
         return self.attempts[bisect_right(self.attempts, since, key=_at):]
 
     def in_window(self, since: str) -> tuple[int, int]:
-        """How many payments, and how much, made after `since`."""
-        window = self.window(since)
-        return (len(window), self.total - window[0].paid_before) if window else (0, 0)
+        """How many payments, and how much, made after `since` (found, not copied out)."""
+        first = bisect_right(self.attempts, since, key=_at)
+        if first == len(self.attempts):
+            return (0, 0)
+        return (len(self.attempts) - first, self.total - self.attempts[first].paid_before)
 
     def summary(self, now: datetime) -> dict[str, int]:
         """The payer's recent activity as a reviewer reads it."""
