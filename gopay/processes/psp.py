@@ -144,7 +144,6 @@ class PspProcess:
         """
         task = self._recall(PspTask.id_for_call(order.id), PspTask)
         if task is None or task.done or task.dead:  # a repeated request, its call made before
-            self._try(task, first=True)
             return self.app.get(order.id, PaymentOrder)
         answered = threading.Event()
         with self._calls_lock:
