@@ -106,13 +106,19 @@ def reveal(context: Context, owner_id: UUID, method_id: UUID, method_type: str) 
 
     For the PSP adapter alone: never log it, never put it in an answer or an event.
     """
-    method = context.app.find(method_id, PaymentMethod)
+    return reveal_method(context, owner_id, method_id,
+                         context.app.find(method_id, PaymentMethod), method_type)
+
+
+def reveal_method(context: Context, owner_id: UUID, method_id: UUID,
+                  method: PaymentMethod | None, method_type: str | None = None) -> str:
+    """`reveal`, for a caller that has the method already (read, or just saved): not read again."""
     if method is None or method.owner_id != owner_id or method.removed:
         raise NotFound("payment method not found")
-    if method.method_type != method_type:
+    if method_type is not None and method.method_type != method_type:
         raise ValidationFailed(f"this payment method is not a {method_type}")
     secret = context.vault.open(owner_id, method_id, method.fingerprint)
-    if context.vault.digest(owner_id, FINGERPRINT,
-                            identity(method_type, method.details, secret)) != method.fingerprint:
+    if context.vault.digest(owner_id, FINGERPRINT, identity(method.method_type, method.details,
+                                                            secret)) != method.fingerprint:
         raise SealBroken(f"the vault's secret does not match payment method {method_id}")
     return secret

@@ -60,12 +60,17 @@ class ChargeBack(MoneyCommand):
 
 @dataclass(frozen=True, kw_only=True)
 class ReceiveWebhook(Command[PspTask | None]):
-    """Keep a webhook as a task to apply (a second delivery finds the first one's task)."""
+    """Keep a webhook as a task to apply (a second delivery finds the first one's task).
+
+    `settled`: the order it is about was found settled already (a final status stays
+    final), so the task is kept done at once, with this outcome: one command, not two.
+    """
 
     event_id: str
     event_type: str
     order_id: UUID | None
     data: Mapping[str, Any]
+    settled: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -176,6 +181,8 @@ def receive_webhook(command: ReceiveWebhook, unit: UnitOfWork, context: Context)
     task = PspTask(id=task_id, kind=TaskKind.WEBHOOK, operation=command.event_type,
                    order_id=command.order_id, payload=command.data,
                    due_at=context.clock().isoformat())
+    if command.settled is not None:
+        task.complete(command.settled)
     unit.add(task)
     return task
 

@@ -16,7 +16,8 @@ dead-lettered, for staff to list and send round again.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -31,8 +32,14 @@ from gopay.aggregates.payment_method import PaymentMethod
 from gopay.aggregates.payment_order import OrderStatus, PaymentOrder
 from gopay.aggregates.psp_task import PspTask, TaskKind
 from gopay.commands import Commands
-from gopay.commands.payment_methods import reveal
-from gopay.commands.psp_outcomes import ChargeBack, CompleteTask, FailAttempt, SettleWithPsp
+from gopay.commands.payment_methods import reveal_method
+from gopay.commands.psp_outcomes import (
+    ChargeBack,
+    CompleteTask,
+    FailAttempt,
+    ReceiveWebhook,
+    SettleWithPsp,
+)
 from gopay.operators.port import Operators
 from gopay.psp.port import (
     BankAccount,
@@ -80,6 +87,10 @@ class Policies:
     pending: RetryPolicy = PENDING_RECHECKS
 
 
+# How long a webhook waits for a call to the PSP under way in this process (the PSP sends
+# its webhook as it answers the call): the answer settles the order in milliseconds.
+CALL_UNDER_WAY_WAIT = 2.0
+
 # Webhook types GoPay acts on; any other validly signed one is acknowledged and ignored.
 SETTLING = {"charge.succeeded": OperationStatus.SUCCEEDED,
             "charge.failed": OperationStatus.FAILED,
@@ -102,6 +113,10 @@ class PspProcess:
         self.due = due
         self.policies = policies
         self.operators = operators
+        # Orders whose request is calling the PSP now, in this process: a webhook about one
+        # waits for the call's answer rather than racing it.
+        self._calls_under_way: dict[UUID, threading.Event] = {}
+        self._calls_lock = threading.Lock()
 
     def run_due(self, limit: int = 100) -> int:
         """Try every task that is due now; how many were tried."""
@@ -116,7 +131,63 @@ class PspProcess:
 
     def attempt(self, task_id: UUID, *, first: bool = False) -> None:
         """Try a task once. `first`: the request that created it, which knows it made no call yet."""
-        task = self.app.find(task_id, PspTask)
+        self._try(self.app.find(task_id, PspTask), first=first)
+
+    def call_at_once(self, order: PaymentOrder) -> PaymentOrder:
+        """The request that saved a pending `order` makes its call now; the order as it stands after.
+
+        The command's batch has just saved the call's task and read the payment method, and
+        this process remembers both as that batch left them (the committer's known state,
+        brought up to date with other writers' events at each batch), so neither is read back
+        from the store; nor is the order, which the command answered with and the command
+        recording the PSP's answer answers with again.
+        """
+        task = self._recall(PspTask.id_for_call(order.id), PspTask)
+        if task is None or task.done or task.dead:  # a repeated request, its call made before
+            return self.app.get(order.id, PaymentOrder)
+        answered = threading.Event()
+        with self._calls_lock:
+            self._calls_under_way[order.id] = answered
+        try:
+            return self._call(task, first=True, order=order, fresh=True)
+        finally:
+            with self._calls_lock:
+                if self._calls_under_way.get(order.id) is answered:
+                    del self._calls_under_way[order.id]
+            answered.set()
+
+    def keep_webhook(self, event_id: str, event_type: str, order_id: UUID | None,
+                     data: Mapping[str, Any]) -> PspTask | None:
+        """Keep a webhook as a task; None if it was delivered before (its task exists).
+
+        News of an order already settled (as usual: the call's answer came first) is kept as
+        a task done at once, by the same command: there is nothing left to apply. Orders only
+        go from pending to final, so a final status read here, in the caller's thread, stays
+        true; news of a pending order, or a chargeback, is kept to be applied (`apply`). The
+        PSP sends its webhook as it answers the call, so news of an order whose call this
+        process is making waits (briefly) for that call's answer to settle it first.
+        """
+        settled = None
+        if order_id is not None and event_type in SETTLING:
+            with self._calls_lock:
+                under_way = self._calls_under_way.get(order_id)
+            if under_way is not None:
+                under_way.wait(CALL_UNDER_WAY_WAIT)
+            order = self.app.find(order_id, PaymentOrder)
+            if order is not None and order.status != OrderStatus.PENDING:
+                settled = f"already {order.status}"
+        task = self.commands.run(ReceiveWebhook(event_id=event_id, event_type=event_type,
+                                                order_id=order_id, data=data,
+                                                settled=settled)).value
+        if task is not None and task.done:
+            self._note_lag(task.payload)
+        return task
+
+    def apply(self, task: PspTask) -> None:
+        """Try a task `keep_webhook` has just kept (as it returned it, not read back)."""
+        self._try(task)
+
+    def _try(self, task: PspTask | None, *, first: bool = False) -> None:
         if task is None or task.done or task.dead:
             return
         if task.attempts:
@@ -126,40 +197,50 @@ class PspProcess:
         else:
             self._apply_webhook(task)
 
+    def _recall(self, aggregate_id: UUID, kind: type[Any]) -> Any:
+        """As this process's last batch left it, else as stored: only right after a command
+        that saved or read it is the remembered one as fresh as a read."""
+        remembered = self.app.committer.known.get(aggregate_id)
+        if isinstance(remembered, kind):
+            return remembered
+        return self.app.find(aggregate_id, kind)
+
     # Calls for payment orders
 
-    def _call(self, task: PspTask, *, first: bool) -> None:
+    def _call(self, task: PspTask, *, first: bool, order: PaymentOrder | None = None,
+              fresh: bool = False) -> PaymentOrder:
+        """Make the call; the order as the outcome left it. `fresh`: right after the command
+        that saved the task (its payment method may be recalled, not read)."""
         assert task.order_id is not None, "a call is for an order"
-        order = self.app.get(task.order_id, PaymentOrder)
+        if order is None:
+            order = self.app.get(task.order_id, PaymentOrder)
         if order.status != OrderStatus.PENDING:
             self.commands.run(CompleteTask(task_id=task.id, outcome=f"already {order.status}"))
-            return
+            return order
         nonce = str(order.id)
         try:
             # Unless this is surely the first call, the PSP may have done it already.
             result = None if first else self._status(task, nonce)
             if result is None:
-                result = self._ask_psp(task, order, nonce)
+                result = self._ask_psp(task, order, nonce, fresh=fresh)
         except NonceReused:
             result = self._status(task, nonce)
         except PspRefused as refused:
             PSP_CALLS.labels(task.operation, "refused").inc()
-            self._settle(order.id, task, status=OperationStatus.FAILED, psp_reference="",
-                         failure_reason=refused.code)
-            return
+            return self._settle(order.id, task, status=OperationStatus.FAILED, psp_reference="",
+                                failure_reason=refused.code)
         except (PspNoAnswer, OSError) as error:
             PSP_CALLS.labels(task.operation, "no_answer").inc()
             self._failed(task, f"no answer from the PSP: {error}", self.policies.call)
-            return
+            return order
         except DomainError as refusal:  # the method is gone: the order cannot go on
-            self._settle(order.id, task, status=OperationStatus.FAILED, psp_reference="",
-                         failure_reason=refusal.code)
-            return
+            return self._settle(order.id, task, status=OperationStatus.FAILED, psp_reference="",
+                                failure_reason=refusal.code)
         if result is None:
             self._failed(task, "the PSP has no operation under the nonce", self.policies.call)
-            return
+            return order
         PSP_CALLS.labels(task.operation, str(result.status)).inc()
-        self._record(task, result)
+        return self._record(task, result)
 
     def _status(self, task: PspTask, nonce: str) -> PspResult | None:
         if task.operation == OperationKind.RECHARGE:
@@ -171,15 +252,18 @@ class PspProcess:
             raise PspNoAnswer("no mobile operators' gateway is configured")
         return self.operators
 
-    def _ask_psp(self, task: PspTask, order: PaymentOrder, nonce: str) -> PspResult:
+    def _ask_psp(self, task: PspTask, order: PaymentOrder, nonce: str, *,
+                 fresh: bool = False) -> PspResult:
         if task.operation == OperationKind.RECHARGE:
             return self._operators().recharge(nonce, str(task.payload["phone_number"]),
                                               str(task.payload["operator"]), order.amount,
                                               order.currency)
         method_id = UUID(task.payload["payment_method_id"])
         owner_id = UUID(task.payload["owner_id"])
-        method = self.app.get(method_id, PaymentMethod)
-        secret = reveal(self.commands.context, owner_id, method_id, method.method_type)
+        method = (self._recall(method_id, PaymentMethod) if fresh
+                  else self.app.find(method_id, PaymentMethod))
+        secret = reveal_method(self.commands.context, owner_id, method_id, method)
+        assert method is not None, "reveal_method refuses a missing method"
         instrument: Any
         if method.method_type == "card":
             instrument = Card(secret)
@@ -191,14 +275,15 @@ class PspProcess:
             return self.psp.payout(nonce, order.amount, order.currency, instrument)
         return self.psp.charge(nonce, order.amount, order.currency, instrument)
 
-    def _record(self, task: PspTask, result: PspResult) -> None:
+    def _record(self, task: PspTask, result: PspResult) -> PaymentOrder:
         assert task.order_id is not None, "a call is for an order"
         recheck = None
         if result.status == OperationStatus.PENDING:
             delay = self.policies.pending.next_delay(1)
             recheck = self._at(delay if delay is not None else 60)
-        self._settle(task.order_id, task, status=result.status, psp_reference=result.psp_reference,
-                     fee=result.fee, failure_reason=result.failure_reason, recheck_at=recheck)
+        return self._settle(task.order_id, task, status=result.status,
+                            psp_reference=result.psp_reference, fee=result.fee,
+                            failure_reason=result.failure_reason, recheck_at=recheck)
 
     # Webhooks
 
@@ -231,6 +316,9 @@ class PspProcess:
         except (DomainError, KeyError, ValueError) as error:
             self._failed(task, f"{type(error).__name__}: {error}", self.policies.webhook)
             return
+        self._note_lag(data)
+
+    def _note_lag(self, data: Mapping[str, Any]) -> None:
         created = data.get("created_at")
         if isinstance(created, str):
             WEBHOOK_LAG.observe(max(0.0, (self._now() - datetime.fromisoformat(created)).total_seconds()))
@@ -239,11 +327,11 @@ class PspProcess:
 
     def _settle(self, order_id: UUID, task: PspTask, *, status: OperationStatus,
                 psp_reference: str, fee: int = 0, failure_reason: str | None = None,
-                recheck_at: str | None = None) -> None:
-        self.commands.run(SettleWithPsp(order_id=order_id, status=status,
+                recheck_at: str | None = None) -> PaymentOrder:
+        return self.commands.run(SettleWithPsp(order_id=order_id, status=status,
                                         psp_reference=psp_reference, fee=fee,
                                         failure_reason=failure_reason, task_id=task.id,
-                                        recheck_at=recheck_at))
+                                        recheck_at=recheck_at)).value
 
     def _failed(self, task: PspTask, error: str, policy: RetryPolicy) -> None:
         delay = policy.next_delay(task.attempts + 1)

@@ -74,6 +74,10 @@ class DataKeys:
         self.key_ring = key_ring
         self.store = store
         self._cache: LRUCache[UUID, AESGCM] = LRUCache(maxsize=cache_size)
+        # Derived keys never change (rotation re-wraps the data key, never replaces it):
+        # without them kept, every fingerprint check (each PSP call reveals a card) asked the
+        # store for the data key again.
+        self._derived: LRUCache[tuple[UUID, str], bytes] = LRUCache(maxsize=cache_size)
         self._lock = threading.Lock()
 
     def seal(self, subject: UUID, purpose: str, text: str) -> str:
@@ -99,9 +103,15 @@ class DataKeys:
         Rotation re-wraps the data key without changing it, so a derived key (that of the
         vault's fingerprints, say) stays the same across master keys.
         """
-        hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
-                    info=b"gopay/derive/" + _context(subject, purpose))
-        return hkdf.derive(self._load_or_create(subject))
+        with self._lock:
+            derived = self._derived.get((subject, purpose))
+        if derived is None:
+            hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+                        info=b"gopay/derive/" + _context(subject, purpose))
+            derived = hkdf.derive(self._load_or_create(subject))
+            with self._lock:
+                self._derived[(subject, purpose)] = derived
+        return derived
 
     def ensure(self, subject: UUID) -> None:
         """Create the subject's data key now (so that commands never wait for it)."""

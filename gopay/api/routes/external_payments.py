@@ -10,7 +10,6 @@ from fastapi import APIRouter, Request, Response
 from gopay.aggregates.ledger import TransactionType
 from gopay.aggregates.money import Money
 from gopay.aggregates.payment_order import OrderStatus, PaymentOrder
-from gopay.aggregates.psp_task import PspTask
 from gopay.api.deps import Customer, IdempotencyKey, SecondFactor, SystemDep, fingerprint
 from gopay.api.problems import Problem
 from gopay.api.routes.transfers import request_country
@@ -34,13 +33,12 @@ def external_payment_public(row: dict[str, Any]) -> ExternalPaymentPublic:
                                  created_at=row["created_at"])
 
 
-def _answer(system: System, order: PaymentOrder, response: Response) -> ExternalPaymentPublic:
+def _answer(order: PaymentOrder, response: Response) -> ExternalPaymentPublic:
     """The order as it stands now, after the PSP's answer; 202 while the PSP has not settled it.
 
-    Read from the order itself, not the read side: the answer need not wait for the
-    projections (a later query does, to read its own writes).
+    The order itself, as the commands answered with it, not the read side: the answer need
+    not wait for the projections (a later query does, to read its own writes).
     """
-    order = system.app.get(order.id, PaymentOrder)
     if order.status == OrderStatus.PENDING:
         response.status_code = 202
     return external_payment_public({
@@ -54,8 +52,8 @@ def _request(system: System, command: MoneyCommand, response: Response) -> Exter
     """Save the order and its PSP task, then ask the PSP at once (a failure is retried later)."""
     order = system.commands.run(command).value
     if order.status == OrderStatus.PENDING:
-        system.psp_process.attempt(PspTask.id_for_call(order.id), first=True)
-    return _answer(system, order, response)
+        order = system.psp_process.call_at_once(order)
+    return _answer(order, response)
 
 
 @router.post("/v1/topups", status_code=201, response_model=ExternalPaymentPublic,

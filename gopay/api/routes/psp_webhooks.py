@@ -13,7 +13,6 @@ from prometheus_client import Counter
 
 from gopay.api.deps import SystemDep
 from gopay.api.problems import Problem
-from gopay.commands.psp_outcomes import ReceiveWebhook
 from gopay.processes.psp import KNOWN_WEBHOOKS
 from gopay.psp.webhooks import HEADER, SignatureError, verify
 from gopay.system import System
@@ -64,13 +63,12 @@ def _event(body: bytes) -> dict[str, Any]:
 
 
 def _keep_and_apply(system: System, event: dict[str, Any]) -> None:
-    task = system.commands.run(ReceiveWebhook(
-        event_id=event["id"], event_type=event["type"],
-        order_id=_uuid(event.get("merchant_reference")), data=event)).value
-    if task is not None:
+    task = system.psp_process.keep_webhook(event["id"], event["type"],
+                                           _uuid(event.get("merchant_reference")), event)
+    if task is not None and not task.done:
         # At once, for a quick settlement; if this fails the task is retried by the job.
         try:
-            system.psp_process.attempt(task.id)
+            system.psp_process.apply(task)
         except Exception:
             log.exception("applying PSP webhook %s failed; it will be retried", event["id"])
 
