@@ -10,8 +10,7 @@ from fastapi import APIRouter, Depends, Query, Response
 from gopay.aggregates.biller import Biller
 from gopay.aggregates.ledger import TransactionType
 from gopay.aggregates.money import Money
-from gopay.aggregates.payment_order import OrderStatus, PaymentOrder
-from gopay.aggregates.psp_task import PspTask
+from gopay.aggregates.payment_order import OrderStatus
 from gopay.api.bill_schemas import (
     BillerAdminPublic,
     BillerBankAccount,
@@ -171,8 +170,7 @@ def settle(biller_id: str, staff: Settler, system: SystemDep, response: Response
         caller_id=staff.user_id, biller_id=row["id"], money=money,
         idempotency_key=idempotency_key, fingerprint=fingerprint(body))).value
     if order.status == OrderStatus.PENDING:
-        system.psp_process.attempt(PspTask.id_for_call(order.id), first=True)
-    order = system.app.get(order.id, PaymentOrder)
+        order = system.psp_process.call_at_once(order)
     if order.status == OrderStatus.PENDING:
         response.status_code = 202
     return settlement_public({"id": order.id, "status": order.status, "amount": order.amount,

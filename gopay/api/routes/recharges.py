@@ -9,8 +9,7 @@ from fastapi import APIRouter, Response
 
 from gopay.aggregates.ledger import TransactionType
 from gopay.aggregates.money import Money
-from gopay.aggregates.payment_order import OrderStatus, PaymentOrder
-from gopay.aggregates.psp_task import PspTask
+from gopay.aggregates.payment_order import OrderStatus
 from gopay.api.deps import Customer, IdempotencyKey, SecondFactor, SystemDep, fingerprint
 from gopay.api.problems import Problem
 from gopay.api.recharge_schemas import RechargeCreate, RechargePublic
@@ -47,8 +46,7 @@ def recharge(body: RechargeCreate, caller: Customer, system: SystemDep, response
         phone_number=body.phone_number, money=Money.positive(body.amount, body.currency),
         idempotency_key=idempotency_key, fingerprint=fingerprint(body))).value
     if order.status == OrderStatus.PENDING:
-        system.psp_process.attempt(PspTask.id_for_call(order.id), first=True)
-        order = system.app.get(order.id, PaymentOrder)
+        order = system.psp_process.call_at_once(order)
     if order.status == OrderStatus.PENDING:
         response.status_code = 202
     return recharge_public({"id": order.id, "status": order.status, "note": order.note,
