@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/transfers.py --clients 64 --seconds 20 --workers 1
     .venv/bin/python benchmarks/transfers.py --workers 2 --payees 4   # two API processes, hot payees
     .venv/bin/python benchmarks/transfers.py --projection-worker --pay qr   # 64 clients, one merchant
+    .venv/bin/python benchmarks/transfers.py --up   # `gopay up`'s own layout, simulator and all
 
 Starts a throwaway embedded PostgreSQL and `gopay serve`, registers and funds wallets, then
 `--clients` concurrent clients send transfers between random wallets for `--seconds`. With
@@ -44,6 +45,7 @@ from tests.support import (
     PASSWORD,
     GoPayProcess,
     GoPayServer,
+    free_port,
     fund,
     gopay_env,
     login,
@@ -237,6 +239,21 @@ def drive_wrk(url: str, tokens: list[tuple[str, str]], clients: int, seconds: fl
             figures["p99_us"] / 1e6, answers, made)
 
 
+def start_gopay(args: argparse.Namespace, env: dict[str, str], work: Path
+                ) -> tuple[GoPayServer, GoPayProcess | None]:
+    """The API (and its projection worker, if it has one of its own) in the layout asked for."""
+    if args.up:  # what a user runs: the API standing by, its worker, the PSP simulator
+        port = free_port()
+        return GoPayServer(args=("up", "--host", "127.0.0.1", "--port", str(port),
+                                 "--psp-port", str(free_port())),
+                           env=env, log_path=work / "up.log", port=port).start(), None
+    worker = None
+    if args.projection_worker:
+        env["GOPAY_SERVE_RUNS_PROJECTIONS"] = "false"
+        worker = GoPayProcess(("worker",), env, work / "worker.log").start()
+    return GoPayServer.create(env, work / "serve.log", workers=args.workers).start(), worker
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=64)
@@ -245,6 +262,9 @@ def main() -> None:
     parser.add_argument("--wallets", type=int, default=200)
     parser.add_argument("--payees", type=int, default=None,
                         help="pay only the first N wallets (a few hot merchants); default: all")
+    parser.add_argument("--up", action="store_true",
+                        help="run `gopay up` (API, its worker and the PSP simulator) instead of "
+                             "`gopay serve`: the layout users get")
     parser.add_argument("--projection-worker", action="store_true",
                         help="run the projections in a `gopay worker` of their own")
     parser.add_argument("--pay", choices=("transfer", "qr"), default="transfer",
@@ -259,16 +279,14 @@ def main() -> None:
     if args.pay == "qr" and args.payees is not None:
         parser.error("--payees chooses the wallets transfers go to; --pay qr pays one merchant")
     payees = min(args.payees or args.wallets, args.wallets)
+    if args.up and (args.projection_worker or args.workers != 1):
+        parser.error("--up is its own layout: one API process and its worker")
 
     work = Path(tempfile.mkdtemp(prefix="gopay-bench-"))
     server_pg = EmbeddedPostgres(work / "pg").start()
     try:
         env = gopay_env(server_pg.url, work / "var")
-        worker = None
-        if args.projection_worker:
-            env["GOPAY_SERVE_RUNS_PROJECTIONS"] = "false"
-            worker = GoPayProcess(("worker",), env, work / "worker.log").start()
-        api = GoPayServer.create(env, work / "serve.log", workers=args.workers).start()
+        api, worker = start_gopay(args, env, work)
         try:
             admin = staff(api.url, env, "admin")
             wallets = [register(api.url) for _ in range(args.wallets)]
@@ -285,7 +303,8 @@ def main() -> None:
                     else "transfers between random wallets" if payees == args.wallets
                     else f"transfers from random wallets to the first {payees}")
             print(f"GoPay: {args.clients} clients, {args.workers} API process(es), "
-                  f"projections in {'a worker' if worker else 'the API'}, "
+                  f"projections in {'a worker' if worker or args.up else 'the API'}"
+                  f"{' (gopay up)' if args.up else ''}, "
                   f"{args.wallets} wallets paying {paying}, {args.seconds:.0f} s")
             if args.client == "wrk":
                 rate, p50, p99, answers, made = drive_wrk(api.url, tokens, args.clients,
