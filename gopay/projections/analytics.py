@@ -73,7 +73,8 @@ lines AS (
 # The same, where the wallet read model has reached the same position: its own check compares
 # its lines and orders column by column with the events (`WalletView.checks`), so they stand
 # for those events here, and only what that view does not keep (the days orders ended, who
-# registered) is read from the events: about a quarter of the JSON to parse.
+# registered) is read from the events: about a quarter of the JSON to parse. The lines are
+# not materialized: each use reads the few it needs (the fees, the customers') from the table.
 FROM_WALLET_VIEW = """
 WITH ended AS (
   SELECT id, min(day) FILTER (WHERE topic = {succeeded}) AS succeeded_on,
@@ -90,7 +91,7 @@ customers AS (
     ((r."timestamp" ->> '_data_')::timestamptz AT TIME ZONE 'UTC')::date AS registered_on
   FROM ({registrations}) AS e, jsonb_to_record(e.state) AS r("timestamp" jsonb, wallet_id jsonb)
   WHERE (r.wallet_id ->> '_data_') IS NOT NULL),
-lines AS (
+lines AS NOT MATERIALIZED (
   SELECT wallet_id, direction = 'debit' AS debit, type AS entry_type, amount, currency,
     (created_at AT TIME ZONE 'UTC')::date AS day
   FROM wallet_transactions),

@@ -40,7 +40,7 @@ from gopay.projections.view import Check
 from gopay.recorder import EventRecorder
 
 # Positions compared per statement: one step of the progress, and the joins' working memory.
-RANGE = 100_000
+RANGE = 25_000
 # Connections that check side by side, each seeing the same snapshot of the store.
 CONNECTIONS = max(2, min(4, os.cpu_count() or 2))
 # Positions named per range, and per kind of finding in the verdict.
@@ -119,11 +119,12 @@ def verify(app: GoPay, signer: Signer, read_side: ReadSide | None = None,
         tasks.append((partial(_books_balance, recorder), span // (len(checks) + 1)))
         tasks += [(partial(recorder.compare_chain, first=first, last=last, limit=SHOWN),
                    last - first + 1) for first, last in ranges]
+        tasks.append((recorder.broken_blocks, 0))
         results = _side_by_side(recorder, conn, tasks, progress)
         mismatches = [problem for found in results[:len(checks)] for problem in found]
         balanced = results[len(checks)]
-        checked, bad, problems = _chain_findings(results[len(checks) + 1:])
-        _check_links(recorder, conn, bad, problems)
+        checked, bad, problems = _chain_findings(results[len(checks) + 1:-1])
+        _broken_links(results[-1], bad, problems)
         _check_checkpoints(recorder, conn, signer, extent["chain_end"] or 0, bad, problems)
     if not balanced:
         problems.append("the ledger does not sum to zero in every currency")
@@ -139,7 +140,7 @@ def chain_problems(recorder: EventRecorder, conn: Connection[DictRow], signer: S
     _, bad, problems = _chain_findings([
         recorder.compare_chain(conn, first=first, last=last, limit=SHOWN)
         for first, last in _ranges(extent["first"], extent["last"])])
-    _check_links(recorder, conn, bad, problems)
+    _broken_links(recorder.broken_blocks(conn), bad, problems)
     _check_checkpoints(recorder, conn, signer, extent["chain_end"] or 0, bad, problems)
     if not _books_balance(recorder, conn):
         problems.append("the ledger does not sum to zero in every currency")
@@ -200,10 +201,10 @@ def _chain_findings(compared: list[dict[str, Any]]) -> tuple[int, list[int], lis
     return checked, bad, problems
 
 
-def _check_links(recorder: EventRecorder, conn: Connection[DictRow], bad: list[int],
-                 problems: list[str]) -> None:
-    """Each block must follow from the one before it and hold one digest per position."""
-    for block in recorder.broken_blocks(conn):
+def _broken_links(broken_blocks: list[dict[str, Any]], bad: list[int], problems: list[str]) -> None:
+    """Each block must follow from the one before it and hold one digest per position: what
+    the blocks that do not (`EventRecorder.broken_blocks`) say."""
+    for block in broken_blocks:
         bad.append(block["first_position"])
         span = f"the block from {block['first_position']} to {block['last_position']}"
         for fault, saying in (("misfit", "does not hold one digest each"),
