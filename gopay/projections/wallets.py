@@ -118,9 +118,9 @@ orders_expected AS (
     (array_agg(at ORDER BY version DESC))[1] AS updated_at
   FROM events GROUP BY id),
 accounts_expected AS (
-  SELECT p ->> 'account_id' AS account_id, p ->> 'currency' AS currency,
-    sum((p ->> 'amount')::bigint) AS balance
-  FROM events AS e, jsonb_array_elements(e.postings) AS p
+  SELECT p.account_id, p.currency, sum(p.amount) AS balance
+  FROM events AS e,
+    jsonb_to_recordset(e.postings) AS p(account_id text, amount bigint, currency text)
   WHERE e.topic IN ({succeeded}, {reversed}) GROUP BY 1, 2)"""
 ORDERS_COMPARED = """
   (SELECT count(*) FROM orders_expected AS e FULL JOIN payment_orders AS o USING (id)

@@ -248,14 +248,13 @@ def _books_balance(recorder: EventRecorder, conn: Connection[DictRow]) -> bool:
     entries = recorder.stored_states(JOURNAL_TOPICS, up_to=2**63 - 1)
     statement = SQL(
         "SELECT NOT EXISTS (SELECT FROM ({entries}) AS e, "
-        "jsonb_array_elements(e.state -> 'postings') AS p "
-        "GROUP BY e.notification_id, p ->> 'currency' "
-        "HAVING sum((p ->> 'amount')::numeric) <> 0) AS balanced"
+        "jsonb_to_recordset(e.state -> 'postings') AS p(amount numeric, currency text) "
+        "GROUP BY e.notification_id, p.currency HAVING sum(p.amount) <> 0) AS balanced"
     ).format(entries=entries)
     try:
         with conn.transaction():
             row = conn.execute(statement).fetchone()
-    except psycopg.DataError:  # a state that is no JSON, postings that are no list, ...
+    except psycopg.DataError:  # a state that is no JSON, postings that are no list of objects, ...
         return False
     return bool(row and row["balanced"])
 

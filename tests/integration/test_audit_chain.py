@@ -183,6 +183,20 @@ class TestReadModelsAreCompared:
         assert not verdict.ledger_balanced and not verdict.chain_ok
 
 
+    def test_postings_that_are_no_objects_do_not_balance(self, history: System,
+                                                         database_url: str) -> None:
+        """A journal entry whose legs were replaced by numbers has no amounts to sum: the
+        books do not hold (each leg is read as an object with an amount and a currency)."""
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute(
+                "UPDATE gopay_events SET state = convert_to(jsonb_set(convert_from(state, "
+                "'UTF8')::jsonb, '{postings}', '[1, -1]')::text, 'UTF8') WHERE notification_id = "
+                "(SELECT max(notification_id) FROM gopay_events "
+                "WHERE topic LIKE '%PaymentOrder.Succeeded')")
+        verdict = verify(history.app, history.signer)
+        assert not verdict.ledger_balanced and not verdict.chain_ok
+
+
 class TestTamperingIsFound:
     @pytest.mark.parametrize("tamper", [change_a_state, change_a_topic, delete_one, swap_two,
                                         forge_an_insert, cut_the_tail, rewrite_the_whole_chain],
