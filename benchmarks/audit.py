@@ -128,7 +128,7 @@ def history(events: int, wallets: int, seed: int) -> Iterator[list[StoredEvent]]
                 event(ids[payer], versions[payer], DEBITED, f'{at()},"entry_id":{_uuid(order)},'
                       f'"entry_type":"transfer","amount":{amount},"currency":"{CURRENCY}",'
                       f'"balance_after":{balances[payer]},"counterparty":"{owners[payee]}",'
-                      f'"reference":"","day":"{day}","class_version":2}}'),
+                      f'"reference":"","day":"{day}","made_at":null,"device":null,"class_version":3}}'),
                 event(ids[payee], versions[payee], CREDITED, f'{at()},"entry_id":{_uuid(order)},'
                       f'"entry_type":"transfer","amount":{amount},"currency":"{CURRENCY}",'
                       f'"balance_after":{balances[payee]},"counterparty":"{owners[payer]}",'

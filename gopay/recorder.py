@@ -319,6 +319,10 @@ class EventRecorder(PostgresApplicationRecorder):
             # Room for the checks' joins and sorts in memory; and time for a connection whose
             # snapshot others share to wait for them (GoPay's usual limit is 10 s).
             conn.execute("SET LOCAL work_mem = '64MB'")
+            # No parallel workers: the checks already run side by side, one a core, and a
+            # worker's start and its tuples' trip to the leader are CPU they would take from
+            # each other (a scan for a few registrations cost three times its CPU).
+            conn.execute("SET LOCAL max_parallel_workers_per_gather = 0")
             conn.execute("SET LOCAL idle_in_transaction_session_timeout = '15min'")
             try:
                 yield conn

@@ -31,7 +31,14 @@ from gopay.aggregates.user import User
 from gopay.aggregates.wallet import Wallet
 from gopay.projections import arrays
 from gopay.projections.view import Check, PagedView, StoredStates
-from gopay.projections.wallets import WalletProjection
+from gopay.projections.wallets import (
+    ORDER_TOPICS,
+    ORDERS_COMPARED,
+    ORDERS_EXPECTED,
+    WalletProjection,
+    WalletView,
+    differences,
+)
 
 # The daily table's metrics besides the order types: fees charged, and orders that failed.
 FEES = "fee"
@@ -73,8 +80,21 @@ lines AS (
 # The same, where the wallet read model has reached the same position: its own check compares
 # its lines and orders column by column with the events (`WalletView.checks`), so they stand
 # for those events here, and only what that view does not keep (the days orders ended, who
-# registered) is read from the events: about a quarter of the JSON to parse.
-FROM_WALLET_VIEW = """
+# registered) is read from the events: about a quarter of the JSON to parse (ENDED_FROM_STATES,
+# then CUSTOMERS_AND_LINES). The lines are not materialized: each use reads the few it needs
+# (the fees, the customers') from the table.
+CUSTOMERS_AND_LINES = """
+customers AS (
+  SELECT (r.wallet_id ->> '_data_')::uuid AS wallet_id, e.originator_id AS user_id,
+    ((r."timestamp" ->> '_data_')::timestamptz AT TIME ZONE 'UTC')::date AS registered_on
+  FROM ({registrations}) AS e, jsonb_to_record(e.state) AS r("timestamp" jsonb, wallet_id jsonb)
+  WHERE (r.wallet_id ->> '_data_') IS NOT NULL),
+lines AS NOT MATERIALIZED (
+  SELECT wallet_id, direction = 'debit' AS debit, type AS entry_type, amount, currency,
+    (created_at AT TIME ZONE 'UTC')::date AS day
+  FROM wallet_transactions),
+"""
+ENDED_FROM_STATES = """
 WITH ended AS (
   SELECT id, min(day) FILTER (WHERE topic = {succeeded}) AS succeeded_on,
     min(day) FILTER (WHERE topic = {failed}) AS failed_on
@@ -84,18 +104,21 @@ WITH ended AS (
   GROUP BY 1),
 orders AS (
   SELECT o.id, o.type, o.amount, o.currency, x.succeeded_on, x.failed_on
-  FROM payment_orders AS o LEFT JOIN ended AS x USING (id)),
-customers AS (
-  SELECT (r.wallet_id ->> '_data_')::uuid AS wallet_id, e.originator_id AS user_id,
-    ((r."timestamp" ->> '_data_')::timestamptz AT TIME ZONE 'UTC')::date AS registered_on
-  FROM ({registrations}) AS e, jsonb_to_record(e.state) AS r("timestamp" jsonb, wallet_id jsonb)
-  WHERE (r.wallet_id ->> '_data_') IS NOT NULL),
-lines AS (
-  SELECT wallet_id, direction = 'debit' AS debit, type AS entry_type, amount, currency,
-    (created_at AT TIME ZONE 'UTC')::date AS day
-  FROM wallet_transactions),
-"""
-COMPARED = """
+  FROM payment_orders AS o LEFT JOIN ended AS x USING (id)),"""
+# The same again, joined to the wallet view's check of its payment orders and ledger accounts
+# (`WalletView.orders_drift`) in one statement: the orders and the days they ended come from
+# that statement's order events (`events`, `orders_expected`), so their JSON is parsed once
+# for both checks, and analytics' orders are compared with what the events say.
+ENDED_FROM_ORDER_EVENTS = """,
+ended AS (
+  SELECT id, min((at AT TIME ZONE 'UTC')::date) FILTER (WHERE topic = {succeeded})
+      AS succeeded_on,
+    min((at AT TIME ZONE 'UTC')::date) FILTER (WHERE topic = {failed}) AS failed_on
+  FROM events WHERE topic IN ({succeeded}, {failed}) GROUP BY 1),
+orders AS (
+  SELECT o.id, o.type, o.amount, o.currency, x.succeeded_on, x.failed_on
+  FROM orders_expected AS o LEFT JOIN ended AS x USING (id)),"""
+COMPARED_TABLES = """
 daily AS (
   SELECT succeeded_on AS day, currency, type AS metric, count(*) AS count,
     sum(amount)::bigint AS volume
@@ -111,7 +134,8 @@ active AS (
 open_orders AS (
   SELECT id, type, amount, currency FROM orders
   WHERE type IS NOT NULL AND succeeded_on IS NULL AND failed_on IS NULL)
-SELECT
+"""
+COMPARED_COLUMNS = """
   (SELECT count(*) FROM daily AS e FULL JOIN analytics_daily AS a USING (day, currency, metric)
    WHERE (e.count, e.volume) IS DISTINCT FROM (a.count, a.volume)) AS analytics_daily,
   (SELECT count(*) FROM customers AS e FULL JOIN analytics_customers AS a USING (wallet_id)
@@ -124,6 +148,7 @@ SELECT
    WHERE (e.type, e.amount, e.currency) IS DISTINCT FROM (a.type, a.amount, a.currency))
    AS analytics_open_orders
 """
+COMPARED = COMPARED_TABLES + "SELECT" + COMPARED_COLUMNS
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,23 +272,49 @@ class AnalyticsView(PagedView):
 
     # The check against the events
 
-    def checks(self, application_name: str) -> list[Check]:
-        """Every table, recomputed from the events up to the view's position."""
-        return [partial(self._drift, application_name)]
+    def checks(self, application_name: str, *,
+               with_orders_of: WalletView | None = None) -> list[Check]:
+        """Every table, recomputed from the events up to the view's position; given the wallet
+        view, that view's payment orders and ledger accounts too, in the same statement where
+        both views stand at the same position (its own checks then leave them out)."""
+        if with_orders_of is None:
+            return [partial(self._drift, application_name)]
+        return [partial(self._drift_with_orders, with_orders_of, application_name)]
 
     def _drift(self, application_name: str, conn: Connection[DictRow],
                states: StoredStates) -> list[str]:
         position = self.position_in(conn, application_name)
-        topics = {name: Literal(topic) for name, topic in TOPICS.items()}
         if _wallet_view_position(conn, application_name) == position:
-            found = _differences(conn, SQL(FROM_WALLET_VIEW + COMPARED).format(
+            found = _differences(conn, SQL(ENDED_FROM_STATES + CUSTOMERS_AND_LINES + COMPARED).format(
                 ended=states([TOPICS["succeeded"], TOPICS["failed"]], position),
-                registrations=states([TOPICS["registered"]], position), **topics))
+                registrations=states([TOPICS["registered"]], position), **_literals(TOPICS)))
             if not found:
                 return []
-            # Said against the events themselves, whatever the wallet view's own check finds.
+        return self._from_events(conn, states, position)
+
+    def _drift_with_orders(self, wallets: WalletView, application_name: str,
+                           conn: Connection[DictRow], states: StoredStates) -> list[str]:
+        position = self.position_in(conn, application_name)
+        if wallets.position_in(conn, application_name) != position:
+            return (wallets.orders_drift(application_name, conn, states)
+                    + self._from_events(conn, states, position))
+        row = conn.execute(SQL(ORDERS_EXPECTED + ENDED_FROM_ORDER_EVENTS + CUSTOMERS_AND_LINES
+                               + COMPARED_TABLES + "SELECT" + ORDERS_COMPARED + ","
+                               + COMPARED_COLUMNS).format(
+            events=states(list(ORDER_TOPICS.values()), position),
+            registrations=states([TOPICS["registered"]], position),
+            **_literals({**ORDER_TOPICS, **TOPICS}))).fetchone()
+        assert row is not None
+        orders = {table: row.pop(table) for table in ("payment_orders", "ledger_accounts")}
+        return differences(orders) + (
+            self._from_events(conn, states, position) if differences(row) else [])
+
+    def _from_events(self, conn: Connection[DictRow], states: StoredStates,
+                     position: int) -> list[str]:
+        """Every table compared with the events themselves, whatever the wallet view's own
+        check finds (where the quicker comparison found a difference, or the views stand apart)."""
         return _differences(conn, SQL(FROM_EVENTS + COMPARED).format(
-            events=states(list(TOPICS.values()), position), **topics))
+            events=states(list(TOPICS.values()), position), **_literals(TOPICS)))
 
     # Queries
 
@@ -343,8 +394,11 @@ def _wallet_view_position(conn: Connection[DictRow], application_name: str) -> i
 def _differences(conn: Connection[DictRow], statement: Composed) -> list[str]:
     row = conn.execute(statement).fetchone()
     assert row is not None
-    return [f"the read model's {table} differ from the events in {rows} rows"
-            for table, rows in row.items() if rows]
+    return differences(row)
+
+
+def _literals(topics: dict[str, str]) -> dict[str, Literal]:
+    return {name: Literal(topic) for name, topic in topics.items()}
 
 
 def report(view: AnalyticsView, since: date, until: date) -> dict[str, Any]:

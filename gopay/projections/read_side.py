@@ -173,9 +173,20 @@ class ReadSide:
 
     def checks(self) -> list[Check]:
         """Every comparison of a read model with the events (see each view's `checks`); one
-        that cannot read the events it needs (tampered into no JSON, say) says so."""
-        return [partial(_reported, projection.name, check) for projection in self.runner.projections
-                for check in projection.view.checks(self.app.name)]
+        that cannot read the events it needs (tampered into no JSON, say) says so. Analytics'
+        check compares the wallet view's payment orders too, reading their events once."""
+        checks: list[Check] = []
+        for projection in self.runner.projections:
+            name = projection.name
+            if projection.view is self.wallets:
+                view_checks = self.wallets.checks(self.app.name, orders=False)
+            elif projection.view is self.analytics:
+                name = f"{WalletProjection.name} and {projection.name}"
+                view_checks = self.analytics.checks(self.app.name, with_orders_of=self.wallets)
+            else:
+                view_checks = projection.view.checks(self.app.name)
+            checks += [partial(_reported, name, check) for check in view_checks]
+        return checks
 
     def position(self) -> int:
         """The log position every read model has reached, as queries see them: from memory

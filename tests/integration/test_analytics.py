@@ -113,3 +113,54 @@ def test_the_check_reads_the_events_when_the_wallet_view_stands_elsewhere(
     assert drift(system.app, system.read_side) == [
         "the read model's wallet_transactions differ from the events in 2 rows",
         "the read model's analytics_active_users differ from the events in 1 rows"]
+
+
+def test_the_payment_orders_and_analytics_are_compared_in_one_statement(system: System) -> None:
+    """Analytics' check also compares the wallet view's payment orders and ledger accounts,
+    parsing their events once: a change to either read model is still found, and named."""
+    alice, bob = open_wallets(system.commands, 2, 5_000)
+    assert transfer(system.commands, alice, bob, 1_200) == "succeeded"
+    system.read_side.catch_up()
+    assert drift(system.app, system.read_side) == []
+    with system.app.recorder.datastore.transaction(commit=True) as cursor:  # type: ignore[attr-defined]
+        cursor.execute("UPDATE payment_orders SET amount = amount + 1 WHERE type = 'transfer'")
+        cursor.execute("UPDATE ledger_accounts SET balance = balance - 1 WHERE account_id = %s",
+                       (bob.wallet_id,))
+        cursor.execute("UPDATE analytics_daily SET count = count + 1 WHERE metric = 'transfer'")
+    assert drift(system.app, system.read_side) == [
+        "the read model's payment_orders differ from the events in 1 rows",
+        "the read model's ledger_accounts differ from the events in 1 rows",
+        "the read model's analytics_daily differ from the events in 1 rows"]
+
+
+def test_the_payment_orders_are_compared_when_the_views_stand_apart(system: System) -> None:
+    """Where analytics stands elsewhere than the wallet view, the payment orders are compared
+    on their own, and analytics with the events."""
+    alice, bob = open_wallets(system.commands, 2, 5_000)
+    assert transfer(system.commands, alice, bob, 1_200) == "succeeded"
+    system.read_side.catch_up()
+    end = system.app.recorder.max_notification_id()
+    with system.app.recorder.datastore.transaction(commit=True) as cursor:  # type: ignore[attr-defined]
+        cursor.execute("UPDATE analytics_projection_tracking SET notification_id = %s "
+                       "WHERE application_name = %s", (end + 5, system.app.name))
+        cursor.execute("UPDATE payment_orders SET status = 'failed' WHERE type = 'transfer'")
+        cursor.execute("UPDATE analytics_open_orders SET amount = 1")
+        cursor.execute("INSERT INTO analytics_open_orders (id, type, amount, currency) "
+                       "VALUES (gen_random_uuid(), 'transfer', 1, 'USD')")
+    assert drift(system.app, system.read_side) == [
+        "the read model's payment_orders differ from the events in 1 rows",
+        "the read model's analytics_open_orders differ from the events in 1 rows"]
+
+
+def test_an_order_event_that_is_no_json_is_reported_for_both_views(system: System) -> None:
+    """The one statement that reads the order events for both views says it could not."""
+    alice, bob = open_wallets(system.commands, 2, 5_000)
+    assert transfer(system.commands, alice, bob, 1_200) == "succeeded"
+    system.read_side.catch_up()
+    with system.app.recorder.datastore.transaction(commit=True) as cursor:  # type: ignore[attr-defined]
+        cursor.execute("UPDATE gopay_events SET state = 'no JSON'::bytea WHERE notification_id = "
+                       "(SELECT max(notification_id) FROM gopay_events "
+                       "WHERE topic LIKE '%PaymentOrder.Succeeded')")
+    [problem] = drift(system.app, system.read_side)
+    assert problem.startswith("wallet_projection and analytics_projection could not be compared "
+                              "with the events: "), problem

@@ -149,6 +149,27 @@ class TestReadModelsAreCompared:
             "the read model's payment_orders differ from the events in 1 rows",
             "the read model's ledger_accounts differ from the events in 1 rows")
 
+    def test_a_check_that_cannot_read_the_events_leaves_the_others_answering(
+            self, history: System, database_url: str) -> None:
+        """The checks share a few connections: one that fails on an event that is no JSON
+        says so, and the checks run after it on the same connection still find what differs."""
+        history.read_side.catch_up()
+        checkpoint(history.app, history.signer)
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            [(position,)] = conn.execute(
+                "UPDATE gopay_events SET state = 'no JSON'::bytea WHERE notification_id = "
+                "(SELECT min(notification_id) FROM gopay_events WHERE topic LIKE '%Wallet.Credited') "
+                "RETURNING notification_id").fetchall()
+            conn.execute("UPDATE payment_orders SET note = 'changed' WHERE id = "
+                         "(SELECT id FROM payment_orders LIMIT 1)")
+        verdict = verify(history.app, history.signer, history.read_side)
+        assert (verdict.chain_ok, verdict.first_bad_position, verdict.ledger_balanced) == (
+            False, position, True)
+        assert any("could not be compared with the events" in problem
+                   for problem in verdict.problems), verdict.problems
+        assert "the read model's payment_orders differ from the events in 1 rows" in (
+            verdict.problems)
+
     def test_an_entry_that_does_not_balance_is_found(self, history: System,
                                                      database_url: str) -> None:
         """A journal entry edited to create money fails the books (and the chain)."""
@@ -158,6 +179,20 @@ class TestReadModelsAreCompared:
                 "'\"amount\":-100', '\"amount\":-99')::bytea "
                 "WHERE topic LIKE '%PaymentOrder.Succeeded' AND convert_from(state, 'UTF8') "
                 "LIKE '%\"amount\":-100%'")
+        verdict = verify(history.app, history.signer)
+        assert not verdict.ledger_balanced and not verdict.chain_ok
+
+
+    def test_postings_that_are_no_objects_do_not_balance(self, history: System,
+                                                         database_url: str) -> None:
+        """A journal entry whose legs were replaced by numbers has no amounts to sum: the
+        books do not hold (each leg is read as an object with an amount and a currency)."""
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute(
+                "UPDATE gopay_events SET state = convert_to(jsonb_set(convert_from(state, "
+                "'UTF8')::jsonb, '{postings}', '[1, -1]')::text, 'UTF8') WHERE notification_id = "
+                "(SELECT max(notification_id) FROM gopay_events "
+                "WHERE topic LIKE '%PaymentOrder.Succeeded')")
         verdict = verify(history.app, history.signer)
         assert not verdict.ledger_balanced and not verdict.chain_ok
 
