@@ -35,6 +35,7 @@ import uuid
 import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import psycopg
@@ -206,6 +207,36 @@ def timed(what: str, events: int, work, data_dir: Path) -> float:  # type: ignor
     return seconds
 
 
+def each_check(system: System, audit) -> None:  # type: ignore[no-untyped-def]
+    """Each statement verify runs, alone, one after the other on one snapshot connection, with
+    the CPU its backend took (verify runs them side by side: this says what each costs)."""
+    recorder = system.app.recorder
+    with recorder.snapshot() as conn:
+        extent = recorder.chain_extent(conn)
+        first, last = extent["first"] or 0, extent["last"] or -1
+        ranges = [(start, min(start + audit.RANGE - 1, last))
+                  for start in range(first, last + 1, audit.RANGE)]
+        work = [(check.args[0], partial(check, states=recorder.stored_states))
+                for check in system.read_side.checks()]
+        work += [("the books", partial(audit.books_balance, recorder)),
+                 (f"the chain ({len(ranges)} ranges)", lambda c: [
+                     recorder.compare_chain(c, first=lo, last=hi, limit=audit.SHOWN)["held"]
+                     for lo, hi in ranges]),
+                 ("the blocks' links", recorder.broken_blocks)]
+        backend = conn.execute("SELECT pg_backend_pid() AS pid").fetchone()["pid"]
+        for name, check in work:
+            started, cpu = time.perf_counter(), process_cpu(backend)
+            check(conn)
+            print(f"  {name:<45} {time.perf_counter() - started:6.2f} s   "
+                  f"CPU: PostgreSQL {process_cpu(backend) - cpu:5.2f} s", flush=True)
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds one process has used so far (Linux's /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=1_000_000)
@@ -215,7 +246,8 @@ def main() -> None:
     parser.add_argument("--store", type=Path,
                         help="a folder kept by --keep: time the steps on it, without filling")
     parser.add_argument("--steps", default="rebuild,verify,export,import",
-                        help="which steps to time, comma-separated (default: all)")
+                        help="which steps to time, comma-separated (default: all; `checks` "
+                             "times each of verify's statements alone, on one connection)")
     args = parser.parse_args()
     steps = set(args.steps.split(","))
 
@@ -248,6 +280,8 @@ def main() -> None:
 
         if "rebuild" in steps:
             timed("projections rebuild", events, system.read_side.rebuild, data_dir)
+        if "checks" in steps:
+            each_check(system, audit)
         if "verify" in steps:
             timed("verify", events, verified, data_dir)
         exported = workdir / "history.tar"

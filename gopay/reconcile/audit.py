@@ -119,7 +119,7 @@ def verify(app: GoPay, signer: Signer, read_side: ReadSide | None = None,
         progress(0, total=2 * span)
         tasks: list[Task] = [(_against(check, recorder), span // (len(checks) + 1))
                              for check in checks]
-        tasks.append((partial(_books_balance, recorder), span // (len(checks) + 1)))
+        tasks.append((partial(books_balance, recorder), span // (len(checks) + 1)))
         tasks += [(partial(recorder.compare_chain, first=first, last=last, limit=SHOWN),
                    last - first + 1) for first, last in ranges]
         tasks.append((recorder.broken_blocks, 0))
@@ -145,7 +145,7 @@ def chain_problems(recorder: EventRecorder, conn: Connection[DictRow], signer: S
         for first, last in _ranges(extent["first"], extent["last"])])
     _broken_links(recorder.broken_blocks(conn), bad, problems)
     _check_checkpoints(recorder, conn, signer, extent["chain_end"] or 0, bad, problems)
-    if not _books_balance(recorder, conn):
+    if not books_balance(recorder, conn):
         problems.append("the ledger does not sum to zero in every currency")
     return problems
 
@@ -243,7 +243,7 @@ def _check_checkpoints(recorder: EventRecorder, conn: Connection[DictRow], signe
             problems.append(f"checkpoint: the chain at {position} is not the one signed")
 
 
-def _books_balance(recorder: EventRecorder, conn: Connection[DictRow]) -> bool:
+def books_balance(recorder: EventRecorder, conn: Connection[DictRow]) -> bool:
     """Whether every journal entry in the log sums to zero per currency (an entry that cannot
     even be read does not)."""
     entries = recorder.stored_states(JOURNAL_TOPICS, up_to=2**63 - 1)
