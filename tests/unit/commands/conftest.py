@@ -7,6 +7,8 @@ from collections.abc import Iterator
 import pytest
 from argon2 import PasswordHasher, profiles
 
+from gopay.aggregates.payment_method import PaymentMethod
+from gopay.aggregates.user import User
 from gopay.security import passwords
 from tests.unit.commands.in_memory import InMemoryGoPay
 
@@ -27,3 +29,14 @@ def cheap_password_hashing() -> Iterator[None]:
 @pytest.fixture
 def gopay() -> InMemoryGoPay:
     return InMemoryGoPay()
+
+
+@pytest.fixture
+def ada(gopay: InMemoryGoPay) -> User:
+    """A customer with a wallet (stories that pay need to fund it)."""
+    return gopay.register("ada@example.com")
+
+
+@pytest.fixture
+def visa(gopay: InMemoryGoPay, ada: User) -> PaymentMethod:
+    return gopay.add_card(ada)

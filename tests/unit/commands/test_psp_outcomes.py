@@ -32,16 +32,6 @@ from tests.unit.commands.in_memory import InMemoryGoPay, wallet_id
 
 
 @pytest.fixture
-def ada(gopay: InMemoryGoPay) -> User:
-    return gopay.register("ada@example.com")
-
-
-@pytest.fixture
-def visa(gopay: InMemoryGoPay, ada: User) -> PaymentMethod:
-    return gopay.add_card(ada)
-
-
-@pytest.fixture
 def psp() -> FakePsp:
     return FakePsp()
 

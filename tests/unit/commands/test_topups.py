@@ -30,14 +30,6 @@ def top_up_fee(**rule: Any) -> InMemoryGoPay:
     return InMemoryGoPay(settings(fees={TransactionType.TOPUP: FeeRule(**rule)}))
 
 
-@pytest.fixture
-def ada(gopay: InMemoryGoPay) -> User:
-    return gopay.register("ada@example.com")
-
-
-@pytest.fixture
-def visa(gopay: InMemoryGoPay, ada: User) -> PaymentMethod:
-    return gopay.add_card(ada)
 
 
 def lines(gopay: InMemoryGoPay, user: User) -> list[tuple[str, str, int, int]]:

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from tests.unit.commands.conftest import cheap_password_hashing, gopay
+from tests.unit.commands.conftest import ada, cheap_password_hashing, gopay, visa
 
-__all__ = ["cheap_password_hashing", "gopay"]
+__all__ = ["ada", "cheap_password_hashing", "gopay", "visa"]

@@ -60,14 +60,6 @@ def process(gopay: InMemoryGoPay, psp: FakePsp) -> PspProcess:
     return gopay.psp_process(psp)
 
 
-@pytest.fixture
-def ada(gopay: InMemoryGoPay) -> User:
-    return gopay.register("ada@example.com")
-
-
-@pytest.fixture
-def visa(gopay: InMemoryGoPay, ada: User) -> PaymentMethod:
-    return gopay.add_card(ada)
 
 
 def webhook(gopay: InMemoryGoPay, process: PspProcess, event_type: str, order: PaymentOrder,
