@@ -96,6 +96,14 @@ def test_figures_changed_with_the_wallet_lines_they_follow_are_still_found(
         "the read model's wallet_transactions differ from the events in 2 rows"]
 
 
+def stand_analytics_elsewhere(system: System) -> None:
+    """Past the log's end: analytics shows the same events, but stands apart from the wallet view."""
+    end = system.app.recorder.max_notification_id()
+    with system.app.recorder.datastore.transaction(commit=True) as cursor:  # type: ignore[attr-defined]
+        cursor.execute("UPDATE analytics_projection_tracking SET notification_id = %s "
+                       "WHERE application_name = %s", (end + 5, system.app.name))
+
+
 def test_the_check_reads_the_events_when_the_wallet_view_stands_elsewhere(
         system: System) -> None:
     """Where analytics has reached another position than the wallet read model, its figures
@@ -103,11 +111,7 @@ def test_the_check_reads_the_events_when_the_wallet_view_stands_elsewhere(
     alice, bob = open_wallets(system.commands, 2, 5_000)
     assert transfer(system.commands, alice, bob, 1_200) == "succeeded"
     system.read_side.catch_up()
-    end = system.app.recorder.max_notification_id()
-    with system.app.recorder.datastore.transaction(commit=True) as cursor:  # type: ignore[attr-defined]
-        # Past the log's end: analytics shows the same events, but stands elsewhere.
-        cursor.execute("UPDATE analytics_projection_tracking SET notification_id = %s "
-                       "WHERE application_name = %s", (end + 5, system.app.name))
+    stand_analytics_elsewhere(system)
     assert drift(system.app, system.read_side) == []
     hide_bob_everywhere(system, bob)
     assert drift(system.app, system.read_side) == [
@@ -139,10 +143,8 @@ def test_the_payment_orders_are_compared_when_the_views_stand_apart(system: Syst
     alice, bob = open_wallets(system.commands, 2, 5_000)
     assert transfer(system.commands, alice, bob, 1_200) == "succeeded"
     system.read_side.catch_up()
-    end = system.app.recorder.max_notification_id()
+    stand_analytics_elsewhere(system)
     with system.app.recorder.datastore.transaction(commit=True) as cursor:  # type: ignore[attr-defined]
-        cursor.execute("UPDATE analytics_projection_tracking SET notification_id = %s "
-                       "WHERE application_name = %s", (end + 5, system.app.name))
         cursor.execute("UPDATE payment_orders SET status = 'failed' WHERE type = 'transfer'")
         cursor.execute("UPDATE analytics_open_orders SET amount = 1")
         cursor.execute("INSERT INTO analytics_open_orders (id, type, amount, currency) "
