@@ -9,6 +9,7 @@ used by the next call: the work done but the answer lost, or the request lost be
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 from collections import Counter, deque
@@ -159,6 +160,25 @@ class FakePsp:
     def _next_fault(self, method: str) -> Fault | None:
         queued = self.faults.get(method)
         return queued.popleft() if queued else None
+
+
+class AwaitedFakePsp(FakePsp):
+    """The same PSP, its calls also awaited (`AwaitedPsp`), as the HTTP adapter's are: each
+    gives the event loop a turn, as waiting for an answer would."""
+
+    async def charge_async(self, nonce: str, amount: int, currency: str,
+                           source: Source) -> PspResult:
+        await asyncio.sleep(0)
+        return self.charge(nonce, amount, currency, source)
+
+    async def payout_async(self, nonce: str, amount: int, currency: str,
+                           destination: Destination) -> PspResult:
+        await asyncio.sleep(0)
+        return self.payout(nonce, amount, currency, destination)
+
+    async def status_async(self, nonce: str) -> PspResult | None:
+        await asyncio.sleep(0)
+        return self.status(nonce)
 
 
 def _number(instrument: Source | Destination) -> str:

@@ -99,6 +99,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await app.state.session_gate.close()
+            await system.psp.aclose()
             if jobs is not None:
                 jobs.shutdown(wait=True)
             system.close()

@@ -15,14 +15,17 @@ dead-lettered, for staff to list and send round again.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+from cachetools import LRUCache
 from prometheus_client import Counter, Histogram
 from tenacity import stop_after_attempt, stop_after_delay, wait_exponential_jitter, wait_fixed
 
@@ -31,7 +34,7 @@ from gopay.aggregates.money import Money
 from gopay.aggregates.payment_method import PaymentMethod
 from gopay.aggregates.payment_order import OrderStatus, PaymentOrder
 from gopay.aggregates.psp_task import PspTask, TaskKind
-from gopay.commands import Commands
+from gopay.commands import Command, Commands
 from gopay.commands.payment_methods import reveal_method
 from gopay.commands.psp_outcomes import (
     ChargeBack,
@@ -42,6 +45,7 @@ from gopay.commands.psp_outcomes import (
 )
 from gopay.operators.port import Operators
 from gopay.psp.port import (
+    AwaitedPsp,
     BankAccount,
     Card,
     DigitalWallet,
@@ -49,9 +53,11 @@ from gopay.psp.port import (
     OperationKind,
     OperationStatus,
     Psp,
+    PspError,
     PspNoAnswer,
     PspRefused,
     PspResult,
+    Source,
 )
 from gopay.retry import RetryPolicy
 
@@ -91,6 +97,10 @@ class Policies:
 # its webhook as it answers the call): the answer settles the order in milliseconds.
 CALL_UNDER_WAY_WAIT = 2.0
 
+# Orders this process settled lately, with their final status: the PSP's webhook about one
+# finds it here rather than in the store (an order's final status never changes).
+SETTLED_REMEMBERED = 10_000
+
 # Webhook types GoPay acts on; any other validly signed one is acknowledged and ignored.
 SETTLING = {"charge.succeeded": OperationStatus.SUCCEEDED,
             "charge.failed": OperationStatus.FAILED,
@@ -115,8 +125,9 @@ class PspProcess:
         self.operators = operators
         # Orders whose request is calling the PSP now, in this process: a webhook about one
         # waits for the call's answer rather than racing it.
-        self._calls_under_way: dict[UUID, threading.Event] = {}
+        self._calls_under_way: dict[UUID, CallUnderWay] = {}
         self._calls_lock = threading.Lock()
+        self._settled: LRUCache[UUID, str] = LRUCache(maxsize=SETTLED_REMEMBERED)
 
     def run_due(self, limit: int = 100) -> int:
         """Try every task that is due now; how many were tried."""
@@ -145,16 +156,37 @@ class PspProcess:
         task = self._recall(PspTask.id_for_call(order.id), PspTask)
         if task is None or task.done or task.dead:  # a repeated request, its call made before
             return self.app.get(order.id, PaymentOrder)
-        answered = threading.Event()
-        with self._calls_lock:
-            self._calls_under_way[order.id] = answered
-        try:
+        with self._under_way(order.id):
             return self._call(task, first=True, order=order, fresh=True)
+
+    async def call_at_once_async(self, order: PaymentOrder) -> PaymentOrder:
+        """`call_at_once` for a coroutine: the PSP's answer and the batches are awaited, so a
+        request holds no thread while the PSP works (an API process serves a top-up with the
+        CPU a transfer takes, not a thread's)."""
+        task = self.app.committer.known.get(PspTask.id_for_call(order.id))
+        if (not isinstance(task, PspTask) or task.operation == OperationKind.RECHARGE
+                or not isinstance(self.psp, AwaitedPsp)):
+            return await asyncio.to_thread(self.call_at_once, order)
+        if task.done or task.dead:
+            return await asyncio.to_thread(self.app.get, order.id, PaymentOrder)
+        with self._under_way(order.id):
+            verdict = self._verdict(task, order, *await self._attempt_async(task, order))
+            return self._settled_order(verdict, (await self.commands.run_async(verdict)).value,
+                                       order)
+
+    @contextmanager
+    def _under_way(self, order_id: UUID) -> Iterator[None]:
+        """While the block calls the PSP for the order, webhooks about it wait for its answer."""
+        call = CallUnderWay()
+        with self._calls_lock:
+            self._calls_under_way[order_id] = call
+        try:
+            yield
         finally:
             with self._calls_lock:
-                if self._calls_under_way.get(order.id) is answered:
-                    del self._calls_under_way[order.id]
-            answered.set()
+                if self._calls_under_way.get(order_id) is call:
+                    del self._calls_under_way[order_id]
+            call.answered()
 
     def keep_webhook(self, event_id: str, event_type: str, order_id: UUID | None,
                      data: Mapping[str, Any]) -> PspTask | None:
@@ -169,16 +201,40 @@ class PspProcess:
         """
         settled = None
         if order_id is not None and event_type in SETTLING:
-            with self._calls_lock:
-                under_way = self._calls_under_way.get(order_id)
-            if under_way is not None:
-                under_way.wait(CALL_UNDER_WAY_WAIT)
-            order = self.app.find(order_id, PaymentOrder)
-            if order is not None and order.status != OrderStatus.PENDING:
-                settled = f"already {order.status}"
-        task = self.commands.run(ReceiveWebhook(event_id=event_id, event_type=event_type,
-                                                order_id=order_id, data=data,
-                                                settled=settled)).value
+            call = self._call_under_way(order_id)
+            if call is not None:
+                call.wait(CALL_UNDER_WAY_WAIT)
+            settled = self._settled.get(order_id) or _final(self.app.find(order_id, PaymentOrder))
+        task = self.commands.run(self._receiving(event_id, event_type, order_id, data,
+                                                 settled)).value
+        return self._kept(task)
+
+    async def keep_webhook_async(self, event_id: str, event_type: str, order_id: UUID | None,
+                                 data: Mapping[str, Any]) -> PspTask | None:
+        """`keep_webhook` for a coroutine. An order this process settled lately is known
+        settled without a read; only other news reads the store, in a thread."""
+        settled = None
+        if order_id is not None and event_type in SETTLING:
+            call = self._call_under_way(order_id)
+            if call is not None:
+                await call.wait_async(CALL_UNDER_WAY_WAIT)
+            settled = self._settled.get(order_id) or _final(
+                await asyncio.to_thread(self.app.find, order_id, PaymentOrder))
+        task = (await self.commands.run_async(self._receiving(event_id, event_type, order_id,
+                                                              data, settled))).value
+        return self._kept(task)
+
+    def _call_under_way(self, order_id: UUID) -> CallUnderWay | None:
+        with self._calls_lock:
+            return self._calls_under_way.get(order_id)
+
+    @staticmethod
+    def _receiving(event_id: str, event_type: str, order_id: UUID | None,
+                   data: Mapping[str, Any], settled: str | None) -> ReceiveWebhook:
+        return ReceiveWebhook(event_id=event_id, event_type=event_type, order_id=order_id,
+                              data=data, settled=f"already {settled}" if settled else None)
+
+    def _kept(self, task: PspTask | None) -> PspTask | None:
         if task is not None and task.done:
             self._note_lag(task.payload)
         return task
@@ -217,30 +273,75 @@ class PspProcess:
         if order.status != OrderStatus.PENDING:
             self.commands.run(CompleteTask(task_id=task.id, outcome=f"already {order.status}"))
             return order
+        verdict = self._verdict(task, order, *self._attempt(task, order, first=first, fresh=fresh))
+        return self._settled_order(verdict, self.commands.run(verdict).value, order)
+
+    def _attempt(self, task: PspTask, order: PaymentOrder, *, first: bool,
+                 fresh: bool) -> tuple[PspResult | None, Exception | None]:
+        """What the PSP did under the order's nonce (None: nothing), or why it is not known."""
         nonce = str(order.id)
         try:
             # Unless this is surely the first call, the PSP may have done it already.
             result = None if first else self._status(task, nonce)
             if result is None:
-                result = self._ask_psp(task, order, nonce, fresh=fresh)
-        except NonceReused:
-            result = self._status(task, nonce)
-        except PspRefused as refused:
+                try:
+                    result = self._ask_psp(task, order, nonce, fresh=fresh)
+                except NonceReused:
+                    result = self._status(task, nonce)
+        except (PspError, OSError, DomainError) as error:
+            return None, error
+        return result, None
+
+    async def _attempt_async(self, task: PspTask, order: PaymentOrder
+                             ) -> tuple[PspResult | None, Exception | None]:
+        """`_attempt` of a first call, awaited (the instrument's secret is read in a thread)."""
+        assert isinstance(self.psp, AwaitedPsp)
+        nonce = str(order.id)
+        result: PspResult | None
+        try:
+            instrument = await asyncio.to_thread(self._instrument, task, fresh=True)
+            try:
+                if task.operation == OperationKind.PAYOUT:
+                    assert not isinstance(instrument, DigitalWallet), "payouts go to accounts"
+                    result = await self.psp.payout_async(nonce, order.amount, order.currency,
+                                                         instrument)
+                else:
+                    result = await self.psp.charge_async(nonce, order.amount, order.currency,
+                                                         instrument)
+            except NonceReused:
+                result = await self.psp.status_async(nonce)
+        except (PspError, OSError, DomainError) as error:
+            return None, error
+        return result, None
+
+    def _verdict(self, task: PspTask, order: PaymentOrder, result: PspResult | None,
+                 error: Exception | None) -> Command[Any]:
+        """The command that records an attempt's outcome: `SettleWithPsp` or `FailAttempt`."""
+        if isinstance(error, PspRefused):
             PSP_CALLS.labels(task.operation, "refused").inc()
-            return self._settle(order.id, task, status=OperationStatus.FAILED, psp_reference="",
-                                failure_reason=refused.code)
-        except (PspNoAnswer, OSError) as error:
+            return self._settling(order.id, task, status=OperationStatus.FAILED,
+                                  psp_reference="", failure_reason=error.code)
+        if isinstance(error, DomainError):  # the method is gone: the order cannot go on
+            return self._settling(order.id, task, status=OperationStatus.FAILED,
+                                  psp_reference="", failure_reason=error.code)
+        if error is not None:
             PSP_CALLS.labels(task.operation, "no_answer").inc()
-            self._failed(task, f"no answer from the PSP: {error}", self.policies.call)
-            return order
-        except DomainError as refusal:  # the method is gone: the order cannot go on
-            return self._settle(order.id, task, status=OperationStatus.FAILED, psp_reference="",
-                                failure_reason=refusal.code)
+            return self._failing(task, f"no answer from the PSP: {error}", self.policies.call)
         if result is None:
-            self._failed(task, "the PSP has no operation under the nonce", self.policies.call)
-            return order
+            return self._failing(task, "the PSP has no operation under the nonce",
+                                 self.policies.call)
         PSP_CALLS.labels(task.operation, str(result.status)).inc()
-        return self._record(task, result)
+        return self._recording(task, result)
+
+    def _settled_order(self, verdict: Command[Any], value: Any,
+                       order: PaymentOrder) -> PaymentOrder:
+        """The order as the verdict's command left it (a failed attempt leaves it as it was)."""
+        if not isinstance(verdict, SettleWithPsp):
+            return order
+        assert isinstance(value, PaymentOrder)
+        if value.status != OrderStatus.PENDING:
+            self._settled[value.id] = str(value.status)
+        return value
 
     def _status(self, task: PspTask, nonce: str) -> PspResult | None:
         if task.operation == OperationKind.RECHARGE:
@@ -258,32 +359,35 @@ class PspProcess:
             return self._operators().recharge(nonce, str(task.payload["phone_number"]),
                                               str(task.payload["operator"]), order.amount,
                                               order.currency)
+        instrument = self._instrument(task, fresh=fresh)
+        if task.operation == OperationKind.PAYOUT:
+            assert not isinstance(instrument, DigitalWallet), "payouts go to accounts"
+            return self.psp.payout(nonce, order.amount, order.currency, instrument)
+        return self.psp.charge(nonce, order.amount, order.currency, instrument)
+
+    def _instrument(self, task: PspTask, *, fresh: bool) -> Source:
+        """The task's payment method as the PSP takes it, its secret revealed from the vault."""
         method_id = UUID(task.payload["payment_method_id"])
         owner_id = UUID(task.payload["owner_id"])
         method = (self._recall(method_id, PaymentMethod) if fresh
                   else self.app.find(method_id, PaymentMethod))
         secret = reveal_method(self.commands.context, owner_id, method_id, method)
         assert method is not None, "reveal_method refuses a missing method"
-        instrument: Any
         if method.method_type == "card":
-            instrument = Card(secret)
-        elif method.method_type == "bank_account":
-            instrument = BankAccount(secret)
-        else:
-            instrument = DigitalWallet(str(method.details["provider"]), secret)
-        if task.operation == OperationKind.PAYOUT:
-            return self.psp.payout(nonce, order.amount, order.currency, instrument)
-        return self.psp.charge(nonce, order.amount, order.currency, instrument)
+            return Card(secret)
+        if method.method_type == "bank_account":
+            return BankAccount(secret)
+        return DigitalWallet(str(method.details["provider"]), secret)
 
-    def _record(self, task: PspTask, result: PspResult) -> PaymentOrder:
+    def _recording(self, task: PspTask, result: PspResult) -> SettleWithPsp:
         assert task.order_id is not None, "a call is for an order"
         recheck = None
         if result.status == OperationStatus.PENDING:
             delay = self.policies.pending.next_delay(1)
             recheck = self._at(delay if delay is not None else 60)
-        return self._settle(task.order_id, task, status=result.status,
-                            psp_reference=result.psp_reference, fee=result.fee,
-                            failure_reason=result.failure_reason, recheck_at=recheck)
+        return self._settling(task.order_id, task, status=result.status,
+                              psp_reference=result.psp_reference, fee=result.fee,
+                              failure_reason=result.failure_reason, recheck_at=recheck)
 
     # Webhooks
 
@@ -328,21 +432,64 @@ class PspProcess:
     def _settle(self, order_id: UUID, task: PspTask, *, status: OperationStatus,
                 psp_reference: str, fee: int = 0, failure_reason: str | None = None,
                 recheck_at: str | None = None) -> PaymentOrder:
-        return self.commands.run(SettleWithPsp(order_id=order_id, status=status,
-                                        psp_reference=psp_reference, fee=fee,
-                                        failure_reason=failure_reason, task_id=task.id,
-                                        recheck_at=recheck_at)).value
+        command = self._settling(order_id, task, status=status, psp_reference=psp_reference,
+                                 fee=fee, failure_reason=failure_reason, recheck_at=recheck_at)
+        return self.commands.run(command).value
+
+    @staticmethod
+    def _settling(order_id: UUID, task: PspTask, *, status: OperationStatus,
+                  psp_reference: str, fee: int = 0, failure_reason: str | None = None,
+                  recheck_at: str | None = None) -> SettleWithPsp:
+        return SettleWithPsp(order_id=order_id, status=status, psp_reference=psp_reference,
+                             fee=fee, failure_reason=failure_reason, task_id=task.id,
+                             recheck_at=recheck_at)
 
     def _failed(self, task: PspTask, error: str, policy: RetryPolicy) -> None:
+        self.commands.run(self._failing(task, error, policy))
+
+    def _failing(self, task: PspTask, error: str, policy: RetryPolicy) -> FailAttempt:
         delay = policy.next_delay(task.attempts + 1)
         if delay is None:
             DEAD_LETTERS.labels(task.operation).inc()
             log.warning("PSP task %s (%s) dead-lettered: %s", task.id, task.operation, error)
-        self.commands.run(FailAttempt(task_id=task.id, error=error,
-                                      retry_at=None if delay is None else self._at(delay)))
+        return FailAttempt(task_id=task.id, error=error,
+                           retry_at=None if delay is None else self._at(delay))
 
     def _now(self) -> datetime:
         return self.commands.context.clock()
 
     def _at(self, seconds: float) -> str:
         return (self._now() + timedelta(seconds=seconds)).isoformat()
+
+
+class CallUnderWay:
+    """A call to the PSP this process is making; webhooks about its order wait for its answer,
+    in a thread or in the event loop, whichever made the call."""
+
+    def __init__(self) -> None:
+        self._answered = threading.Event()
+        try:
+            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+            self._answered_async: asyncio.Event | None = asyncio.Event()
+        except RuntimeError:  # made in a thread
+            self._loop = self._answered_async = None
+
+    def answered(self) -> None:
+        self._answered.set()
+        if self._loop is not None and self._answered_async is not None:
+            self._loop.call_soon_threadsafe(self._answered_async.set)
+
+    def wait(self, timeout: float) -> None:
+        self._answered.wait(timeout)
+
+    async def wait_async(self, timeout: float) -> None:
+        if self._answered_async is None or asyncio.get_running_loop() is not self._loop:
+            await asyncio.to_thread(self._answered.wait, timeout)
+            return
+        with suppress(TimeoutError):
+            await asyncio.wait_for(self._answered_async.wait(), timeout)
+
+
+def _final(order: PaymentOrder | None) -> str | None:
+    """An order's status if it is final (it never changes again), else None."""
+    return None if order is None or order.status == OrderStatus.PENDING else str(order.status)

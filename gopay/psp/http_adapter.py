@@ -2,7 +2,9 @@
 
 It never retries: whether and when to try again is the caller's policy. It turns every
 answer into one of three things: a `PspResult`, `PspRefused` (a 4xx: nothing was done), or
-`PspNoAnswer` (a timeout, a cut connection, a 5xx or an unreadable 2xx: ask later).
+`PspNoAnswer` (a timeout, a cut connection, a 5xx or an unreadable 2xx: ask later). The calls
+a request makes at once (charge, payout, and the status a reused nonce asks) can also be
+awaited, so that an API process does not hold a thread while the PSP works.
 """
 
 from __future__ import annotations
@@ -40,13 +42,21 @@ class NonceService:
 
     def __init__(self, base_url: str, api_key: str, timeout: float = 10.0,
                  transport: httpx.BaseTransport | None = None) -> None:
-        self.http = httpx.Client(
-            base_url=base_url, transport=transport,
-            timeout=httpx.Timeout(timeout, connect=min(timeout, CONNECT_TIMEOUT)),
-            headers={"Authorization": f"Bearer {api_key}"})
+        self._client_settings: dict[str, Any] = {
+            "base_url": base_url,
+            "timeout": httpx.Timeout(timeout, connect=min(timeout, CONNECT_TIMEOUT)),
+            "headers": {"Authorization": f"Bearer {api_key}"}}
+        self.http = httpx.Client(transport=transport, **self._client_settings)
+        # Made on first use, in the event loop that awaits it (one per API process).
+        self._async_http: httpx.AsyncClient | None = None
 
     def close(self) -> None:
         self.http.close()
+
+    async def aclose(self) -> None:
+        """Close the awaited calls' connections, in the loop that opened them."""
+        if self._async_http is not None:
+            await self._async_http.aclose()
 
     def __enter__(self) -> Self:
         return self
@@ -63,27 +73,58 @@ class NonceService:
                 return None
             raise
 
+    async def _found_async(self, path: str) -> PspResult | None:
+        try:
+            return await self._operation_async("GET", path)
+        except PspRefused as refusal:
+            if refusal.http_status == 404 and refusal.code == "unknown_nonce":
+                return None
+            raise
+
     def _operation(self, method: str, path: str, json: Any = None) -> PspResult:
-        response = self._send(method, path, json)
+        try:
+            response = self.http.request(method, path, json=json)
+        except httpx.HTTPError as error:
+            raise self._no_answer(method, path, error) from error
+        return self._read(method, path, response)
+
+    async def _operation_async(self, method: str, path: str, json: Any = None) -> PspResult:
+        if self._async_http is None:
+            self._async_http = httpx.AsyncClient(**self._client_settings)
+        try:
+            response = await self._async_http.request(method, path, json=json)
+        except httpx.HTTPError as error:
+            raise self._no_answer(method, path, error) from error
+        return self._read(method, path, response)
+
+    def _read(self, method: str, path: str, response: httpx.Response) -> PspResult:
+        self._check(method, path, response)
         try:
             return _result(response.json())
         except (ValueError, KeyError, TypeError) as error:
             # A 2xx GoPay cannot read: the work may be done, so the outcome is unknown.
             raise PspNoAnswer(f"unreadable answer from {self.name} to {method} {path}: {error}") from error
 
+    def _no_answer(self, method: str, path: str, error: httpx.HTTPError) -> PspNoAnswer:
+        """Timeouts, refused or cut connections, protocol errors."""
+        return PspNoAnswer(f"no answer from {self.name} to {method} {path}: "
+                           f"{type(error).__name__}: {error}")
+
     def _send(self, method: str, path: str, json: Any = None) -> httpx.Response:
         try:
             response = self.http.request(method, path, json=json)
-        except httpx.HTTPError as error:  # timeouts, refused or cut connections, protocol errors
-            raise PspNoAnswer(f"no answer from {self.name} to {method} {path}: "
-                              f"{type(error).__name__}: {error}") from error
+        except httpx.HTTPError as error:
+            raise self._no_answer(method, path, error) from error
+        self._check(method, path, response)
+        return response
+
+    def _check(self, method: str, path: str, response: httpx.Response) -> None:
         if response.is_server_error:
             raise PspNoAnswer(f"{self.name} answered {response.status_code} to {method} {path}")
         if response.is_client_error:
             raise _refusal(response)
         if not response.is_success:
             raise PspNoAnswer(f"{self.name} answered {response.status_code} to {method} {path}")
-        return response
 
 
 class HttpPsp(NonceService):
@@ -96,13 +137,24 @@ class HttpPsp(NonceService):
         return cls(settings.psp_base_url, settings.psp_key, settings.psp_timeout)
 
     def charge(self, nonce: str, amount: int, currency: str, source: Source) -> PspResult:
-        return self._operation("POST", "/v1/charges", json={
-            "nonce": nonce, "amount": amount, "currency": currency, "source": _instrument(source)})
+        return self._operation("POST", "/v1/charges", json=_charge(nonce, amount, currency, source))
 
     def payout(self, nonce: str, amount: int, currency: str, destination: Destination) -> PspResult:
-        return self._operation("POST", "/v1/payouts", json={
-            "nonce": nonce, "amount": amount, "currency": currency,
-            "destination": _instrument(destination)})
+        return self._operation("POST", "/v1/payouts",
+                               json=_payout(nonce, amount, currency, destination))
+
+    async def charge_async(self, nonce: str, amount: int, currency: str,
+                           source: Source) -> PspResult:
+        return await self._operation_async("POST", "/v1/charges",
+                                           json=_charge(nonce, amount, currency, source))
+
+    async def payout_async(self, nonce: str, amount: int, currency: str,
+                           destination: Destination) -> PspResult:
+        return await self._operation_async("POST", "/v1/payouts",
+                                           json=_payout(nonce, amount, currency, destination))
+
+    async def status_async(self, nonce: str) -> PspResult | None:
+        return await self._found_async(f"/v1/operations/{quote(nonce, safe='')}")
 
     def refund(self, nonce: str, charge_reference: str, amount: int) -> PspResult:
         return self._operation("POST", "/v1/refunds", json={
@@ -114,6 +166,15 @@ class HttpPsp(NonceService):
     def settlement_file(self, day: date) -> str:
         response = self._send("GET", f"/sim/settlements/{day.isoformat()}.csv")
         return response.text
+
+
+def _charge(nonce: str, amount: int, currency: str, source: Source) -> dict[str, Any]:
+    return {"nonce": nonce, "amount": amount, "currency": currency, "source": _instrument(source)}
+
+
+def _payout(nonce: str, amount: int, currency: str, destination: Destination) -> dict[str, Any]:
+    return {"nonce": nonce, "amount": amount, "currency": currency,
+            "destination": _instrument(destination)}
 
 
 def _instrument(instrument: Source) -> dict[str, str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 class OperationKind(StrEnum):
@@ -127,3 +127,17 @@ class Psp(Protocol):
     def settlement_file(self, day: date) -> str:
         """The day's settlement file (CSV text): every operation the PSP settled that UTC day."""
         ...
+
+
+@runtime_checkable
+class AwaitedPsp(Protocol):
+    """The calls a request makes at once, awaited: an API process need not hold a thread
+    while the PSP works. The same contract as `Psp`'s methods of the same names."""
+
+    async def charge_async(self, nonce: str, amount: int, currency: str,
+                           source: Source) -> PspResult: ...
+
+    async def payout_async(self, nonce: str, amount: int, currency: str,
+                           destination: Destination) -> PspResult: ...
+
+    async def status_async(self, nonce: str) -> PspResult | None: ...

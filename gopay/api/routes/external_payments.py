@@ -6,6 +6,7 @@ from typing import Any
 from uuid import UUID
 
 from fastapi import APIRouter, Request, Response
+from fastapi.concurrency import run_in_threadpool
 
 from gopay.aggregates.ledger import TransactionType
 from gopay.aggregates.money import Money
@@ -48,27 +49,32 @@ def _answer(order: PaymentOrder, response: Response) -> ExternalPaymentPublic:
         "failure_reason": order.failure_reason, "created_at": order.created_on})
 
 
-def _request(system: System, command: MoneyCommand, response: Response) -> ExternalPaymentPublic:
-    """Save the order and its PSP task, then ask the PSP at once (a failure is retried later)."""
-    order = system.commands.run(command).value
+async def _request(system: System, command: MoneyCommand,
+                   response: Response) -> ExternalPaymentPublic:
+    """Save the order and its PSP task, then ask the PSP at once (a failure is retried later).
+
+    Awaited, not run in a thread: the group committer's writer thread runs the batches, and
+    the request holds nothing while the PSP works.
+    """
+    order = (await system.commands.run_async(command)).value
     if order.status == OrderStatus.PENDING:
-        order = system.psp_process.call_at_once(order)
+        order = await system.psp_process.call_at_once_async(order)
     return _answer(order, response)
 
 
 @router.post("/v1/topups", status_code=201, response_model=ExternalPaymentPublic,
              responses={202: {"description": "Accepted: the PSP has not settled it yet",
                               "model": ExternalPaymentPublic}})
-def create_top_up(body: ExternalPaymentCreate, caller: Customer, system: SystemDep,
-                  response: Response,
-                  idempotency_key: IdempotencyKey = None) -> ExternalPaymentPublic:
+async def create_top_up(body: ExternalPaymentCreate, caller: Customer, system: SystemDep,
+                        response: Response,
+                        idempotency_key: IdempotencyKey = None) -> ExternalPaymentPublic:
     """Charge a saved card, bank account or digital wallet and credit the wallet.
 
     201 with the outcome when the PSP answered; 202 `pending` when it has not yet (GoPay
     finds out from its webhook or by asking, and never charges twice).
     """
     assert caller.wallet_id is not None, "customers have a wallet"
-    return _request(system, RequestTopUp(
+    return await _request(system, RequestTopUp(
         caller_id=caller.user_id, wallet_id=caller.wallet_id,
         payment_method_id=body.payment_method_id,
         money=Money.positive(body.amount, body.currency),
@@ -78,20 +84,23 @@ def create_top_up(body: ExternalPaymentCreate, caller: Customer, system: SystemD
 @router.post("/v1/payouts", status_code=201, response_model=ExternalPaymentPublic,
              responses={202: {"description": "Accepted: the PSP has not paid it yet",
                               "model": ExternalPaymentPublic}})
-def create_payout(body: ExternalPaymentCreate, caller: Customer, system: SystemDep,
-                  response: Response, request: Request, idempotency_key: IdempotencyKey = None,
-                  otp: SecondFactor = None) -> ExternalPaymentPublic:
+async def create_payout(body: ExternalPaymentCreate, caller: Customer, system: SystemDep,
+                        response: Response, request: Request,
+                        idempotency_key: IdempotencyKey = None,
+                        otp: SecondFactor = None) -> ExternalPaymentPublic:
     """Pay out to a saved bank account or card; the money is held at once.
 
     The PSP's success takes the held money, its failure gives it back. From the step-up
     amount up, a user with 2FA on sends a fresh code in `GoPay-OTP`.
     """
     assert caller.wallet_id is not None, "customers have a wallet"
-    confirm_step_up(system, caller, body.amount, RequestPayout.operation, idempotency_key, otp)
+    if body.amount >= system.settings.step_up_amount:
+        await run_in_threadpool(confirm_step_up, system, caller, body.amount,
+                                RequestPayout.operation, idempotency_key, otp)
     country = request_country(system.settings.trusted_proxies,
                               request.client.host if request.client else None,
                               request.headers.get("x-forwarded-for"))
-    return _request(system, RequestPayout(
+    return await _request(system, RequestPayout(
         caller_id=caller.user_id, wallet_id=caller.wallet_id,
         payment_method_id=body.payment_method_id,
         money=Money.positive(body.amount, body.currency),

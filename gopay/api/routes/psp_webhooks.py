@@ -11,6 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from prometheus_client import Counter
 
+from gopay.aggregates.psp_task import PspTask
 from gopay.api.deps import SystemDep
 from gopay.api.problems import Problem
 from gopay.processes.psp import KNOWN_WEBHOOKS
@@ -45,7 +46,12 @@ async def psp_webhook(request: Request, system: SystemDep) -> dict[str, bool]:
     if event["type"] not in KNOWN_WEBHOOKS:
         WEBHOOKS.labels("other").inc()
         return {"received": True}
-    await run_in_threadpool(_keep_and_apply, system, event)
+    # Awaited: a webhook about an order this process has just settled (the usual news)
+    # takes one batch and no thread.
+    task = await system.psp_process.keep_webhook_async(
+        event["id"], event["type"], _uuid(event.get("merchant_reference")), event)
+    if task is not None and not task.done:
+        await run_in_threadpool(_apply, system, task, event["id"])
     WEBHOOKS.labels(event["type"]).inc()
     return {"received": True}
 
@@ -62,15 +68,12 @@ def _event(body: bytes) -> dict[str, Any]:
             "id": event["id"]}
 
 
-def _keep_and_apply(system: System, event: dict[str, Any]) -> None:
-    task = system.psp_process.keep_webhook(event["id"], event["type"],
-                                           _uuid(event.get("merchant_reference")), event)
-    if task is not None and not task.done:
-        # At once, for a quick settlement; if this fails the task is retried by the job.
-        try:
-            system.psp_process.apply(task)
-        except Exception:
-            log.exception("applying PSP webhook %s failed; it will be retried", event["id"])
+def _apply(system: System, task: PspTask, event_id: str) -> None:
+    """At once, for a quick settlement; if this fails the task is retried by the job."""
+    try:
+        system.psp_process.apply(task)
+    except Exception:
+        log.exception("applying PSP webhook %s failed; it will be retried", event_id)
 
 
 def _uuid(text: object) -> UUID | None:

@@ -87,16 +87,29 @@ class TestWhatATopUpCosts:
         assert (answered.status, answered.psp_reference) == (OrderStatus.SUCCEEDED, "charge_0001")
         assert gopay.balance(ada) == 1_000 and gopay.task(PspTask.id_for_call(order.id)).done
 
-    def test_news_of_a_settled_order_is_kept_done_by_one_command_after_one_read(
+    def test_news_of_an_order_this_process_settled_is_kept_done_by_one_command_unread(
             self, gopay: InMemoryGoPay, ada: User, visa: PaymentMethod, process: PspProcess,
             costs: Costs) -> None:
-        """The usual webhook: the order read once, the task created already done."""
+        """The usual webhook: the process remembers the order's final status, and the task is
+        created already done."""
         order = process.call_at_once(gopay.top_up(ada, visa, 1_000))
         costs.start()
         task = webhook(gopay, process, "charge.succeeded", order)
-        assert (costs.commits, costs.reads) == (1, [order.id])
+        assert (costs.commits, costs.reads) == (1, [])
         assert task is not None and (task.done, task.outcome) == (True, "already succeeded")
         assert gopay.event_types(task.id) == ["Created", "Completed"]
+        assert gopay.balance(ada) == 1_000
+
+    def test_news_of_an_order_another_process_settled_is_read_once(
+            self, gopay: InMemoryGoPay, ada: User, visa: PaymentMethod, process: PspProcess,
+            psp: FakePsp, costs: Costs) -> None:
+        order = process.call_at_once(gopay.top_up(ada, visa, 1_000))
+        elsewhere = gopay.psp_process(psp)
+        costs.start()
+        task = webhook(gopay, elsewhere, "charge.failed", order)
+        assert (costs.commits, costs.reads) == (1, [order.id])
+        assert task is not None and task.outcome == "already succeeded"
+        assert gopay.order(order.id).status == OrderStatus.SUCCEEDED
         assert gopay.balance(ada) == 1_000
 
 
