@@ -31,6 +31,7 @@ from gopay.projections.notifications import NotificationProjection, Notification
 from gopay.projections.payment_methods import PaymentMethodProjection, PaymentMethodView
 from gopay.projections.payment_requests import PaymentRequestProjection, PaymentRequestView
 from gopay.projections.payout_schedules import PayoutScheduleProjection, PayoutScheduleView
+from gopay.projections.position_listener import PositionListener
 from gopay.projections.providers import ProviderProjection, ProviderView
 from gopay.projections.psp_orders import PspOrderProjection, PspOrderView
 from gopay.projections.psp_tasks import PspTaskProjection, PspTaskView
@@ -100,6 +101,10 @@ def _views(database_url: str, create_tables: bool) -> list[PagedView]:
     return views
 
 
+# How often a wait for the read side asks the database itself, besides listening.
+ASK_WHILE_WAITING = 0.25
+
+
 class ReadSide:
     """Every read model over one GoPay application, and the runner that keeps them current."""
 
@@ -141,6 +146,8 @@ class ReadSide:
         self._lowest_position_statement = SQL("SELECT least({}) AS position").format(SQL(", ").join(
             SQL("coalesce((SELECT max(notification_id) FROM {} WHERE application_name = %(app)s), 0)")
             .format(Identifier(view.tracking_table_name)) for view in views))
+        # Where the leader says the read models stand, when another process leads them.
+        self._listener = PositionListener(database_url, self._stored_position, self._on_advance)
 
     def start(self) -> ReadSide:
         """Run the projections here whenever no other process is running them."""
@@ -150,6 +157,7 @@ class ReadSide:
     def stop(self) -> None:
         """Stop the runner and close the views' connections."""
         self.runner.stop()
+        self._listener.stop()
         self._datastore.close()
         if self._reader is not None:
             self._reader.close()
@@ -194,6 +202,21 @@ class ReadSide:
         remembered = self.runner.remembered_positions()
         if self._reader is None and remembered is not None:
             return min(remembered.values())
+        return self._stored_position()
+
+    def _shown(self) -> int:
+        """`position()`, or where another process leading the projections last announced
+        they stand: never ahead of them, maybe a moment behind, and asking nobody."""
+        if self._reader is None:
+            remembered = self.runner.remembered_positions()
+            if remembered is not None:
+                return min(remembered.values())
+            heard = self._listener.position()
+            if heard is not None:
+                return heard
+        return self._stored_position()
+
+    def _stored_position(self) -> int:
         with (self._reader or self._datastore).transaction(commit=False) as cursor:
             cursor.execute(self._lowest_position_statement, {"app": self.app.name})
             row = cursor.fetchone()
@@ -209,11 +232,21 @@ class ReadSide:
         return bool(row and row["standby"])
 
     def wait_for(self, position: int, timeout: float) -> bool:
-        """Block until every read model shows `position` (a command's last event), or time out."""
-        deadline = time.monotonic() + timeout
+        """Block until every read model shows `position` (a command's last event), or time out.
+
+        A long wait also asks the database now and then, in case the leader's announcement
+        went unheard (it runs code that does not announce, say)."""
+        started = time.monotonic()
+        deadline = started + timeout
         interval = 0.001
-        while self.position() < position:
-            remaining = deadline - time.monotonic()
+        asked = started
+        while self._shown() < position:
+            now = time.monotonic()
+            if now - asked >= ASK_WHILE_WAITING:
+                asked = now
+                if self._stored_position() >= position:
+                    return True
+            remaining = deadline - now
             if remaining <= 0:
                 return False
             with self._advanced:

@@ -32,6 +32,7 @@ from eventsourcing.projection import Projection
 from eventsourcing.utils import resolve_topic
 
 from gopay.application import GoPay
+from gopay.projections.position_listener import announce
 from gopay.projections.view import PagedView
 from gopay.recorder import EventRecorder
 
@@ -136,11 +137,13 @@ class PagedProjectionRunner:
             for handler, after in wanted:
                 if notification.id > after:
                     handler(event, tracking)
+        committed = {**positions, **{p.name: last for p in behind}}
         with self.projections[0].view.datastore.transaction(commit=True) as cursor:
             cursor.execute("SET LOCAL synchronous_commit TO off")
             for projection in behind:
                 projection.view.write(cursor, Tracking(self.app.name, last))
-        self.committed = {**positions, **{p.name: last for p in behind}}
+            announce(cursor, min(committed.values()))
+        self.committed = committed
         self.on_advance(min(self.committed.values()))
         return True
 

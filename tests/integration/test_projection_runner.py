@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import time
+
+import pytest
+
 from gopay.commands.profile import UpdateProfile
 from gopay.commands.registration import Register
+from gopay.projections import runner as runner_module
+from gopay.projections.read_side import ReadSide
 from gopay.system import System
+from gopay.aggregates.money import Money
+from gopay.commands.transfer import Transfer
 from tests.support import open_wallets, transfer
 
 
@@ -69,3 +77,81 @@ def test_a_view_built_again_alone_catches_up_while_the_others_carry_on(system: S
     assert read_side.directory.search(None, kinds=("person",), limit=50) == users_before
     assert read_side.wallets.transactions(bob.wallet_id, limit=50) == history_before
     assert set(read_side.runner.positions().values()) == {app.recorder.max_notification_id()}
+
+
+def paid(system: System, sender, recipient, amount: int) -> int:  # type: ignore[no-untyped-def]
+    """A transfer's log position."""
+    return system.commands.run(Transfer(
+        caller_id=sender.id, sender_wallet_id=sender.wallet_id, recipient=recipient.email,
+        money=Money(amount, "USD"), note="", idempotency_key=None, fingerprint="f")).position
+
+
+def listening(read_side: ReadSide, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while read_side._listener.position() is None:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+class TestReadYourWritesWhereAnotherProcessLeads:
+    """A process that does not run the projections hears where the leader has got, rather
+    than asking the database again and again while a query waits."""
+
+    def follower(self, system: System, database_url: str,
+                 monkeypatch: pytest.MonkeyPatch) -> tuple[ReadSide, list[int]]:
+        """A second process's read side, counting the times it asks the database."""
+        follower = ReadSide(system.app, database_url)
+        asked: list[int] = []
+        stored = follower._stored_position
+
+        def counting() -> int:
+            asked.append(1)
+            return stored()
+
+        monkeypatch.setattr(follower, "_stored_position", counting)
+        return follower, asked
+
+    def test_a_wait_ends_on_the_leader_s_announcement(
+            self, system: System, database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        follower, asked = self.follower(system, database_url, monkeypatch)
+        try:
+            system.read_side.start()  # this one leads
+            alice, bob = open_wallets(system.commands, 2, 1_000)
+            assert follower.wait_for(system.app.recorder.max_notification_id() or 0, timeout=10)
+            assert listening(follower)
+            waits_asked = 0
+            for _ in range(20):
+                position = paid(system, alice, bob, 1)
+                before = len(asked)
+                assert follower.wait_for(position, timeout=10)
+                waits_asked += len(asked) - before
+                assert follower.position() >= position  # as the database says
+            assert waits_asked <= 2, "the waits asked the database rather than listening"
+            assert follower.wallets.wallet(bob.wallet_id)["balance"] == 1_020
+        finally:
+            follower.stop()
+            system.read_side.stop()
+
+    def test_a_leader_that_does_not_announce_is_still_waited_for(
+            self, system: System, database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Code that does not announce (an older version leading during an upgrade) makes
+        waits ask the database now and then: slower, never wrong."""
+        follower, asked = self.follower(system, database_url, monkeypatch)
+        monkeypatch.setattr(runner_module, "announce", lambda cursor, position: None)
+        try:
+            alice, bob = open_wallets(system.commands, 2, 1_000)
+            system.read_side.catch_up()
+            assert follower.wait_for(system.app.recorder.max_notification_id() or 0, timeout=10)
+            assert listening(follower)
+            position = paid(system, alice, bob, 5)
+            assert follower.wait_for(position, timeout=0.1) is False  # not projected yet
+            system.read_side.start()
+            started = time.monotonic()
+            assert follower.wait_for(position, timeout=10)
+            assert time.monotonic() - started < 5
+            assert follower.wallets.wallet(bob.wallet_id)["balance"] == 1_005
+        finally:
+            follower.stop()
+            system.read_side.stop()

@@ -3,6 +3,7 @@ received by a small server in the test that verifies every signature."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
@@ -431,6 +432,57 @@ class TestFaults:
             assert httpx.get(f"{running.url}/sim/faults").json()["duplicate_webhook"] == 0.5
         finally:
             running.stop()
+
+
+class TestAwaitedCalls:
+    """The calls an API process awaits (aiohttp) answer exactly as the threaded ones (httpx)."""
+
+    def test_outcomes_refusals_and_statuses_are_the_same(self, psp: HttpPsp) -> None:
+        async def calls() -> None:
+            try:
+                order = nonce()
+                charged = await psp.charge_async(order, 1_000, "USD", Card(SUCCEEDS))
+                assert (charged.status, charged.fee) == ("succeeded", card_fee(1_000))
+                assert await psp.charge_async(order, 1_000, "USD", Card(SUCCEEDS)) == charged
+                assert await psp.status_async(order) == charged == psp.status(order)
+                with pytest.raises(NonceReused):
+                    await psp.charge_async(order, 1_001, "USD", Card(SUCCEEDS))
+                declined = await psp.charge_async(nonce(), 1_000, "USD", Card(DECLINED))
+                assert (declined.status, declined.failure_reason) == ("failed", "card_declined")
+                paid = await psp.payout_async(nonce(), 900, "EUR", BankAccount(IBAN))
+                assert (paid.kind, paid.status) == ("payout", "succeeded")
+                with pytest.raises(PspRefused) as refused:
+                    await psp.charge_async(nonce(), 1_000, "USD", Card("4242424242424241"))
+                assert (refused.value.http_status, refused.value.code) == (422, "invalid_card_number")
+                assert await psp.status_async(nonce("never-sent")) is None
+            finally:
+                await psp.aclose()
+
+        asyncio.run(calls())
+
+    @pytest.mark.parametrize("faults", [{"drop_response": 1.0},
+                                        {"error_5xx": 1.0, "error_5xx_work_done": 1.0},
+                                        {"timeout": 1.0, "timeout_work_done": 1.0,
+                                         "timeout_seconds": 2.0}],
+                             ids=["dropped", "5xx", "timeout"])
+    def test_no_answer_is_no_answer_and_the_nonce_finds_the_work(
+            self, psp: HttpPsp, simulator: PspSimulator, faults: dict[str, float]) -> None:
+        order = nonce()
+        set_faults(simulator, **faults)
+
+        async def charge() -> None:
+            try:
+                await psp.charge_async(order, 1_500, "USD", Card(SUCCEEDS))
+            finally:
+                await psp.aclose()
+
+        started = time.monotonic()
+        with pytest.raises(PspNoAnswer):
+            asyncio.run(charge())
+        assert time.monotonic() - started < 1.9, "the adapter waited past its own timeout"
+        set_faults(simulator)
+        found = eventually(lambda: psp.status(order), timeout=5)
+        assert (found.status, found.amount) == ("succeeded", 1_500)
 
 
 class TestWebhookSignatures:
