@@ -1,20 +1,21 @@
 """The fast lane: a well-formed payment by a signed-in customer, without FastAPI's machinery.
 
-`POST /v1/transfers` and `POST /v1/qr-payments` are the requests a payments system serves
-most. Through FastAPI they spent more interpreter time on routing, dependency solving and
-response validation than on the payment itself. This lane sits under the metrics and
-security-header middleware and takes only requests it can answer exactly as the route would:
-a JSON body that the route's model accepts, a live bearer token of a customer, well-formed
-headers, an amount below the step-up threshold. It runs the same command the route runs and
-answers the same body (202 for a payment held for review); a refusal of that command gets
-the answer of the same `domain_problem` the route's handler uses. Anything else, whether a
-missing token, a bad body or a code to check, goes to the route unchanged, with its body
-replayed, so every check of the request keeps one implementation.
+`POST /v1/transfers`, `POST /v1/qr-payments` and `POST /v1/topups` are the requests a
+payments system serves most. Through FastAPI they spent more interpreter time on routing,
+dependency solving and response validation than on the payment itself. This lane sits under
+the metrics and security-header middleware and takes only requests it can answer exactly as
+the route would: a JSON body that the route's model accepts, a live bearer token of a
+customer, well-formed headers, an amount below the step-up threshold. It runs the same
+command the route runs (and, for a top-up, the same call to the PSP) and answers the same
+body, 202 where the route does (a payment held for review, a top-up the PSP has not settled);
+a refusal gets the answer of the same `domain_problem` the route's handler uses. Anything
+else, whether a missing token, a bad body or a code to check, goes to the route unchanged,
+with its body replayed, so every check of the request keeps one implementation.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,8 +28,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gopay.aggregates.errors import DomainError
 from gopay.api.merchant_schemas import QrPaymentCreate
 from gopay.api.problems import STORE_UNAVAILABLE, domain_problem, store_unavailable_response
-from gopay.api.routes import qr_payments, transfers
-from gopay.api.schemas import TransferCreate
+from gopay.api.routes import external_payments, qr_payments, transfers
+from gopay.api.schemas import ExternalPaymentCreate, TransferCreate
 from gopay.commands import Command
 from gopay.security.qr_codes import read_qr_payload
 from gopay.security.tokens import AccessClaims, read_access_token
@@ -51,6 +52,10 @@ class Lane:
     body: type[BaseModel]
     plan: Plan
     answer: Callable[[Any], BaseModel]
+    # What the route does with the command's outcome before it answers.
+    then: Callable[[System, Any], Awaitable[Any]] | None = None
+    # The statuses answered 202 Accepted rather than 201.
+    accepted: frozenset[str] = frozenset({"held_for_review"})
 
     @property
     def operation(self) -> str:
@@ -87,11 +92,22 @@ def _qr_payment(system: System, claims: AccessClaims, body: QrPaymentCreate,
     return qr_payments.qr_payment_command(claims, body, terms, key)
 
 
+def _top_up(system: System, claims: AccessClaims, body: ExternalPaymentCreate,
+            key: str | None, scope: Scope) -> Command[Any] | None:
+    try:
+        return external_payments.top_up_command(claims, body, key)
+    except DomainError:  # the route refuses it, in its words
+        return None
+
+
 LANES = {lane.route.path: lane for lane in (
     Lane(_route(transfers.router, transfers.create_transfer), TransferCreate, _transfer,
          transfers.transfer_public),
     Lane(_route(qr_payments.router, qr_payments.pay_qr_code), QrPaymentCreate, _qr_payment,
          qr_payments.qr_payment_answer),
+    Lane(_route(external_payments.router, external_payments.create_top_up),
+         ExternalPaymentCreate, _top_up, external_payments.order_public,
+         then=external_payments.call_psp, accepted=frozenset({"pending"})),
 )}
 
 
@@ -122,16 +138,18 @@ class PaymentFastLane:
         TAKEN.labels(lane.operation, "fast_lane").inc()
         scope["route"] = lane.route  # what the metrics label requests by
         try:
-            outcome = await system.commands.run_async(command)
+            value = (await system.commands.run_async(command)).value
+            if lane.then is not None:
+                value = await lane.then(system, value)
         except DomainError as error:  # exactly what the route's exception handler answers
             await domain_problem(error)(scope, receive, send)
             return
         except STORE_UNAVAILABLE as error:  # as the route's handler answers it
             await store_unavailable_response(error)(scope, receive, send)
             return
-        public = lane.answer(outcome.value)
+        public = lane.answer(value)
         content = public.model_dump_json().encode()
-        status = 202 if getattr(public, "status", None) == "held_for_review" else 201
+        status = 202 if getattr(public, "status", None) in lane.accepted else 201
         await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-length", str(len(content)).encode()), *JSON_HEADERS]})
         await send({"type": "http.response.body", "body": content})

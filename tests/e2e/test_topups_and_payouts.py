@@ -20,6 +20,7 @@ import pytest
 from gopay.aggregates.ledger import SystemAccount
 from gopay.psp.webhooks import HEADER, sign
 from tests.conftest import new_database
+from tests.e2e.test_fast_lane import taken
 from tests.support import (
     PSP_WEBHOOK_SECRET,
     Client,
@@ -222,6 +223,63 @@ class TestTopUps:
         chargeback = person.history()[0]
         assert (chargeback["type"], chargeback["direction"], chargeback["amount"]) == (
             "topup", "debit", 2_000)
+
+
+class TestTheFastLane:
+    """A top-up the fast lane takes answers as the route does (reached here with a lower-case
+    `bearer`, which the lane leaves to it), with the same effect."""
+
+    @pytest.mark.parametrize(("card", "faults", "status", "outcome"), [
+        ("ok", {}, 201, "succeeded"), ("declined", {}, 201, "failed"),
+        ("ok", {"drop_response": 1.0}, 202, "pending")])
+    def test_the_same_answer_both_ways(self, gopay: Deployment, card: str,
+                                       faults: dict[str, float], status: int,
+                                       outcome: str) -> None:
+        answers = []
+        for lane in ("fast_lane", "route"):
+            person, method = gopay.customer(card)
+            token = person.http.headers["Authorization"].split()[1]
+            scheme = "Bearer" if lane == "fast_lane" else "bearer"
+            before = taken(gopay.server, "/v1/topups")
+            gopay.faults(**faults)
+            try:
+                answer = person.post("/v1/topups", {"amount": 900, "currency": "USD",
+                                                    "payment_method_id": method},
+                                     headers={"Authorization": f"{scheme} {token}"})
+            finally:
+                gopay.faults()
+            after = taken(gopay.server, "/v1/topups")
+            assert after[lane] - before[lane] == 1 and sum(after.values()) - sum(
+                before.values()) == 1
+            assert settled(person, "topups", answer.json()["id"])["status"] != "pending"
+            answers.append((answer, person))
+        (fast, payer), (routed, other) = answers
+        assert fast.status_code == routed.status_code == status, (fast.text, routed.text)
+        assert fast.headers["content-type"] == routed.headers["content-type"]
+        mine, theirs = fast.json(), routed.json()
+        varying = ("id", "created_at", "psp_reference", "wallet_id")
+        assert {k: v for k, v in mine.items() if k not in varying} == {
+            k: v for k, v in theirs.items() if k not in varying}
+        assert mine["status"] == outcome
+        assert payer.balance() == other.balance() == (0 if card == "declined" else 900)
+
+    @pytest.mark.parametrize(("change", "status"), [
+        ({"payment_method_id": str(uuid.uuid4())}, 404), ({"amount": 0}, 422),
+        ({"currency": "EUR"}, 422)])
+    def test_a_refusal_is_the_route_s(self, gopay: Deployment, change: dict[str, object],
+                                      status: int) -> None:
+        person, method = gopay.customer()
+        answers = []
+        for scheme in ("Bearer", "bearer"):
+            token = person.http.headers["Authorization"].split()[1]
+            answers.append(person.post("/v1/topups", {"amount": 900, "currency": "USD",
+                                                      "payment_method_id": method, **change},
+                                       headers={"Authorization": f"{scheme} {token}"}))
+        fast, routed = answers
+        assert fast.status_code == routed.status_code == status, (fast.text, routed.text)
+        assert fast.json() == routed.json()
+        assert fast.headers["content-type"] == "application/problem+json"
+        assert person.balance() == 0
 
 
 class TestPayouts:

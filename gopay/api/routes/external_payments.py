@@ -34,14 +34,12 @@ def external_payment_public(row: dict[str, Any]) -> ExternalPaymentPublic:
                                  created_at=row["created_at"])
 
 
-def _answer(order: PaymentOrder, response: Response) -> ExternalPaymentPublic:
-    """The order as it stands now, after the PSP's answer; 202 while the PSP has not settled it.
+def order_public(order: PaymentOrder) -> ExternalPaymentPublic:
+    """The order as it stands now, after the PSP's answer (`pending`: answered 202).
 
     The order itself, as the commands answered with it, not the read side: the answer need
     not wait for the projections (a later query does, to read its own writes).
     """
-    if order.status == OrderStatus.PENDING:
-        response.status_code = 202
     return external_payment_public({
         "id": order.id, "type": order.order_type, "status": order.status, "amount": order.amount,
         "currency": order.currency, "payer_wallet_id": order.payer_wallet_id,
@@ -49,17 +47,33 @@ def _answer(order: PaymentOrder, response: Response) -> ExternalPaymentPublic:
         "failure_reason": order.failure_reason, "created_at": order.created_on})
 
 
+async def call_psp(system: System, order: PaymentOrder) -> PaymentOrder:
+    """A pending order's call to the PSP, made at once (a failure is retried later)."""
+    if order.status == OrderStatus.PENDING:
+        return await system.psp_process.call_at_once_async(order)
+    return order
+
+
+def top_up_command(caller: AccessClaims, body: ExternalPaymentCreate,
+                   idempotency_key: str | None) -> RequestTopUp:
+    assert caller.wallet_id is not None, "customers have a wallet"
+    return RequestTopUp(caller_id=caller.user_id, wallet_id=caller.wallet_id,
+                        payment_method_id=body.payment_method_id,
+                        money=Money.positive(body.amount, body.currency),
+                        idempotency_key=idempotency_key, fingerprint=fingerprint(body))
+
+
 async def _request(system: System, command: MoneyCommand,
                    response: Response) -> ExternalPaymentPublic:
-    """Save the order and its PSP task, then ask the PSP at once (a failure is retried later).
+    """Save the order and its PSP task, then ask the PSP at once.
 
     Awaited, not run in a thread: the group committer's writer thread runs the batches, and
     the request holds nothing while the PSP works.
     """
-    order = (await system.commands.run_async(command)).value
+    order = await call_psp(system, (await system.commands.run_async(command)).value)
     if order.status == OrderStatus.PENDING:
-        order = await system.psp_process.call_at_once_async(order)
-    return _answer(order, response)
+        response.status_code = 202
+    return order_public(order)
 
 
 @router.post("/v1/topups", status_code=201, response_model=ExternalPaymentPublic,
@@ -73,12 +87,7 @@ async def create_top_up(body: ExternalPaymentCreate, caller: Customer, system: S
     201 with the outcome when the PSP answered; 202 `pending` when it has not yet (GoPay
     finds out from its webhook or by asking, and never charges twice).
     """
-    assert caller.wallet_id is not None, "customers have a wallet"
-    return await _request(system, RequestTopUp(
-        caller_id=caller.user_id, wallet_id=caller.wallet_id,
-        payment_method_id=body.payment_method_id,
-        money=Money.positive(body.amount, body.currency),
-        idempotency_key=idempotency_key, fingerprint=fingerprint(body)), response)
+    return await _request(system, top_up_command(caller, body, idempotency_key), response)
 
 
 @router.post("/v1/payouts", status_code=201, response_model=ExternalPaymentPublic,
