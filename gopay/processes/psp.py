@@ -204,7 +204,8 @@ class PspProcess:
             call = self._call_under_way(order_id)
             if call is not None:
                 call.wait(CALL_UNDER_WAY_WAIT)
-            settled = self._settled.get(order_id) or _final(self.app.find(order_id, PaymentOrder))
+            settled = self._settled_status(order_id) or _final(
+                self.app.find(order_id, PaymentOrder))
         task = self.commands.run(self._receiving(event_id, event_type, order_id, data,
                                                  settled)).value
         return self._kept(task)
@@ -218,7 +219,7 @@ class PspProcess:
             call = self._call_under_way(order_id)
             if call is not None:
                 await call.wait_async(CALL_UNDER_WAY_WAIT)
-            settled = self._settled.get(order_id) or _final(
+            settled = self._settled_status(order_id) or _final(
                 await asyncio.to_thread(self.app.find, order_id, PaymentOrder))
         task = (await self.commands.run_async(self._receiving(event_id, event_type, order_id,
                                                               data, settled))).value
@@ -227,6 +228,10 @@ class PspProcess:
     def _call_under_way(self, order_id: UUID) -> CallUnderWay | None:
         with self._calls_lock:
             return self._calls_under_way.get(order_id)
+
+    def _settled_status(self, order_id: UUID) -> str | None:
+        with self._calls_lock:  # an LRU cache reorders itself on every read
+            return self._settled.get(order_id)
 
     @staticmethod
     def _receiving(event_id: str, event_type: str, order_id: UUID | None,
@@ -340,7 +345,8 @@ class PspProcess:
             return order
         assert isinstance(value, PaymentOrder)
         if value.status != OrderStatus.PENDING:
-            self._settled[value.id] = str(value.status)
+            with self._calls_lock:
+                self._settled[value.id] = str(value.status)
         return value
 
     def _status(self, task: PspTask, nonce: str) -> PspResult | None:
