@@ -9,7 +9,7 @@ from typing import Any
 import anyio.to_thread
 from fastapi import FastAPI
 
-from gopay.api.fast_lane import PaymentFastLane
+from gopay.api.fast_lane import PaymentFastLane, WebhookLane
 from gopay.api.metrics import MetricsMiddleware
 from gopay.api.nul_guard import NulGuard
 from gopay.api.problems import MEDIA_TYPE, install_problem_handlers
@@ -112,6 +112,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.add_middleware(PaymentFastLane)  # innermost: its answers get the headers and metrics
+    app.add_middleware(WebhookLane)
     app.add_middleware(NulGuard)  # before every route and the fast lane
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(MetricsMiddleware)

@@ -27,10 +27,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gopay.aggregates.errors import DomainError
 from gopay.api.merchant_schemas import QrPaymentCreate
-from gopay.api.problems import STORE_UNAVAILABLE, domain_problem, store_unavailable_response
-from gopay.api.routes import external_payments, qr_payments, transfers
+from gopay.api.problems import STORE_UNAVAILABLE, Problem, domain_problem, store_unavailable_response
+from gopay.api.routes import external_payments, psp_webhooks, qr_payments, transfers
 from gopay.api.schemas import ExternalPaymentCreate, TransferCreate
 from gopay.commands import Command
+from gopay.processes.psp import KNOWN_WEBHOOKS
+from gopay.psp.webhooks import HEADER, SignatureError, verify
 from gopay.security.qr_codes import read_qr_payload
 from gopay.security.tokens import AccessClaims, read_access_token
 from gopay.system import System
@@ -39,6 +41,7 @@ TAKEN = Counter("gopay_fast_lane_requests_total",
                 "Payment requests the fast lane can take, by operation and who answered them: "
                 "the fast lane, or the route", ["operation", "by"])
 JSON_HEADERS = [(b"content-type", b"application/json")]
+RECEIVED = b'{"received":true}'
 
 # What the lane makes of a request: the command to run, or None for the route to answer.
 Plan = Callable[[System, AccessClaims, Any, str | None, Scope], Command[Any] | None]
@@ -182,6 +185,60 @@ class PaymentFastLane:
         if command is None or not await scope["app"].state.session_gate.is_alive(claims.session_id):
             return None
         return command
+
+
+class WebhookLane:
+    """`POST /v1/psp/webhooks` with a good signature and an event GoPay acts on, taken without
+    FastAPI's machinery: the PSP sends one for every operation. Anything else (no or a bad
+    signature, a body that is not an event, a type GoPay ignores) goes to the route unchanged,
+    with its body replayed, so every refusal keeps one implementation."""
+
+    route = _route(psp_webhooks.router, psp_webhooks.psp_webhook)
+    header = HEADER.lower().encode("latin-1")
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (scope["type"] != "http" or scope["path"] != self.route.path
+                or scope["method"] != "POST"):
+            await self.app(scope, receive, send)
+            return
+        body = await read_body(receive)
+        if body is None:
+            return
+        system = scope["app"].state.system
+        event = self._known_event(system, scope, body)
+        operation = f"POST {self.route.path}"
+        if event is None:
+            TAKEN.labels(operation, "route").inc()
+            await self.app(scope, replay(body, receive), send)
+            return
+        TAKEN.labels(operation, "fast_lane").inc()
+        scope["route"] = self.route  # what the metrics label requests by
+        try:
+            await psp_webhooks.take(system, event)
+        except DomainError as error:
+            await domain_problem(error)(scope, receive, send)
+            return
+        except STORE_UNAVAILABLE as error:
+            await store_unavailable_response(error)(scope, receive, send)
+            return
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", str(len(RECEIVED)).encode()), *JSON_HEADERS]})
+        await send({"type": "http.response.body", "body": RECEIVED})
+
+    def _known_event(self, system: System, scope: Scope, body: bytes) -> dict[str, Any] | None:
+        """The event, when it is signed as the route requires and of a type GoPay acts on."""
+        signatures = [value for name, value in scope["headers"] if name == self.header]
+        if len(signatures) != 1:
+            return None
+        try:
+            verify(system.settings.psp_signing_secret, signatures[0].decode("latin-1"), body)
+            event = psp_webhooks.event_of(body)
+        except (SignatureError, Problem):
+            return None
+        return event if event["type"] in KNOWN_WEBHOOKS else None
 
 
 async def read_body(receive: Receive) -> bytes | None:

@@ -373,6 +373,36 @@ class TestWebhooks:
         body = self.event(type="customer.birthday", merchant_reference="whoever")
         assert self.post(gopay, body, sign(PSP_WEBHOOK_SECRET, body)).status_code == 200
 
+    def test_the_fast_lane_takes_good_news_and_leaves_the_rest_to_the_route(
+            self, gopay: Deployment) -> None:
+        """A signed event GoPay acts on is taken by the fast lane and answered as the route
+        answers; a type GoPay ignores, a repeated signature header or a bad signature is the
+        route's to answer."""
+        person, card = gopay.customer()
+        order = top_up(person, card, 900).json()
+        news = self.event(type="charge.succeeded", merchant_reference=order["id"],
+                          psp_reference=order["psp_reference"], amount=900, currency="USD",
+                          fee=0, status="succeeded")
+        ignored = self.event(type="customer.birthday", merchant_reference="whoever")
+        url = f"{gopay.server.url}/v1/psp/webhooks"
+        before = taken(gopay.server, "/v1/psp/webhooks")
+        fast = self.post(gopay, news, sign(PSP_WEBHOOK_SECRET, news))
+        middle = taken(gopay.server, "/v1/psp/webhooks")
+        routed = self.post(gopay, ignored, sign(PSP_WEBHOOK_SECRET, ignored))
+        twice = httpx.post(url, content=news, timeout=10, headers=[
+            ("Content-Type", "application/json"), (HEADER, sign(PSP_WEBHOOK_SECRET, news)),
+            (HEADER, sign(PSP_WEBHOOK_SECRET, news))])
+        forged = self.post(gopay, news, sign("another secret", news))
+        after = taken(gopay.server, "/v1/psp/webhooks")
+        assert (middle["fast_lane"] - before["fast_lane"], middle["route"] - before["route"]) == (1, 0)
+        assert (after["fast_lane"] - middle["fast_lane"], after["route"] - middle["route"]) == (0, 3)
+        assert fast.status_code == routed.status_code == twice.status_code == 200
+        assert fast.json() == routed.json() == twice.json() == {"received": True}
+        assert all(fast.headers[name] == routed.headers[name]
+                   for name in ("content-type", "content-length"))
+        assert forged.status_code == 400
+        assert person.balance() == 900
+
     def test_a_late_failure_after_a_success_changes_nothing(self, gopay: Deployment) -> None:
         """Out of order: a `charge.failed` arriving after the top-up succeeded is harmless."""
         person, card = gopay.customer()

@@ -42,21 +42,26 @@ async def psp_webhook(request: Request, system: SystemDep) -> dict[str, bool]:
         verify(system.settings.psp_signing_secret, request.headers.get(HEADER), body)
     except SignatureError as error:
         raise Problem(400, str(error), "bad_signature") from None
-    event = _event(body)
+    event = event_of(body)
     if event["type"] not in KNOWN_WEBHOOKS:
         WEBHOOKS.labels("other").inc()
         return {"received": True}
-    # Awaited: a webhook about an order this process has just settled (the usual news)
-    # takes one batch and no thread.
+    await take(system, event)
+    return {"received": True}
+
+
+async def take(system: System, event: dict[str, Any]) -> None:
+    """Keep a known event as a task and apply it. Awaited: news of an order this process has
+    just settled (the usual news) takes one batch and no thread."""
     task = await system.psp_process.keep_webhook_async(
         event["id"], event["type"], _uuid(event.get("merchant_reference")), event)
     if task is not None and not task.done:
         await run_in_threadpool(_apply, system, task, event["id"])
     WEBHOOKS.labels(event["type"]).inc()
-    return {"received": True}
 
 
-def _event(body: bytes) -> dict[str, Any]:
+def event_of(body: bytes) -> dict[str, Any]:
+    """The event a signed body holds, its data flattened; a 400 if it is not one."""
     try:
         event = json.loads(body)
     except ValueError:
