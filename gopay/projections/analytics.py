@@ -17,6 +17,7 @@ from functools import partial
 from typing import Any
 from uuid import UUID
 
+import psycopg
 from eventsourcing.dispatch import singledispatchmethod
 from eventsourcing.persistence import Tracking
 from eventsourcing.projection import Projection
@@ -32,9 +33,13 @@ from gopay.aggregates.wallet import Wallet
 from gopay.projections import arrays
 from gopay.projections.view import Check, PagedView, StoredStates
 from gopay.projections.wallets import (
+    BOOKS_COMPARED,
+    EVERY_POSITION,
     ORDER_TOPICS,
     ORDERS_COMPARED,
     ORDERS_EXPECTED,
+    ORDERS_EXPECTED_AND_LEGS,
+    Books,
     WalletProjection,
     WalletView,
     differences,
@@ -272,14 +277,15 @@ class AnalyticsView(PagedView):
 
     # The check against the events
 
-    def checks(self, application_name: str, *,
-               with_orders_of: WalletView | None = None) -> list[Check]:
+    def checks(self, application_name: str, *, with_orders_of: WalletView | None = None,
+               books: Books | None = None) -> list[Check]:
         """Every table, recomputed from the events up to the view's position; given the wallet
         view, that view's payment orders and ledger accounts too, in the same statement where
-        both views stand at the same position (its own checks then leave them out)."""
+        both views stand at the same position (its own checks then leave them out), and given
+        `books`, whether the log's journal entries balance, answered there on the way."""
         if with_orders_of is None:
             return [partial(self._drift, application_name)]
-        return [partial(self._drift_with_orders, with_orders_of, application_name)]
+        return [partial(self._drift_with_orders, with_orders_of, application_name, books=books)]
 
     def _drift(self, application_name: str, conn: Connection[DictRow],
                states: StoredStates) -> list[str]:
@@ -293,17 +299,20 @@ class AnalyticsView(PagedView):
         return self._from_events(conn, states, position)
 
     def _drift_with_orders(self, wallets: WalletView, application_name: str,
-                           conn: Connection[DictRow], states: StoredStates) -> list[str]:
+                           conn: Connection[DictRow], states: StoredStates, *,
+                           books: Books | None = None) -> list[str]:
         position = self.position_in(conn, application_name)
         if wallets.position_in(conn, application_name) != position:
             return (wallets.orders_drift(application_name, conn, states)
                     + self._from_events(conn, states, position))
-        row = conn.execute(SQL(ORDERS_EXPECTED + ENDED_FROM_ORDER_EVENTS + CUSTOMERS_AND_LINES
-                               + COMPARED_TABLES + "SELECT" + ORDERS_COMPARED + ","
-                               + COMPARED_COLUMNS).format(
-            events=states(list(ORDER_TOPICS.values()), position),
-            registrations=states([TOPICS["registered"]], position),
-            **_literals({**ORDER_TOPICS, **TOPICS}))).fetchone()
+        row = _with_books(conn, states, position, books) if books is not None else None
+        if row is None:
+            row = conn.execute(SQL(ORDERS_EXPECTED + ENDED_FROM_ORDER_EVENTS + CUSTOMERS_AND_LINES
+                                   + COMPARED_TABLES + "SELECT" + ORDERS_COMPARED + ","
+                                   + COMPARED_COLUMNS).format(
+                events=states(list(ORDER_TOPICS.values()), position),
+                registrations=states([TOPICS["registered"]], position),
+                **_literals({**ORDER_TOPICS, **TOPICS}))).fetchone()
         assert row is not None
         orders = {table: row.pop(table) for table in ("payment_orders", "ledger_accounts")}
         return differences(orders) + (
@@ -389,6 +398,27 @@ def _wallet_view_position(conn: Connection[DictRow], application_name: str) -> i
                            "WHERE application_name = %s").format(
         Identifier(f"{WalletProjection.name}_tracking")), (application_name,)).fetchone()
     return int(row["position"] or 0) if row else 0
+
+
+def _with_books(conn: Connection[DictRow], states: StoredStates, position: int,
+                books: Books) -> DictRow | None:
+    """The payment orders' and analytics' comparison with the books answered on the way (in
+    `books`); None, and the books left unanswered, where some event cannot be read so: the
+    checks then run apart and each says what it says alone."""
+    try:
+        with conn.transaction():  # a savepoint: the snapshot stays usable
+            row = conn.execute(SQL(
+                ORDERS_EXPECTED_AND_LEGS + ENDED_FROM_ORDER_EVENTS + CUSTOMERS_AND_LINES
+                + COMPARED_TABLES + "SELECT" + ORDERS_COMPARED + "," + COMPARED_COLUMNS + ","
+                + BOOKS_COMPARED).format(
+                events=states(list(ORDER_TOPICS.values()), EVERY_POSITION),
+                shown=Literal(position), registrations=states([TOPICS["registered"]], position),
+                **_literals({**ORDER_TOPICS, **TOPICS}))).fetchone()
+    except psycopg.DataError:
+        return None
+    assert row is not None
+    books.balanced = bool(row.pop("balanced"))
+    return row
 
 
 def _differences(conn: Connection[DictRow], statement: Composed) -> list[str]:
