@@ -112,17 +112,12 @@ orders AS (
   FROM payment_orders AS o LEFT JOIN ended AS x USING (id)),"""
 # The same again, joined to the wallet view's check of its payment orders and ledger accounts
 # (`WalletView.orders_drift`) in one statement: the orders and the days they ended come from
-# that statement's order events (`events`, `orders_expected`), so their JSON is parsed once
-# for both checks, and analytics' orders are compared with what the events say.
+# that statement's order events (`orders_expected`, which groups them per order with the days
+# they ended), so their JSON is parsed once for both checks, and analytics' orders are
+# compared with what the events say.
 ENDED_FROM_ORDER_EVENTS = """,
-ended AS (
-  SELECT id, min((at AT TIME ZONE 'UTC')::date) FILTER (WHERE topic = {succeeded})
-      AS succeeded_on,
-    min((at AT TIME ZONE 'UTC')::date) FILTER (WHERE topic = {failed}) AS failed_on
-  FROM events WHERE topic IN ({succeeded}, {failed}) GROUP BY 1),
 orders AS (
-  SELECT o.id, o.type, o.amount, o.currency, x.succeeded_on, x.failed_on
-  FROM orders_expected AS o LEFT JOIN ended AS x USING (id)),"""
+  SELECT id, type, amount, currency, succeeded_on, failed_on FROM orders_expected),"""
 COMPARED_TABLES = """
 daily AS (
   SELECT succeeded_on AS day, currency, type AS metric, count(*) AS count,

@@ -113,7 +113,10 @@ orders_expected AS (
     (array_agg(postings ORDER BY version DESC)
       FILTER (WHERE topic = {succeeded} AND postings <> '[]'))[1] AS postings,
     min(at) FILTER (WHERE topic = {created}) AS created_at,
-    (array_agg(at ORDER BY version DESC))[1] AS updated_at
+    (array_agg(at ORDER BY version DESC))[1] AS updated_at,
+    -- the UTC days it ended, for analytics' check (`AnalyticsView.checks`), not compared here
+    min((at AT TIME ZONE 'UTC')::date) FILTER (WHERE topic = {succeeded}) AS succeeded_on,
+    min((at AT TIME ZONE 'UTC')::date) FILTER (WHERE topic = {failed}) AS failed_on
   FROM events GROUP BY id),"""
 ORDERS_EXPECTED = """
 WITH events AS MATERIALIZED (
