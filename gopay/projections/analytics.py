@@ -88,17 +88,28 @@ lines AS (
 # registered) is read from the events: about a quarter of the JSON to parse (ENDED_FROM_STATES,
 # then CUSTOMERS_AND_LINES). The lines are not materialized: each use reads the few it needs
 # (the fees, the customers') from the table.
-CUSTOMERS_AND_LINES = """
-customers AS (
-  SELECT (r.wallet_id ->> '_data_')::uuid AS wallet_id, e.originator_id AS user_id,
-    ((r."timestamp" ->> '_data_')::timestamptz AT TIME ZONE 'UTC')::date AS registered_on
-  FROM ({registrations}) AS e, jsonb_to_record(e.state) AS r("timestamp" jsonb, wallet_id jsonb)
-  WHERE (r.wallet_id ->> '_data_') IS NOT NULL),
+LINES = """
 lines AS NOT MATERIALIZED (
   SELECT wallet_id, direction = 'debit' AS debit, type AS entry_type, amount, currency,
     (created_at AT TIME ZONE 'UTC')::date AS day
   FROM wallet_transactions),
 """
+CUSTOMERS = """
+customers AS (
+  SELECT (r.wallet_id ->> '_data_')::uuid AS wallet_id, e.originator_id AS user_id,
+    ((r."timestamp" ->> '_data_')::timestamptz AT TIME ZONE 'UTC')::date AS registered_on
+  FROM ({registrations}) AS e, jsonb_to_record(e.state) AS r("timestamp" jsonb, wallet_id jsonb)
+  WHERE (r.wallet_id ->> '_data_') IS NOT NULL),"""
+CUSTOMERS_AND_LINES = CUSTOMERS + LINES
+# The customers again, where the registrations came in the order events' pass
+# (ORDERS_EXPECTED_AND_LEGS' `logged`, up to the view's position): no pass of their own.
+LOGGED_CUSTOMERS = """
+customers AS (
+  SELECT (r.wallet_id ->> '_data_')::uuid AS wallet_id, e.id AS user_id,
+    ((r."timestamp" ->> '_data_')::timestamptz AT TIME ZONE 'UTC')::date AS registered_on
+  FROM logged AS e, jsonb_to_record(e.other_state) AS r("timestamp" jsonb, wallet_id jsonb)
+  WHERE e.topic = {registered} AND e.position <= {shown}
+    AND (r.wallet_id ->> '_data_') IS NOT NULL),"""
 ENDED_FROM_STATES = """
 WITH ended AS (
   SELECT id, min(day) FILTER (WHERE topic = {succeeded}) AS succeeded_on,
@@ -403,11 +414,11 @@ def _with_books(conn: Connection[DictRow], states: StoredStates, position: int,
     try:
         with conn.transaction():  # a savepoint: the snapshot stays usable
             row = conn.execute(SQL(
-                ORDERS_EXPECTED_AND_LEGS + ENDED_FROM_ORDER_EVENTS + CUSTOMERS_AND_LINES
+                ORDERS_EXPECTED_AND_LEGS + ENDED_FROM_ORDER_EVENTS + LOGGED_CUSTOMERS + LINES
                 + COMPARED_TABLES + "SELECT" + ORDERS_COMPARED + "," + COMPARED_COLUMNS + ","
                 + BOOKS_COMPARED).format(
-                events=states(list(ORDER_TOPICS.values()), EVERY_POSITION),
-                shown=Literal(position), registrations=states([TOPICS["registered"]], position),
+                events=states([*ORDER_TOPICS.values(), TOPICS["registered"]], EVERY_POSITION),
+                shown=Literal(position), other=Literal(TOPICS["registered"]),
                 **_literals({**ORDER_TOPICS, **TOPICS}))).fetchone()
     except psycopg.DataError:
         return None

@@ -136,13 +136,18 @@ accounts_expected AS (
 # ORDERS_EXPECTED reads them (amounts as bigint, postings that are JSON null as none): where
 # the two would differ, on a value one of them cannot read, this statement fails and the
 # checks run apart. Saves the books' own pass over the log and second parse of every entry.
+# The events of one more topic ({other}: analytics' registrations) may come in the same pass;
+# they keep their state (`other_state`) for the caller's own expressions and are no orders.
 ORDERS_EXPECTED_AND_LEGS = """
 WITH logged AS MATERIALIZED (
-  SELECT e.notification_id AS position, """ + ORDER_FIELDS + """ e.state -> 'postings' AS stored_postings,
-    (e.state #>> '{{timestamp,_data_}}')::timestamptz AS at
+  SELECT e.notification_id AS position, """ + ORDER_FIELDS + """
+    e.state -> 'postings' AS stored_postings,
+    (e.state #>> '{{timestamp,_data_}}')::timestamptz AS at,
+    CASE WHEN e.topic = {other} THEN e.state END AS other_state
   FROM ({events} OFFSET 0) AS e),
 events AS NOT MATERIALIZED (
-  SELECT *, nullif(stored_postings, 'null') AS postings FROM logged WHERE position <= {shown}),"""  \
+  SELECT *, nullif(stored_postings, 'null') AS postings FROM logged
+  WHERE position <= {shown} AND topic <> {other}),"""  \
     + ORDERS_FROM_EVENTS + """
 legs AS MATERIALIZED (
   SELECT e.position, p.account_id, p.amount, p.currency
