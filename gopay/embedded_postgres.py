@@ -38,7 +38,7 @@ def shared_buffers() -> str:
     PostgreSQL's manual advises for a server with 1 GB or more, at least 256 MB and at most
     2 GB, since GoPay's processes share the machine. An audit reads the events several times
     over (verify's checks and the chain): they stay in the cache between the passes instead of
-    coming from the kernel's each time (1,000,000 events take 550 MB with their indexes)."""
+    coming from the kernel's cache each time (1,000,000 events take 550 MB with their indexes)."""
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     with contextlib.suppress(OSError, ValueError):  # "max" or no cgroup v2: the machine's
         memory = min(memory, int(Path("/sys/fs/cgroup/memory.max").read_text()))
