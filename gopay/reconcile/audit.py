@@ -116,8 +116,9 @@ def verify(app: GoPay, signer: Signer, read_side: ReadSide | None = None,
         ranges = _ranges(extent["first"], extent["last"])
         span = sum(last - first + 1 for first, last in ranges)
         # The payment orders' check answers for the books on its way, reading the journal
-        # entries once for both; where it cannot (no read side, or an entry it cannot read),
-        # the books are a task of their own.
+        # entries once for both. Without a read side the books are a task of their own; where
+        # that check did not answer (an entry it cannot read, the views standing apart) they
+        # are asked after the others, on this connection.
         books = Books()
         checks = read_side.checks(books) if read_side else []
         # Weights for the progress: the chain is about half the work, the rest the other half.
