@@ -17,6 +17,7 @@ from functools import partial
 from typing import Any
 from uuid import UUID
 
+import psycopg
 from eventsourcing.dispatch import singledispatchmethod
 from eventsourcing.persistence import Tracking
 from eventsourcing.projection import Projection
@@ -32,9 +33,13 @@ from gopay.aggregates.wallet import Wallet
 from gopay.projections import arrays
 from gopay.projections.view import Check, PagedView, StoredStates
 from gopay.projections.wallets import (
+    BOOKS_COMPARED,
+    EVERY_POSITION,
     ORDER_TOPICS,
     ORDERS_COMPARED,
     ORDERS_EXPECTED,
+    ORDERS_EXPECTED_AND_LEGS,
+    Books,
     WalletProjection,
     WalletView,
     differences,
@@ -83,17 +88,28 @@ lines AS (
 # registered) is read from the events: about a quarter of the JSON to parse (ENDED_FROM_STATES,
 # then CUSTOMERS_AND_LINES). The lines are not materialized: each use reads the few it needs
 # (the fees, the customers') from the table.
-CUSTOMERS_AND_LINES = """
-customers AS (
-  SELECT (r.wallet_id ->> '_data_')::uuid AS wallet_id, e.originator_id AS user_id,
-    ((r."timestamp" ->> '_data_')::timestamptz AT TIME ZONE 'UTC')::date AS registered_on
-  FROM ({registrations}) AS e, jsonb_to_record(e.state) AS r("timestamp" jsonb, wallet_id jsonb)
-  WHERE (r.wallet_id ->> '_data_') IS NOT NULL),
+LINES = """
 lines AS NOT MATERIALIZED (
   SELECT wallet_id, direction = 'debit' AS debit, type AS entry_type, amount, currency,
     (created_at AT TIME ZONE 'UTC')::date AS day
   FROM wallet_transactions),
 """
+CUSTOMERS = """
+customers AS (
+  SELECT (r.wallet_id ->> '_data_')::uuid AS wallet_id, e.originator_id AS user_id,
+    ((r."timestamp" ->> '_data_')::timestamptz AT TIME ZONE 'UTC')::date AS registered_on
+  FROM ({registrations}) AS e, jsonb_to_record(e.state) AS r("timestamp" jsonb, wallet_id jsonb)
+  WHERE (r.wallet_id ->> '_data_') IS NOT NULL),"""
+CUSTOMERS_AND_LINES = CUSTOMERS + LINES
+# The customers again, where the registrations came in the order events' pass
+# (ORDERS_EXPECTED_AND_LEGS' `logged`, up to the view's position): no pass of their own.
+LOGGED_CUSTOMERS = """
+customers AS (
+  SELECT (r.wallet_id ->> '_data_')::uuid AS wallet_id, e.id AS user_id,
+    ((r."timestamp" ->> '_data_')::timestamptz AT TIME ZONE 'UTC')::date AS registered_on
+  FROM logged AS e, jsonb_to_record(e.other_state) AS r("timestamp" jsonb, wallet_id jsonb)
+  WHERE e.topic = {registered} AND e.position <= {shown}
+    AND (r.wallet_id ->> '_data_') IS NOT NULL),"""
 ENDED_FROM_STATES = """
 WITH ended AS (
   SELECT id, min(day) FILTER (WHERE topic = {succeeded}) AS succeeded_on,
@@ -107,17 +123,12 @@ orders AS (
   FROM payment_orders AS o LEFT JOIN ended AS x USING (id)),"""
 # The same again, joined to the wallet view's check of its payment orders and ledger accounts
 # (`WalletView.orders_drift`) in one statement: the orders and the days they ended come from
-# that statement's order events (`events`, `orders_expected`), so their JSON is parsed once
-# for both checks, and analytics' orders are compared with what the events say.
+# that statement's order events (`orders_expected`, which groups them per order with the days
+# they ended), so their JSON is parsed once for both checks, and analytics' orders are
+# compared with what the events say.
 ENDED_FROM_ORDER_EVENTS = """,
-ended AS (
-  SELECT id, min((at AT TIME ZONE 'UTC')::date) FILTER (WHERE topic = {succeeded})
-      AS succeeded_on,
-    min((at AT TIME ZONE 'UTC')::date) FILTER (WHERE topic = {failed}) AS failed_on
-  FROM events WHERE topic IN ({succeeded}, {failed}) GROUP BY 1),
 orders AS (
-  SELECT o.id, o.type, o.amount, o.currency, x.succeeded_on, x.failed_on
-  FROM orders_expected AS o LEFT JOIN ended AS x USING (id)),"""
+  SELECT id, type, amount, currency, succeeded_on, failed_on FROM orders_expected),"""
 COMPARED_TABLES = """
 daily AS (
   SELECT succeeded_on AS day, currency, type AS metric, count(*) AS count,
@@ -272,14 +283,15 @@ class AnalyticsView(PagedView):
 
     # The check against the events
 
-    def checks(self, application_name: str, *,
-               with_orders_of: WalletView | None = None) -> list[Check]:
+    def checks(self, application_name: str, *, with_orders_of: WalletView | None = None,
+               books: Books | None = None) -> list[Check]:
         """Every table, recomputed from the events up to the view's position; given the wallet
         view, that view's payment orders and ledger accounts too, in the same statement where
-        both views stand at the same position (its own checks then leave them out)."""
+        both views stand at the same position (its own checks then leave them out), and given
+        `books`, whether the log's journal entries balance, answered there on the way."""
         if with_orders_of is None:
             return [partial(self._drift, application_name)]
-        return [partial(self._drift_with_orders, with_orders_of, application_name)]
+        return [partial(self._drift_with_orders, with_orders_of, application_name, books=books)]
 
     def _drift(self, application_name: str, conn: Connection[DictRow],
                states: StoredStates) -> list[str]:
@@ -293,17 +305,20 @@ class AnalyticsView(PagedView):
         return self._from_events(conn, states, position)
 
     def _drift_with_orders(self, wallets: WalletView, application_name: str,
-                           conn: Connection[DictRow], states: StoredStates) -> list[str]:
+                           conn: Connection[DictRow], states: StoredStates, *,
+                           books: Books | None = None) -> list[str]:
         position = self.position_in(conn, application_name)
         if wallets.position_in(conn, application_name) != position:
             return (wallets.orders_drift(application_name, conn, states)
                     + self._from_events(conn, states, position))
-        row = conn.execute(SQL(ORDERS_EXPECTED + ENDED_FROM_ORDER_EVENTS + CUSTOMERS_AND_LINES
-                               + COMPARED_TABLES + "SELECT" + ORDERS_COMPARED + ","
-                               + COMPARED_COLUMNS).format(
-            events=states(list(ORDER_TOPICS.values()), position),
-            registrations=states([TOPICS["registered"]], position),
-            **_literals({**ORDER_TOPICS, **TOPICS}))).fetchone()
+        row = _with_books(conn, states, position, books) if books is not None else None
+        if row is None:
+            row = conn.execute(SQL(ORDERS_EXPECTED + ENDED_FROM_ORDER_EVENTS + CUSTOMERS_AND_LINES
+                                   + COMPARED_TABLES + "SELECT" + ORDERS_COMPARED + ","
+                                   + COMPARED_COLUMNS).format(
+                events=states(list(ORDER_TOPICS.values()), position),
+                registrations=states([TOPICS["registered"]], position),
+                **_literals({**ORDER_TOPICS, **TOPICS}))).fetchone()
         assert row is not None
         orders = {table: row.pop(table) for table in ("payment_orders", "ledger_accounts")}
         return differences(orders) + (
@@ -389,6 +404,27 @@ def _wallet_view_position(conn: Connection[DictRow], application_name: str) -> i
                            "WHERE application_name = %s").format(
         Identifier(f"{WalletProjection.name}_tracking")), (application_name,)).fetchone()
     return int(row["position"] or 0) if row else 0
+
+
+def _with_books(conn: Connection[DictRow], states: StoredStates, position: int,
+                books: Books) -> DictRow | None:
+    """The payment orders' and analytics' comparison with the books answered on the way (in
+    `books`); None, and the books left unanswered, where some event cannot be read so: the
+    checks then run apart and each says what it says alone."""
+    try:
+        with conn.transaction():  # a savepoint: the snapshot stays usable
+            row = conn.execute(SQL(
+                ORDERS_EXPECTED_AND_LEGS + ENDED_FROM_ORDER_EVENTS + LOGGED_CUSTOMERS + LINES
+                + COMPARED_TABLES + "SELECT" + ORDERS_COMPARED + "," + COMPARED_COLUMNS + ","
+                + BOOKS_COMPARED).format(
+                events=states([*ORDER_TOPICS.values(), TOPICS["registered"]], EVERY_POSITION),
+                shown=Literal(position), other=Literal(TOPICS["registered"]),
+                **_literals({**ORDER_TOPICS, **TOPICS}))).fetchone()
+    except psycopg.DataError:
+        return None
+    assert row is not None
+    books.balanced = bool(row.pop("balanced"))
+    return row
 
 
 def _differences(conn: Connection[DictRow], statement: Composed) -> list[str]:

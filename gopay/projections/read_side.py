@@ -41,7 +41,7 @@ from gopay.projections.runner import REBUILD_PAGE_SIZE, PagedProjectionRunner, l
 from gopay.projections.security import SecurityProjection, SecurityView
 from gopay.projections.support_tickets import SupportTicketProjection, SupportTicketView
 from gopay.projections.view import Check, PagedView, StoredStates
-from gopay.projections.wallets import WalletProjection, WalletView
+from gopay.projections.wallets import Books, WalletProjection, WalletView
 from gopay.projections.webhook_deliveries import WebhookDeliveryProjection, WebhookDeliveryView
 
 # Every read model GoPay keeps: the projection, and the view it writes.
@@ -179,10 +179,11 @@ class ReadSide:
             progress(now - reached)
             reached = now
 
-    def checks(self) -> list[Check]:
+    def checks(self, books: Books | None = None) -> list[Check]:
         """Every comparison of a read model with the events (see each view's `checks`); one
         that cannot read the events it needs (tampered into no JSON, say) says so. Analytics'
-        check compares the wallet view's payment orders too, reading their events once."""
+        check compares the wallet view's payment orders too, reading their events once, and
+        given `books`, answers there whether the log's journal entries balance."""
         checks: list[Check] = []
         for projection in self.runner.projections:
             name = projection.name
@@ -190,7 +191,8 @@ class ReadSide:
                 view_checks = self.wallets.checks(self.app.name, orders=False)
             elif projection.view is self.analytics:
                 name = f"{WalletProjection.name} and {projection.name}"
-                view_checks = self.analytics.checks(self.app.name, with_orders_of=self.wallets)
+                view_checks = self.analytics.checks(self.app.name, with_orders_of=self.wallets,
+                                                    books=books)
             else:
                 view_checks = projection.view.checks(self.app.name)
             checks += [partial(_reported, name, check) for check in view_checks]

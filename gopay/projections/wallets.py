@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from typing import Any, LiteralString
@@ -84,18 +85,15 @@ SELECT
 # CTE with each order event's fields, then the expected rows) and the comparison's columns
 # (ORDERS_COMPARED), so that analytics' check can join the same statement
 # (`AnalyticsView.checks`): the order events' JSON is then parsed once for both.
-ORDERS_EXPECTED = """
-WITH events AS MATERIALIZED (
-  SELECT e.originator_id AS id, e.originator_version AS version, e.topic,
+ORDER_FIELDS = """e.originator_id AS id, e.originator_version AS version, e.topic,
     e.state ->> 'order_type' AS order_type,
     e.state #>> '{{initiated_by,_data_}}' AS initiated_by,
     e.state #>> '{{payer_wallet_id,_data_}}' AS payer,
     e.state #>> '{{payee_wallet_id,_data_}}' AS payee,
     (e.state ->> 'amount')::bigint AS amount, e.state ->> 'currency' AS currency,
     e.state ->> 'note' AS note, e.state ->> 'psp_reference' AS psp_reference,
-    e.state ->> 'reason' AS reason, nullif(e.state -> 'postings', 'null') AS postings,
-    (e.state #>> '{{timestamp,_data_}}')::timestamptz AS at
-  FROM ({events} OFFSET 0) AS e),
+    e.state ->> 'reason' AS reason,"""
+ORDERS_FROM_EVENTS = """
 orders_expected AS (
   SELECT id, min(order_type) FILTER (WHERE topic = {created}) AS type,
     coalesce((array_agg(CASE topic WHEN {succeeded} THEN 'succeeded'
@@ -115,13 +113,50 @@ orders_expected AS (
     (array_agg(postings ORDER BY version DESC)
       FILTER (WHERE topic = {succeeded} AND postings <> '[]'))[1] AS postings,
     min(at) FILTER (WHERE topic = {created}) AS created_at,
-    (array_agg(at ORDER BY version DESC))[1] AS updated_at
-  FROM events GROUP BY id),
+    (array_agg(at ORDER BY version DESC))[1] AS updated_at,
+    -- the UTC days it ended, for analytics' check (`AnalyticsView.checks`), not compared here
+    min((at AT TIME ZONE 'UTC')::date) FILTER (WHERE topic = {succeeded}) AS succeeded_on,
+    min((at AT TIME ZONE 'UTC')::date) FILTER (WHERE topic = {failed}) AS failed_on
+  FROM events GROUP BY id),"""
+ORDERS_EXPECTED = """
+WITH events AS MATERIALIZED (
+  SELECT """ + ORDER_FIELDS + """ nullif(e.state -> 'postings', 'null') AS postings,
+    (e.state #>> '{{timestamp,_data_}}')::timestamptz AS at
+  FROM ({events} OFFSET 0) AS e),""" + ORDERS_FROM_EVENTS + """
 accounts_expected AS (
   SELECT p.account_id, p.currency, sum(p.amount) AS balance
   FROM events AS e,
     jsonb_to_recordset(e.postings) AS p(account_id text, amount bigint, currency text)
   WHERE e.topic IN ({succeeded}, {reversed}) GROUP BY 1, 2)"""
+# The same, with the books on the way, for the audit (`gopay/reconcile/audit.py`): the order
+# events of the whole log are read (`logged`), the read model is compared with those up to
+# its position ({shown}), and every journal entry's legs (`legs`, read once for both) must
+# sum to zero per currency. The books' legs are read as the audit reads them alone
+# (`books_balance`: the postings as stored, amounts as numbers), the ledger accounts' as
+# ORDERS_EXPECTED reads them (amounts as bigint, postings that are JSON null as none): where
+# the two would differ, on a value one of them cannot read, this statement fails and the
+# checks run apart. Saves the books' own pass over the log and second parse of every entry.
+# The events of one more topic ({other}: analytics' registrations) may come in the same pass;
+# they keep their state (`other_state`) for the caller's own expressions and are no orders.
+ORDERS_EXPECTED_AND_LEGS = """
+WITH logged AS MATERIALIZED (
+  SELECT e.notification_id AS position, """ + ORDER_FIELDS + """
+    e.state -> 'postings' AS stored_postings,
+    (e.state #>> '{{timestamp,_data_}}')::timestamptz AS at,
+    CASE WHEN e.topic = {other} THEN e.state END AS other_state
+  FROM ({events} OFFSET 0) AS e),
+events AS NOT MATERIALIZED (
+  SELECT *, nullif(stored_postings, 'null') AS postings FROM logged
+  WHERE position <= {shown} AND topic <> {other}),"""  \
+    + ORDERS_FROM_EVENTS + """
+legs AS MATERIALIZED (
+  SELECT e.position, p.account_id, p.amount, p.currency
+  FROM logged AS e, jsonb_to_recordset(e.stored_postings)
+    AS p(account_id text, amount text, currency text)
+  WHERE e.topic IN ({succeeded}, {reversed})),
+accounts_expected AS (
+  SELECT account_id, currency, sum(amount::bigint) AS balance
+  FROM legs WHERE position <= {shown} GROUP BY 1, 2)"""
 ORDERS_COMPARED = """
   (SELECT count(*) FROM orders_expected AS e FULL JOIN payment_orders AS o USING (id)
    WHERE (e.type, e.status, e.initiated_by::uuid, e.payer::uuid, e.payee::uuid, e.amount,
@@ -134,6 +169,20 @@ ORDERS_COMPARED = """
    FULL JOIN (SELECT * FROM ledger_accounts WHERE balance <> 0) AS a USING (account_id, currency)
    WHERE e.balance IS DISTINCT FROM a.balance) AS ledger_accounts"""
 ORDERS_DRIFT = ORDERS_EXPECTED + "\nSELECT" + ORDERS_COMPARED
+# Whether every journal entry sums to zero per currency (an entry's legs, from `legs`).
+BOOKS_COMPARED = """
+  NOT EXISTS (SELECT FROM legs GROUP BY position, currency HAVING sum(amount::numeric) <> 0)
+  AS balanced"""
+# Every position of the log, for statements that read it to the end.
+EVERY_POSITION = 2**63 - 1
+
+
+@dataclass
+class Books:
+    """Whether every journal entry in the log sums to zero per currency, when a check answered
+    it on its way (ORDERS_EXPECTED_AND_LEGS); None where it did not, and the audit asks alone."""
+
+    balanced: bool | None = None
 
 
 def differences(counts: dict[str, int]) -> list[str]:

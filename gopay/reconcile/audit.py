@@ -39,6 +39,7 @@ from gopay.application import GoPay
 from gopay.progress import Progress, quiet
 from gopay.projections.read_side import ReadSide
 from gopay.projections.view import Check
+from gopay.projections.wallets import Books
 from gopay.recorder import EventRecorder
 
 # Positions compared per statement: one step of the progress, and the joins' working memory;
@@ -114,21 +115,29 @@ def verify(app: GoPay, signer: Signer, read_side: ReadSide | None = None,
         extent = recorder.chain_extent(conn)
         ranges = _ranges(extent["first"], extent["last"])
         span = sum(last - first + 1 for first, last in ranges)
-        checks = read_side.checks() if read_side else []
+        # The payment orders' check answers for the books on its way, reading the journal
+        # entries once for both. Without a read side the books are a task of their own; where
+        # that check did not answer (an entry it cannot read, the views standing apart) they
+        # are asked after the others, on this connection.
+        books = Books()
+        checks = read_side.checks(books) if read_side else []
         # Weights for the progress: the chain is about half the work, the rest the other half.
         progress(0, total=2 * span)
         tasks: list[Task] = [(_against(check, recorder), span // (len(checks) + 1))
                              for check in checks]
-        tasks.append((partial(books_balance, recorder), span // (len(checks) + 1)))
+        if read_side is None:
+            tasks.append((partial(_books_task, recorder, books), span // (len(checks) + 1)))
         tasks += [(partial(recorder.compare_chain, first=first, last=last, limit=SHOWN),
                    last - first + 1) for first, last in ranges]
         tasks.append((recorder.broken_blocks, 0))
         results = _side_by_side(recorder, conn, tasks, progress)
         mismatches = [problem for found in results[:len(checks)] for problem in found]
-        balanced = results[len(checks)]
-        checked, bad, problems = _chain_findings(results[len(checks) + 1:-1])
+        chain_ranges = results[len(checks) + (read_side is None):-1]  # after the books' task
+        checked, bad, problems = _chain_findings(chain_ranges)
         _broken_links(results[-1], bad, problems)
         _check_checkpoints(recorder, conn, signer, extent["chain_end"] or 0, bad, problems)
+        balanced = (books.balanced if books.balanced is not None
+                    else books_balance(recorder, conn))
     if not balanced:
         problems.append("the ledger does not sum to zero in every currency")
     problems += mismatches
@@ -241,6 +250,11 @@ def _check_checkpoints(recorder: EventRecorder, conn: Connection[DictRow], signe
         elif hashes.get(position) != signed_hash:
             bad.append(position)
             problems.append(f"checkpoint: the chain at {position} is not the one signed")
+
+
+def _books_task(recorder: EventRecorder, books: Books, conn: Connection[DictRow]) -> None:
+    """The books as a task beside the others: the answer goes in `books`, not in the results."""
+    books.balanced = books_balance(recorder, conn)
 
 
 def books_balance(recorder: EventRecorder, conn: Connection[DictRow]) -> bool:

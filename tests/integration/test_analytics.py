@@ -12,7 +12,7 @@ from gopay.aggregates.money import Money
 from gopay.commands.adjustment import Adjust, Direction
 from gopay.commands.registration import Register
 from gopay.projections.analytics import report
-from gopay.reconcile.audit import drift
+from gopay.reconcile.audit import drift, verify
 from gopay.system import System
 from tests.support import open_wallets, transfer
 
@@ -166,3 +166,63 @@ def test_an_order_event_that_is_no_json_is_reported_for_both_views(system: Syste
     [problem] = drift(system.app, system.read_side)
     assert problem.startswith("wallet_projection and analytics_projection could not be compared "
                               "with the events: "), problem
+
+
+def read_model_problems(system: System) -> list[str]:
+    """What verify says of the read models: its checks with the books answered on the way."""
+    verdict = verify(system.app, system.signer, system.read_side)
+    assert verdict.ledger_balanced, verdict.problems
+    return [problem for problem in verdict.problems if "read model" in problem]
+
+
+def test_verify_finds_what_the_integrity_check_finds(system: System) -> None:
+    """verify reads the order events and the registrations in one pass with the books: the
+    same drifts as the integrity check's own statements (customers, figures, orders, accounts)."""
+    alice, bob = open_wallets(system.commands, 2, 5_000)
+    assert transfer(system.commands, alice, bob, 1_200) == "succeeded"
+    system.read_side.catch_up()
+    assert read_model_problems(system) == []
+    with system.app.recorder.datastore.transaction(commit=True) as cursor:  # type: ignore[attr-defined]
+        cursor.execute("UPDATE analytics_customers SET registered_on = registered_on - 1 "
+                       "WHERE user_id = %s", (bob.id,))
+        cursor.execute("UPDATE analytics_daily SET count = count + 1 WHERE metric = 'transfer'")
+        cursor.execute("UPDATE payment_orders SET amount = amount + 1 WHERE type = 'transfer'")
+        cursor.execute("UPDATE ledger_accounts SET balance = balance - 1 WHERE account_id = %s",
+                       (bob.wallet_id,))
+    found = drift(system.app, system.read_side)
+    assert found == [
+        "the read model's payment_orders differ from the events in 1 rows",
+        "the read model's ledger_accounts differ from the events in 1 rows",
+        "the read model's analytics_daily differ from the events in 1 rows",
+        "the read model's analytics_customers differ from the events in 1 rows"]
+    assert read_model_problems(system) == found
+
+
+def test_verify_leaves_registrations_past_the_views_for_later(system: System) -> None:
+    """A customer registered after the views' position is no customer they must show yet."""
+    open_wallets(system.commands, 2, 5_000)
+    system.read_side.catch_up()
+    system.commands.run(Register(email="later@example.com", password="x" * 12, kind="person",
+                                 full_name="L", country="US"))
+    assert read_model_problems(system) == []
+    system.read_side.catch_up()
+    with system.app.recorder.datastore.transaction(commit=True) as cursor:  # type: ignore[attr-defined]
+        cursor.execute("DELETE FROM analytics_customers WHERE registered_on IS NOT NULL "
+                       "AND user_id = (SELECT id FROM users WHERE email = 'later@example.com')")
+    assert read_model_problems(system) == [
+        "the read model's analytics_customers differ from the events in 1 rows"]
+
+
+def test_verify_asks_the_books_alone_when_the_views_stand_apart(system: System) -> None:
+    """Where analytics stands elsewhere, the orders are compared on their own and the books
+    asked alone: balanced, then not once an entry is edited to create money."""
+    alice, bob = open_wallets(system.commands, 2, 5_000)
+    assert transfer(system.commands, alice, bob, 1_200) == "succeeded"
+    system.read_side.catch_up()
+    stand_analytics_elsewhere(system)
+    assert verify(system.app, system.signer, system.read_side).ok
+    with system.app.recorder.datastore.transaction(commit=True) as cursor:  # type: ignore[attr-defined]
+        cursor.execute("UPDATE gopay_events SET state = replace(convert_from(state, 'UTF8'), "
+                       "'\"amount\":-1200', '\"amount\":-1199')::bytea "
+                       "WHERE topic LIKE '%PaymentOrder.Succeeded'")
+    assert not verify(system.app, system.signer, system.read_side).ledger_balanced

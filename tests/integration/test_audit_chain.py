@@ -9,6 +9,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from gopay.projections.wallets import Books
 from gopay.reconcile.audit import Signer, checkpoint, verify
 from gopay.system import System
 from tests.support import open_wallets, transfer
@@ -194,6 +195,70 @@ class TestReadModelsAreCompared:
                 "(SELECT max(notification_id) FROM gopay_events "
                 "WHERE topic LIKE '%PaymentOrder.Succeeded')")
         verdict = verify(history.app, history.signer)
+        assert not verdict.ledger_balanced and not verdict.chain_ok
+
+
+class TestTheBooksWithTheReadModels:
+    """With a read side, the payment orders' check answers for the books, reading each journal
+    entry once for both (`Books`); where it cannot read an entry, the books are asked alone."""
+
+    @staticmethod
+    def books_of_the_checks(system: System) -> Books:
+        """What the read side's checks, run as verify runs them, say of the books."""
+        books, recorder = Books(), system.app.recorder
+        with recorder.snapshot() as conn:
+            for check in system.read_side.checks(books):
+                check(conn, recorder.stored_states)
+        return books
+
+    def test_an_entry_that_does_not_balance_is_found_by_the_orders_check(
+            self, history: System, database_url: str) -> None:
+        """Balanced books are answered balanced; an entry edited to create money is answered
+        unbalanced by that check, and verify says so."""
+        history.read_side.catch_up()
+        assert self.books_of_the_checks(history).balanced is True
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute(
+                "UPDATE gopay_events SET state = replace(convert_from(state, 'UTF8'), "
+                "'\"amount\":-100', '\"amount\":-99')::bytea "
+                "WHERE topic LIKE '%PaymentOrder.Succeeded' AND convert_from(state, 'UTF8') "
+                "LIKE '%\"amount\":-100%'")
+        assert self.books_of_the_checks(history).balanced is False
+        verdict = verify(history.app, history.signer, history.read_side)
+        assert not verdict.ledger_balanced and not verdict.chain_ok
+        assert "the ledger does not sum to zero in every currency" in verdict.problems
+
+    def test_an_entry_past_the_read_models_is_in_the_books(self, history: System,
+                                                           database_url: str) -> None:
+        """The read models are compared up to their position, the books to the log's end: an
+        unbalanced entry the views have not reached yet is found, and the views still agree."""
+        history.read_side.catch_up()
+        alice, bob = history.customers  # type: ignore[attr-defined]
+        transfer(history.commands, alice, bob, 77)
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute(
+                "UPDATE gopay_events SET state = replace(convert_from(state, 'UTF8'), "
+                "'\"amount\":-77', '\"amount\":-76')::bytea WHERE notification_id = "
+                "(SELECT max(notification_id) FROM gopay_events "
+                "WHERE topic LIKE '%PaymentOrder.Succeeded')")
+        assert self.books_of_the_checks(history).balanced is False
+        verdict = verify(history.app, history.signer, history.read_side)
+        assert (verdict.ledger_balanced, verdict.projections_match) == (False, True)
+
+    @pytest.mark.parametrize("postings", ["[1, -1]", "null"])
+    def test_postings_it_cannot_read_leave_the_books_to_their_own_check(
+            self, history: System, database_url: str, postings: str) -> None:
+        """Legs that are no objects, or no legs at all (JSON null), stop the statement that
+        reads both: the books are then asked alone, and do not balance."""
+        history.read_side.catch_up()
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute(
+                "UPDATE gopay_events SET state = convert_to(jsonb_set(convert_from(state, "
+                "'UTF8')::jsonb, '{postings}', %s::jsonb)::text, 'UTF8') WHERE notification_id = "
+                "(SELECT max(notification_id) FROM gopay_events "
+                "WHERE topic LIKE '%%PaymentOrder.Succeeded')", (postings,))
+        assert self.books_of_the_checks(history).balanced is None
+        verdict = verify(history.app, history.signer, history.read_side)
         assert not verdict.ledger_balanced and not verdict.chain_ok
 
 
