@@ -6,13 +6,13 @@ import time
 
 import pytest
 
+from gopay.aggregates.money import Money
 from gopay.commands.profile import UpdateProfile
 from gopay.commands.registration import Register
+from gopay.commands.transfer import Transfer
 from gopay.projections import runner as runner_module
 from gopay.projections.read_side import ReadSide
 from gopay.system import System
-from gopay.aggregates.money import Money
-from gopay.commands.transfer import Transfer
 from tests.support import open_wallets, transfer
 
 
@@ -148,9 +148,11 @@ class TestReadYourWritesWhereAnotherProcessLeads:
             position = paid(system, alice, bob, 5)
             assert follower.wait_for(position, timeout=0.1) is False  # not projected yet
             system.read_side.start()
+            asked.clear()
             started = time.monotonic()
             assert follower.wait_for(position, timeout=10)
             assert time.monotonic() - started < 5
+            assert asked, "the wait ended without hearing or asking anything"
             assert follower.wallets.wallet(bob.wallet_id)["balance"] == 1_005
         finally:
             follower.stop()
