@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gopay.aggregates.errors import DomainError
 from gopay.api.merchant_schemas import QrPaymentCreate
+from gopay.api.one_writer import WriterLost
 from gopay.api.problems import STORE_UNAVAILABLE, domain_problem, store_unavailable_response
 from gopay.api.routes import qr_payments, transfers
 from gopay.api.schemas import TransferCreate
@@ -109,7 +110,6 @@ class PaymentFastLane:
         body = await read_body(receive)
         if body is None:  # the client went away before sending its request: nobody to answer
             return
-        system = scope["app"].state.system
         try:
             command = await self._plain_request(lane, scope, body)
         except STORE_UNAVAILABLE as error:  # the session check could not reach the store
@@ -122,11 +122,11 @@ class PaymentFastLane:
         TAKEN.labels(lane.operation, "fast_lane").inc()
         scope["route"] = lane.route  # what the metrics label requests by
         try:
-            outcome = await system.commands.run_async(command)
+            outcome = await scope["app"].state.one_writer.run(command)
         except DomainError as error:  # exactly what the route's exception handler answers
             await domain_problem(error)(scope, receive, send)
             return
-        except STORE_UNAVAILABLE as error:  # as the route's handler answers it
+        except (*STORE_UNAVAILABLE, WriterLost) as error:  # as the route's handler answers it
             await store_unavailable_response(error)(scope, receive, send)
             return
         public = lane.answer(outcome.value)
