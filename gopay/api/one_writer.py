@@ -85,6 +85,7 @@ class OneWriter:
         self._link: _Link | None = None
         self._linking: asyncio.Lock | None = None
         self._link_refused_until = 0.0
+        self._links_served: set[asyncio.StreamWriter] = set()
 
     @property
     def leading(self) -> bool:
@@ -115,6 +116,10 @@ class OneWriter:
             with contextlib.suppress(OSError):
                 self._socket_path.unlink()
             self._server = None
+            # The forwarding processes hear of it at once (their commands in flight are
+            # answered 503), and run their next ones themselves until one of them leads.
+            for link in self._links_served:
+                link.close()
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # releases the lock
             self._lock_fd = None
@@ -176,6 +181,7 @@ class OneWriter:
         as they are ready, in any order."""
         tasks: set[asyncio.Task[None]] = set()
         sending = asyncio.Lock()
+        self._links_served.add(writer)
 
         async def answer(number: int, command: Command[Any]) -> None:
             reply = await _outcome_of(self._run, command)
@@ -193,6 +199,7 @@ class OneWriter:
         except (asyncio.IncompleteReadError, ConnectionError):
             pass  # the forwarding process went away; its commands still finish here
         finally:
+            self._links_served.discard(writer)
             if tasks:
                 await asyncio.gather(*tasks, return_exceptions=True)
             writer.close()
@@ -262,8 +269,9 @@ async def _outcome_of(run: Run, command: Command[Any]) -> tuple[Any, ...]:
     """What the forwarding process needs to answer as if it had run the command itself."""
     try:
         outcome = await run(command)
-    except DomainError as error:
-        return ("refused", type(error), str(error), dict(error.details))
+    except DomainError as error:  # rebuilt over there as it is: its class, words and facts
+        facts = {name: value for name, value in vars(error).items() if name != "details"}
+        return ("refused", type(error), error.args, facts, dict(error.details))
     except STORE_UNAVAILABLE as error:
         return ("unavailable", str(error))
     except Exception as error:  # a bug: the forwarding process answers 500, as it would
@@ -277,9 +285,10 @@ def _as_outcome(reply: tuple[Any, ...]) -> Outcome[Any]:
     if kind == "done":
         return Outcome(reply[1], reply[2])
     if kind == "refused":
-        error_type, detail, details = reply[1:]
+        error_type, args, facts, details = reply[1:]
         error = error_type.__new__(error_type)  # subclasses' own __init__ take other arguments
-        Exception.__init__(error, detail)
+        error.args = args
+        vars(error).update(facts)
         error.details = MappingProxyType(details)
         raise error
     if kind == "unavailable":
