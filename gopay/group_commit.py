@@ -19,8 +19,11 @@ runs and is saved in the writers' turn, a lock in the database that one process 
 time. Taking the turn, a process first reads what the others stored since it last looked and
 brings the aggregates it remembers up to date with those events, so its batch rarely meets
 a version it did not know; measured, the conflicts of two API processes on the same wallets
-cost them two thirds of one process's throughput. Without a turn (in memory) one process is
-assumed, and the version checks above still guard every save.
+cost them two thirds of one process's throughput. Taking turns still halves each process's
+batches, so the API processes of one machine hand their payments to one of them
+(`gopay.api.one_writer`), and only processes on other machines and the worker take turns
+with it. Without a turn (in memory) one process is assumed, and the version checks above
+still guard every save.
 
 A blocking caller leads a batch for everyone queued when nobody else is leading (flat
 combining), so the same code serves one test thread and forty request threads. An

@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     tls_key: Path | None = None
     # Run the projections inside `gopay serve` (one process at a time holds each of them).
     serve_runs_projections: bool = True
+    # The API processes of one machine hand their payments to one of them (gopay.api.one_writer);
+    # off, each runs its own and they take turns in the database.
+    one_writer: bool = True
     # The PSP: its base URL (unset: the bundled simulator at BUNDLED_PSP_URL), the API key
     # GoPay presents and the secret of its webhook signatures (both generated once under var/
     # when unset, so `gopay psp-sim` and GoPay on one machine agree), where the simulator

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from gopay.api.fast_lane import PaymentFastLane, WebhookLane
 from gopay.api.metrics import MetricsMiddleware
 from gopay.api.nul_guard import NulGuard
+from gopay.api.one_writer import OneWriter
 from gopay.api.problems import MEDIA_TYPE, install_problem_handlers
 from gopay.api.routes import (
     adjustment_proposals,
@@ -94,10 +95,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.system = system
         app.state.session_gate = SessionGate(database_url, recorder.select_originators_with_topic)
         await app.state.session_gate.open()
+        # This machine's API processes hand their payments to one of them (see one_writer).
+        app.state.one_writer = OneWriter(system.commands.run_async, settings.var_dir,
+                                        database_url, enabled=settings.one_writer)
+        await app.state.one_writer.start()
         settle_memory()
         try:
             yield
         finally:
+            await app.state.one_writer.stop()
             await app.state.session_gate.close()
             await system.psp.aclose()
             if jobs is not None:

@@ -27,6 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gopay.aggregates.errors import DomainError
 from gopay.api.merchant_schemas import QrPaymentCreate
+from gopay.api.one_writer import WriterLost
 from gopay.api.problems import STORE_UNAVAILABLE, Problem, domain_problem, store_unavailable_response
 from gopay.api.routes import external_payments, psp_webhooks, qr_payments, transfers
 from gopay.api.schemas import ExternalPaymentCreate, TransferCreate
@@ -128,7 +129,6 @@ class PaymentFastLane:
         body = await read_body(receive)
         if body is None:  # the client went away before sending its request: nobody to answer
             return
-        system = scope["app"].state.system
         try:
             command = await self._plain_request(lane, scope, body)
         except STORE_UNAVAILABLE as error:  # the session check could not reach the store
@@ -141,13 +141,13 @@ class PaymentFastLane:
         TAKEN.labels(lane.operation, "fast_lane").inc()
         scope["route"] = lane.route  # what the metrics label requests by
         try:
-            value = (await system.commands.run_async(command)).value
+            value = (await scope["app"].state.one_writer.run(command)).value
             if lane.then is not None:
-                value = await lane.then(system, value)
+                value = await lane.then(scope["app"].state.system, value)
         except DomainError as error:  # exactly what the route's exception handler answers
             await domain_problem(error)(scope, receive, send)
             return
-        except STORE_UNAVAILABLE as error:  # as the route's handler answers it
+        except (*STORE_UNAVAILABLE, WriterLost) as error:  # as the route's handler answers it
             await store_unavailable_response(error)(scope, receive, send)
             return
         public = lane.answer(value)

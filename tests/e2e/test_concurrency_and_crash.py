@@ -87,6 +87,7 @@ class Exchange:
     acknowledged_at: float = 0.0  # time.monotonic() when the final answer arrived
     transport_errors: int = 0  # connection failures retried with the same key and body
     in_progress_answers: int = 0  # 409 request_in_progress answers retried
+    unavailable_answers: int = 0  # 503 answers retried (only when the load allows them)
 
     @property
     def code(self) -> str | None:
@@ -104,7 +105,8 @@ class TransferLoad:
     """
 
     def __init__(self, people: list[Person], urls: list[str], *, requests: int, threads: int,
-                 seed: int, read_checks: float, duplicates: bool = True) -> None:
+                 seed: int, read_checks: float, duplicates: bool = True,
+                 retry_unavailable: bool = False) -> None:
         self.people = people
         self.urls = urls
         self.requests = requests
@@ -112,6 +114,7 @@ class TransferLoad:
         self.seed = seed
         self.read_checks = read_checks
         self.duplicates = duplicates
+        self.retry_unavailable = retry_unavailable  # a 503 problem is retried with the same key
         self.exchanges: list[Exchange] = []
         self.failures: list[str] = []  # read-your-writes violations and crashed client threads
         self.read_checks_done = 0
@@ -214,6 +217,14 @@ class TransferLoad:
                 time.sleep(rng.uniform(0.05, 0.15))
                 continue
             payload = response.json()
+            if response.status_code == 503 and self.retry_unavailable:
+                assert response.headers["content-type"] == "application/problem+json", response.text
+                assert response.headers["retry-after"] == "1", response.headers
+                exchange.unavailable_answers += 1
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"{exchange.key} stayed unavailable")
+                time.sleep(rng.uniform(0.05, 0.15))
+                continue
             if response.status_code == 409 and payload.get("code") == "request_in_progress":
                 exchange.in_progress_answers += 1
                 if time.monotonic() > deadline:
@@ -303,6 +314,7 @@ class TransferLoad:
             "read_checks": self.read_checks_done,
             "transport_errors": sum(e.transport_errors for e in self.exchanges),
             "in_progress_answers": sum(e.in_progress_answers for e in self.exchanges),
+            "unavailable_answers": sum(e.unavailable_answers for e in self.exchanges),
         }
 
 
