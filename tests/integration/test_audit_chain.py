@@ -174,15 +174,9 @@ class TestReadModelsAreCompared:
     def test_an_entry_that_does_not_balance_is_found(self, history: System,
                                                      database_url: str) -> None:
         """A journal entry edited to create money fails the books (and the chain)."""
-        with psycopg.connect(database_url, autocommit=True) as conn:
-            conn.execute(
-                "UPDATE gopay_events SET state = replace(convert_from(state, 'UTF8'), "
-                "'\"amount\":-100', '\"amount\":-99')::bytea "
-                "WHERE topic LIKE '%PaymentOrder.Succeeded' AND convert_from(state, 'UTF8') "
-                "LIKE '%\"amount\":-100%'")
+        create_money(database_url)
         verdict = verify(history.app, history.signer)
         assert not verdict.ledger_balanced and not verdict.chain_ok
-
 
     def test_postings_that_are_no_objects_do_not_balance(self, history: System,
                                                          database_url: str) -> None:
@@ -196,6 +190,16 @@ class TestReadModelsAreCompared:
                 "WHERE topic LIKE '%PaymentOrder.Succeeded')")
         verdict = verify(history.app, history.signer)
         assert not verdict.ledger_balanced and not verdict.chain_ok
+
+
+def create_money(database_url: str) -> None:
+    """Edit a journal entry in SQL so that its legs no longer sum to zero."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE gopay_events SET state = replace(convert_from(state, 'UTF8'), "
+            "'\"amount\":-100', '\"amount\":-99')::bytea "
+            "WHERE topic LIKE '%PaymentOrder.Succeeded' AND convert_from(state, 'UTF8') "
+            "LIKE '%\"amount\":-100%'")
 
 
 class TestTheBooksWithTheReadModels:
@@ -217,12 +221,7 @@ class TestTheBooksWithTheReadModels:
         unbalanced by that check, and verify says so."""
         history.read_side.catch_up()
         assert self.books_of_the_checks(history).balanced is True
-        with psycopg.connect(database_url, autocommit=True) as conn:
-            conn.execute(
-                "UPDATE gopay_events SET state = replace(convert_from(state, 'UTF8'), "
-                "'\"amount\":-100', '\"amount\":-99')::bytea "
-                "WHERE topic LIKE '%PaymentOrder.Succeeded' AND convert_from(state, 'UTF8') "
-                "LIKE '%\"amount\":-100%'")
+        create_money(database_url)
         assert self.books_of_the_checks(history).balanced is False
         verdict = verify(history.app, history.signer, history.read_side)
         assert not verdict.ledger_balanced and not verdict.chain_ok
