@@ -209,14 +209,11 @@ class ReadSide:
     def _shown(self) -> int:
         """`position()`, or where another process leading the projections last announced
         they stand: never ahead of them, maybe a moment behind, and asking nobody."""
-        if self._reader is None:
-            remembered = self.runner.remembered_positions()
-            if remembered is not None:
-                return min(remembered.values())
+        if self._reader is None and self.runner.remembered_positions() is None:
             heard = self._listener.position()
             if heard is not None:
                 return heard
-        return self._stored_position()
+        return self.position()
 
     def _stored_position(self) -> int:
         with (self._reader or self._datastore).transaction(commit=False) as cursor:
