@@ -30,6 +30,7 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import Notification, Tracking
 from eventsourcing.projection import Projection
 from eventsourcing.utils import resolve_topic
+from psycopg.sql import SQL, Composed, Identifier
 
 from gopay.application import GoPay
 from gopay.projections.position_listener import announce
@@ -59,6 +60,7 @@ class PagedProjectionRunner:
         self.is_leader = False
         # Each view's position as this runner last committed it, while it leads.
         self.committed: dict[str, int] = {}
+        self._positions_statement: Composed | None = None
         self._stopping = threading.Event()
         self._lock_key = zlib.crc32(LOCK_NAME.encode())
         self._thread = threading.Thread(target=self._run, name="projections", daemon=True)
@@ -101,8 +103,13 @@ class PagedProjectionRunner:
             pass
 
     def process_page(self, page_size: int | None = None) -> bool:
-        """Project the next page of events; False when there was nothing new."""
-        positions = self.positions()
+        """Project the next page of events; False when there was nothing new.
+
+        Each page starts where the database says the views stand, not where this runner last
+        committed: a page committed without waiting for the standbys (synchronous_commit off)
+        can be lost when the primary fails over, and the page must then be projected again.
+        """
+        positions = self._stored_positions()
         start = min(positions.values())
         limit = page_size or self.page_size
         recorder = self.app.recorder
@@ -146,6 +153,20 @@ class PagedProjectionRunner:
         self.committed = committed
         self.on_advance(min(self.committed.values()))
         return True
+
+    def _stored_positions(self) -> dict[str, int]:
+        """Each view's position as the database has it, in one round trip."""
+        if self._positions_statement is None:
+            self._positions_statement = SQL("SELECT {}").format(SQL(", ").join(
+                SQL("coalesce((SELECT max(notification_id) FROM {} "
+                    "WHERE application_name = %(app)s), 0) AS {}").format(
+                    Identifier(p.view.tracking_table_name), Identifier(p.name))
+                for p in self.projections))
+        with self.projections[0].view.datastore.transaction(commit=False) as cursor:
+            cursor.execute(self._positions_statement, {"app": self.app.name})
+            row = cursor.fetchone()
+        assert row is not None
+        return {p.name: int(row[p.name]) for p in self.projections}
 
     def _handlers_of(self, topic: str) -> list[Handler | None]:
         """What each projection does with an event of this topic (None: nothing)."""
