@@ -318,6 +318,7 @@ class GroupCommitter:
             del self._queue[: len(batch)]
         if not batch:
             return
+        self.batches += 1  # counted before any caller hears its answer
         unit = UnitOfWork(self._app, self.known)
         try:
             with self._turn() if self._turn else nullcontext():
@@ -340,7 +341,6 @@ class GroupCommitter:
         if again:
             with self._queue_lock:
                 self._queue[:0] = again
-        self.batches += 1
 
     def _catch_up(self) -> int:
         """In the writers' turn: apply what other processes stored since this one last looked

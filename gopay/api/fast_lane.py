@@ -151,11 +151,8 @@ class PaymentFastLane:
             await store_unavailable_response(error)(scope, receive, send)
             return
         public = lane.answer(value)
-        content = public.model_dump_json().encode()
-        status = 202 if getattr(public, "status", None) in lane.accepted else 201
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-length", str(len(content)).encode()), *JSON_HEADERS]})
-        await send({"type": "http.response.body", "body": content})
+        await send_json(send, 202 if getattr(public, "status", None) in lane.accepted else 201,
+                        public.model_dump_json().encode())
 
     async def _plain_request(self, lane: Lane, scope: Scope, body: bytes) -> Command[Any] | None:
         """The request's command, when the route would take the request as it is."""
@@ -194,6 +191,7 @@ class WebhookLane:
     with its body replayed, so every refusal keeps one implementation."""
 
     route = _route(psp_webhooks.router, psp_webhooks.psp_webhook)
+    operation = f"POST {route.path}"
     header = HEADER.lower().encode("latin-1")
 
     def __init__(self, app: ASGIApp) -> None:
@@ -209,12 +207,11 @@ class WebhookLane:
             return
         system = scope["app"].state.system
         event = self._known_event(system, scope, body)
-        operation = f"POST {self.route.path}"
         if event is None:
-            TAKEN.labels(operation, "route").inc()
+            TAKEN.labels(self.operation, "route").inc()
             await self.app(scope, replay(body, receive), send)
             return
-        TAKEN.labels(operation, "fast_lane").inc()
+        TAKEN.labels(self.operation, "fast_lane").inc()
         scope["route"] = self.route  # what the metrics label requests by
         try:
             await psp_webhooks.take(system, event)
@@ -224,9 +221,7 @@ class WebhookLane:
         except STORE_UNAVAILABLE as error:
             await store_unavailable_response(error)(scope, receive, send)
             return
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-length", str(len(RECEIVED)).encode()), *JSON_HEADERS]})
-        await send({"type": "http.response.body", "body": RECEIVED})
+        await send_json(send, 200, RECEIVED)
 
     def _known_event(self, system: System, scope: Scope, body: bytes) -> dict[str, Any] | None:
         """The event, when it is signed as the route requires and of a type GoPay acts on."""
@@ -239,6 +234,13 @@ class WebhookLane:
         except (SignatureError, Problem):
             return None
         return event if event["type"] in KNOWN_WEBHOOKS else None
+
+
+async def send_json(send: Send, status: int, content: bytes) -> None:
+    """A JSON answer, as the routes give it."""
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-length", str(len(content)).encode()), *JSON_HEADERS]})
+    await send({"type": "http.response.body", "body": content})
 
 
 async def read_body(receive: Receive) -> bytes | None:

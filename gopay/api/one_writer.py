@@ -99,11 +99,6 @@ class OneWriter:
         await self._try_to_lead()
         self._elector = asyncio.create_task(self._elect())
 
-    @property
-    def lock_path(self) -> Path:
-        """The file whose lock makes the writer, holding the writer's pid."""
-        return self._lock_path
-
     async def stop(self) -> None:
         if self._elector is not None:
             self._elector.cancel()

@@ -188,42 +188,31 @@ class PspProcess:
                     del self._calls_under_way[order_id]
             call.answered()
 
-    def keep_webhook(self, event_id: str, event_type: str, order_id: UUID | None,
-                     data: Mapping[str, Any]) -> PspTask | None:
+    async def keep_webhook(self, event_id: str, event_type: str, order_id: UUID | None,
+                           data: Mapping[str, Any]) -> PspTask | None:
         """Keep a webhook as a task; None if it was delivered before (its task exists).
 
         News of an order already settled (as usual: the call's answer came first) is kept as
         a task done at once, by the same command: there is nothing left to apply. Orders only
-        go from pending to final, so a final status read here, in the caller's thread, stays
-        true; news of a pending order, or a chargeback, is kept to be applied (`apply`). The
-        PSP sends its webhook as it answers the call, so news of an order whose call this
+        go from pending to final, so a final status read here stays true: an order this
+        process settled lately is known without a read, another is read from the store in a
+        thread. News of a pending order, or a chargeback, is kept to be applied (`apply`).
+        The PSP sends its webhook as it answers the call, so news of an order whose call this
         process is making waits (briefly) for that call's answer to settle it first.
         """
         settled = None
         if order_id is not None and event_type in SETTLING:
             call = self._call_under_way(order_id)
             if call is not None:
-                call.wait(CALL_UNDER_WAY_WAIT)
-            settled = self._settled_status(order_id) or _final(
-                self.app.find(order_id, PaymentOrder))
-        task = self.commands.run(self._receiving(event_id, event_type, order_id, data,
-                                                 settled)).value
-        return self._kept(task)
-
-    async def keep_webhook_async(self, event_id: str, event_type: str, order_id: UUID | None,
-                                 data: Mapping[str, Any]) -> PspTask | None:
-        """`keep_webhook` for a coroutine. An order this process settled lately is known
-        settled without a read; only other news reads the store, in a thread."""
-        settled = None
-        if order_id is not None and event_type in SETTLING:
-            call = self._call_under_way(order_id)
-            if call is not None:
-                await call.wait_async(CALL_UNDER_WAY_WAIT)
+                await call.wait(CALL_UNDER_WAY_WAIT)
             settled = self._settled_status(order_id) or _final(
                 await asyncio.to_thread(self.app.find, order_id, PaymentOrder))
-        task = (await self.commands.run_async(self._receiving(event_id, event_type, order_id,
-                                                              data, settled))).value
-        return self._kept(task)
+        task = (await self.commands.run_async(ReceiveWebhook(
+            event_id=event_id, event_type=event_type, order_id=order_id, data=data,
+            settled=f"already {settled}" if settled else None))).value
+        if task is not None and task.done:
+            self._note_lag(task.payload)
+        return task
 
     def _call_under_way(self, order_id: UUID) -> CallUnderWay | None:
         with self._calls_lock:
@@ -232,17 +221,6 @@ class PspProcess:
     def _settled_status(self, order_id: UUID) -> str | None:
         with self._calls_lock:  # an LRU cache reorders itself on every read
             return self._settled.get(order_id)
-
-    @staticmethod
-    def _receiving(event_id: str, event_type: str, order_id: UUID | None,
-                   data: Mapping[str, Any], settled: str | None) -> ReceiveWebhook:
-        return ReceiveWebhook(event_id=event_id, event_type=event_type, order_id=order_id,
-                              data=data, settled=f"already {settled}" if settled else None)
-
-    def _kept(self, task: PspTask | None) -> PspTask | None:
-        if task is not None and task.done:
-            self._note_lag(task.payload)
-        return task
 
     def apply(self, task: PspTask) -> None:
         """Try a task `keep_webhook` has just kept (as it returned it, not read back)."""
@@ -470,7 +448,7 @@ class PspProcess:
 
 class CallUnderWay:
     """A call to the PSP this process is making; webhooks about its order wait for its answer,
-    in a thread or in the event loop, whichever made the call."""
+    made in a thread (a recharge, the scheduled job) or on the event loop (a top-up)."""
 
     def __init__(self) -> None:
         self._answered = threading.Event()
@@ -485,10 +463,7 @@ class CallUnderWay:
         if self._loop is not None and self._answered_async is not None:
             self._loop.call_soon_threadsafe(self._answered_async.set)
 
-    def wait(self, timeout: float) -> None:
-        self._answered.wait(timeout)
-
-    async def wait_async(self, timeout: float) -> None:
+    async def wait(self, timeout: float) -> None:
         if self._answered_async is None or asyncio.get_running_loop() is not self._loop:
             await asyncio.to_thread(self._answered.wait, timeout)
             return

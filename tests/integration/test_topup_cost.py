@@ -47,13 +47,13 @@ def test_a_top_up_and_its_webhook_take_three_commands_and_no_event_read(
         async def request_and_webhook() -> tuple[PaymentOrder, PspTask | None]:
             order = (await system.commands.run_async(top_up)).value
             answered = await process.call_at_once_async(order)
-            return answered, await process.keep_webhook_async(*webhook, order.id, news)
+            return answered, await process.keep_webhook(*webhook, order.id, news)
 
         answered, task = asyncio.run(request_and_webhook())
     else:
         order = system.commands.run(top_up).value
         answered = process.call_at_once(order)
-        task = process.keep_webhook(*webhook, order.id, news)
+        task = asyncio.run(process.keep_webhook(*webhook, order.id, news))
     assert answered.status == OrderStatus.SUCCEEDED
     assert task is not None and task.outcome == "already succeeded"
     assert (system.app.committer.batches - batches, reads) == (3, [])

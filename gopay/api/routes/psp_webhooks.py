@@ -53,7 +53,7 @@ async def psp_webhook(request: Request, system: SystemDep) -> dict[str, bool]:
 async def take(system: System, event: dict[str, Any]) -> None:
     """Keep a known event as a task and apply it. Awaited: news of an order this process has
     just settled (the usual news) takes one batch and no thread."""
-    task = await system.psp_process.keep_webhook_async(
+    task = await system.psp_process.keep_webhook(
         event["id"], event["type"], _uuid(event.get("merchant_reference")), event)
     if task is not None and not task.done:
         await run_in_threadpool(_apply, system, task, event["id"])

@@ -20,9 +20,9 @@ from gopay.processes.psp import PspProcess
 from gopay.psp.port import PspResult, Source
 from tests.fake_psp import AwaitedFakePsp, Fault
 from tests.unit.commands.in_memory import InMemoryGoPay
-from tests.unit.processes.test_topup_cost import Costs, costs
+from tests.unit.processes.test_topup_cost import Costs, costs, process
 
-__all__ = ["costs"]
+__all__ = ["costs", "process"]  # `process` runs this module's `psp`
 
 DECLINED_CARD = "4000000000000002"
 
@@ -42,11 +42,6 @@ class CountingPsp(AwaitedFakePsp):
 @pytest.fixture
 def psp() -> CountingPsp:
     return CountingPsp(fee=25)
-
-
-@pytest.fixture
-def process(gopay: InMemoryGoPay, psp: CountingPsp) -> PspProcess:
-    return gopay.psp_process(psp)
 
 
 def settled(order: PaymentOrder, gopay: InMemoryGoPay) -> tuple[object, ...]:
@@ -127,7 +122,7 @@ class TestAWebhookAwaited:
             async def charge_async(self, nonce: str, amount: int, currency: str,
                                    source: Source) -> PspResult:
                 result = self.charge(nonce, amount, currency, source)
-                sent.append(asyncio.create_task(process.keep_webhook_async(
+                sent.append(asyncio.create_task(process.keep_webhook(
                     "evt_1", "charge.succeeded", order.id, {"amount": amount})))
                 await asyncio.sleep(0.01)  # the webhook is taken before the answer gets back
                 return result
@@ -149,11 +144,11 @@ class TestAWebhookAwaited:
             self, gopay: InMemoryGoPay, ada: User, visa: PaymentMethod,
             process: PspProcess) -> None:
         order = gopay.top_up(ada, visa, 1_000)
-        task = asyncio.run(process.keep_webhook_async("evt_1", "charge.succeeded", order.id,
+        task = asyncio.run(process.keep_webhook("evt_1", "charge.succeeded", order.id,
                                                       {"psp_reference": "ch_1", "amount": 1_000}))
         assert task is not None and not task.done
         process.apply(task)
         assert gopay.order(order.id).status == OrderStatus.SUCCEEDED
         assert gopay.balance(ada) == 1_000
-        assert asyncio.run(process.keep_webhook_async("evt_1", "charge.succeeded", order.id,
+        assert asyncio.run(process.keep_webhook("evt_1", "charge.succeeded", order.id,
                                                       {})) is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,8 +61,6 @@ def process(gopay: InMemoryGoPay, psp: FakePsp) -> PspProcess:
     return gopay.psp_process(psp)
 
 
-
-
 def webhook(gopay: InMemoryGoPay, process: PspProcess, event_type: str, order: PaymentOrder,
             event_id: str = "evt_1") -> PspTask | None:
     """`POST /v1/psp/webhooks` as its route takes one: kept, then applied if not done."""
@@ -69,7 +68,7 @@ def webhook(gopay: InMemoryGoPay, process: PspProcess, event_type: str, order: P
             "amount": order.amount, "currency": order.currency, "fee": 25,
             "failure_reason": "card_declined" if event_type == "charge.failed" else None,
             "created_at": gopay.clock().isoformat()}
-    task = process.keep_webhook(event_id, event_type, order.id, data)
+    task = asyncio.run(process.keep_webhook(event_id, event_type, order.id, data))
     if task is not None and not task.done:
         process.apply(task)
     return task
