@@ -25,6 +25,7 @@ from gopay.psp.port import (
     NonceReused,
     OperationKind,
     OperationStatus,
+    PspBusy,
     PspNoAnswer,
     PspRefused,
     PspResult,
@@ -40,6 +41,7 @@ class Fault(StrEnum):
     LOST_ANSWER = "lost_answer"  # the PSP did the work; its answer never reached GoPay
     LOST_REQUEST = "lost_request"  # the request never reached the PSP: nothing was done
     REFUSED = "refused"  # a definite 4xx: nothing was done, and it never will be
+    BUSY = "busy"  # turned away for now (429): nothing was done, try again later
     BROKEN = "broken"  # the adapter fails as no PSP answer would (a bug): nothing was done
 
 
@@ -57,6 +59,7 @@ class FakePsp:
     """The `Psp` port in memory; see the module docstring."""
 
     fee: int = 0  # kept on every operation that succeeds, unless its outcome says otherwise
+    retry_after: float | None = 1.0  # what a busy answer asks GoPay to wait, in seconds
     operations: dict[str, PspResult] = field(default_factory=dict)
     outcomes: dict[str, Outcome] = field(default_factory=dict)
     faults: dict[str, deque[Fault]] = field(default_factory=dict)
@@ -102,6 +105,8 @@ class FakePsp:
         fault = self._next_fault("status")
         if fault == Fault.BROKEN:
             raise RuntimeError(f"status of {nonce}: a bug in the adapter")
+        if fault == Fault.BUSY:
+            raise PspBusy(f"status of {nonce}: turned away", self.retry_after)
         if fault is not None:
             raise PspNoAnswer(f"status of {nonce}: {fault}")
         return self.operations.get(nonce)
@@ -128,6 +133,8 @@ class FakePsp:
             raise PspNoAnswer(f"{method} {nonce}: the request was lost")
         if fault == Fault.REFUSED:
             raise PspRefused("invalid_request", "the PSP refused the request", 400)
+        if fault == Fault.BUSY:
+            raise PspBusy(f"{method} {nonce}: turned away", self.retry_after)
         if fault == Fault.BROKEN:
             raise RuntimeError(f"{method} {nonce}: a bug in the adapter")
         existing = self.operations.get(nonce)

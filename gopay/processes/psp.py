@@ -53,6 +53,7 @@ from gopay.psp.port import (
     OperationKind,
     OperationStatus,
     Psp,
+    PspBusy,
     PspError,
     PspNoAnswer,
     PspRefused,
@@ -307,6 +308,10 @@ class PspProcess:
         if isinstance(error, DomainError):  # the method is gone: the order cannot go on
             return self._settling(order.id, task, status=OperationStatus.FAILED,
                                   psp_reference="", failure_reason=error.code)
+        if isinstance(error, PspBusy):  # turned away for now: the order is neither failed nor done
+            PSP_CALLS.labels(task.operation, "busy").inc()
+            return self._failing(task, f"the PSP is busy: {error}", self.policies.call,
+                                 not_before=error.retry_after)
         if error is not None:
             PSP_CALLS.labels(task.operation, "no_answer").inc()
             return self._failing(task, f"no answer from the PSP: {error}", self.policies.call)
@@ -431,8 +436,11 @@ class PspProcess:
     def _failed(self, task: PspTask, error: str, policy: RetryPolicy) -> None:
         self.commands.run(self._failing(task, error, policy))
 
-    def _failing(self, task: PspTask, error: str, policy: RetryPolicy) -> FailAttempt:
+    def _failing(self, task: PspTask, error: str, policy: RetryPolicy,
+                 not_before: float | None = None) -> FailAttempt:
         delay = policy.next_delay(task.attempts + 1)
+        if delay is not None and not_before is not None:
+            delay = max(delay, not_before)  # as long as the PSP asked, unless the policy waits longer
         if delay is None:
             DEAD_LETTERS.labels(task.operation).inc()
             log.warning("PSP task %s (%s) dead-lettered: %s", task.id, task.operation, error)

@@ -1,8 +1,10 @@
 """The PSP port over HTTP (httpx): GoPay's calls to the PSP at GOPAY_PSP_URL, and their errors.
 
 It never retries: whether and when to try again is the caller's policy. It turns every
-answer into one of three things: a `PspResult`, `PspRefused` (a 4xx: nothing was done), or
-`PspNoAnswer` (a timeout, a cut connection, a 5xx or an unreadable 2xx: ask later). The calls
+answer into one of four things: a `PspResult`, `PspRefused` (a 4xx: nothing was done),
+`PspBusy` (a 429: nothing was done, try again after its Retry-After) or `PspNoAnswer` (a
+timeout, a cut connection, a 5xx or an unreadable 2xx: ask later). A status query that is
+refused (other than "no operation under this nonce") leaves the outcome unknown: no answer. The calls
 a request makes at once (charge, payout, and the status a reused nonce asks) can also be
 awaited, so that an API process does not hold a thread while the PSP works.
 """
@@ -10,7 +12,9 @@ awaited, so that an API process does not hold a thread while the PSP works.
 from __future__ import annotations
 
 import json as json_module
-from datetime import date
+import math
+from datetime import UTC, date, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar, Self
 from urllib.parse import quote
 
@@ -25,6 +29,7 @@ from gopay.psp.port import (
     NonceReused,
     OperationKind,
     OperationStatus,
+    PspBusy,
     PspNoAnswer,
     PspRefused,
     PspResult,
@@ -34,6 +39,8 @@ from gopay.settings import Settings
 
 # Connecting is quick or it is not happening; the answer may take the PSP a while.
 CONNECT_TIMEOUT = 3.0
+# A Retry-After longer than this is taken as this (seconds): the caller's policy goes on.
+LONGEST_RETRY_AFTER = 3600.0
 
 
 class NonceService:
@@ -78,17 +85,22 @@ class NonceService:
         try:
             return self._operation("GET", path)
         except PspRefused as refusal:
-            if _unknown_nonce(refusal):
-                return None
-            raise
+            self._none_under_nonce(path, refusal)
+            return None
 
     async def _found_async(self, path: str) -> PspResult | None:
         try:
             return await self._operation_async("GET", path)
         except PspRefused as refusal:
-            if _unknown_nonce(refusal):
-                return None
-            raise
+            self._none_under_nonce(path, refusal)
+            return None
+
+    def _none_under_nonce(self, path: str, refusal: PspRefused) -> None:
+        """Passes for "no operation under this nonce"; any other refusal of a status query
+        says nothing of what was done under the nonce: no answer."""
+        if not _unknown_nonce(refusal):
+            raise PspNoAnswer(f"{self.name} refused to say what it did ({path}): {refusal}"
+                              ) from refusal
 
     def _operation(self, method: str, path: str, json: Any = None) -> PspResult:
         response = self._send(method, path, json)
@@ -101,9 +113,10 @@ class NonceService:
         try:
             async with self._session.request(method, self.base_url + path, json=json) as response:
                 status, body = response.status, await response.read()
+                retry_after = response.headers.get("Retry-After")
         except (aiohttp.ClientError, TimeoutError) as error:
             raise self._no_answer(method, path, error) from error
-        self._check(method, path, status, body)
+        self._check(method, path, status, body, retry_after)
         return self._result(method, path, body)
 
     def _send(self, method: str, path: str, json: Any = None) -> httpx.Response:
@@ -111,7 +124,8 @@ class NonceService:
             response = self.http.request(method, path, json=json)
         except httpx.HTTPError as error:
             raise self._no_answer(method, path, error) from error
-        self._check(method, path, response.status_code, response.content)
+        self._check(method, path, response.status_code, response.content,
+                    response.headers.get("Retry-After"))
         return response
 
     def _no_answer(self, method: str, path: str, error: Exception) -> PspNoAnswer:
@@ -119,7 +133,11 @@ class NonceService:
         return PspNoAnswer(f"no answer from {self.name} to {method} {path}: "
                            f"{type(error).__name__}: {error}")
 
-    def _check(self, method: str, path: str, status: int, body: bytes) -> None:
+    def _check(self, method: str, path: str, status: int, body: bytes,
+               retry_after: str | None = None) -> None:
+        if status == 429:
+            raise PspBusy(f"{self.name} turned {method} {path} away for now: {_refusal(status, body)}",
+                          _seconds(retry_after))
         if 400 <= status < 500:
             raise _refusal(status, body)
         if not 200 <= status < 300:  # a 5xx, or nothing GoPay asked for
@@ -216,6 +234,23 @@ def _refusal(status: int, body: bytes) -> PspRefused:
         code, detail = f"http_{status}", body[:300].decode("utf-8", "replace")
     kind = NonceReused if code == "idempotency_conflict" else PspRefused
     return kind(code, detail, status)
+
+
+def _seconds(retry_after: str | None) -> float | None:
+    """A Retry-After header's wait, in seconds (it gives seconds or an HTTP date); None when
+    it is missing or unreadable."""
+    if not retry_after:
+        return None
+    try:
+        seconds = float(retry_after)
+    except ValueError:
+        try:
+            seconds = (parsedate_to_datetime(retry_after) - datetime.now(UTC)).total_seconds()
+        except (TypeError, ValueError):
+            return None
+    if math.isnan(seconds):
+        return None
+    return min(max(seconds, 0.0), LONGEST_RETRY_AFTER)
 
 
 def _unknown_nonce(refusal: PspRefused) -> bool:

@@ -83,6 +83,18 @@ class PspNoAnswer(PspError):
     """
 
 
+class PspBusy(PspError):
+    """The PSP turned the request away for now (429, too many requests): it did nothing.
+
+    Try again later with the same nonce, not before `retry_after` seconds when it said how
+    long; the operation is neither failed nor done.
+    """
+
+    def __init__(self, detail: str, retry_after: float | None = None) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
 class PspRefused(PspError):
     """A definite refusal (4xx): the PSP did nothing for this request, and would refuse it again."""
 

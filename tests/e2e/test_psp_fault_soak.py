@@ -5,11 +5,13 @@ Client threads send top-ups with each test card and from bank accounts, payouts 
 closed accounts, and transfers between a few dozen customers, each request with its own
 Idempotency-Key, sent again with that key after a cut connection, a 5xx or a 202, as a
 mobile client does. The simulator drops 20 % of its answers, sends 20 % of its webhooks
-twice and delays 10 %. Once the faults are cleared and the PSP work has drained, the books
-are checked against the PSP's own settlement file: every wallet equals what the PSP settled
-for it plus its transfers, nothing is credited twice, every order is final (or its task is
-dead-lettered, for staff to send round again), and the ledger sums to zero. The second test
-does the same with kill -9 of the API, of the worker, and of both, in the middle of the load.
+twice and delays 10 %, and turns 5 % of the requests away (429, nothing done: a call or a
+status query tried again later, never a failed order). Once the faults are cleared and the
+PSP work has drained, the books are checked against the PSP's own settlement file: every
+wallet equals what the PSP settled for it plus its transfers, nothing is credited twice,
+every order is final (or its task is dead-lettered, for staff to send round again), and the
+ledger sums to zero. The second test does the same with kill -9 of the API, of the worker,
+and of both, in the middle of the load.
 
 The API runs with the default GOPAY_SERVE_RUNS_PROJECTIONS (true), as `gopay up` runs it: the
 worker, started first, leads the projections and the PSP job, and the API stands by to take
@@ -63,7 +65,8 @@ from tests.support import (
 OPERATIONS = 2_000
 CUSTOMERS = 36
 CLIENT_THREADS = 12
-FAULTS = {"drop_response": 0.2, "duplicate_webhook": 0.2, "delay_webhook": 0.1}
+FAULTS = {"drop_response": 0.2, "duplicate_webhook": 0.2, "delay_webhook": 0.1,
+          "rate_limited": 0.05}
 
 CARDS = {"ok": "4242424242424242", "declined": "4000000000000002",
          "no_funds": "4000000000009995", "disputed": "4000000000000259"}

@@ -225,6 +225,69 @@ class TestTopUps:
             "topup", "debit", 2_000)
 
 
+class TestABusyPsp:
+    """A real PSP turns requests away when they come too fast (429 with Retry-After): nothing
+    was done, so nothing may be failed, and nothing may be done twice when it is tried again."""
+
+    def call_task(self, gopay: Deployment, order_id: str) -> dict[str, Any]:
+        with psycopg.connect(gopay.database_url) as conn:
+            row = conn.execute(
+                "SELECT attempts, due_at, last_error, now() AS now FROM psp_tasks "
+                "WHERE order_id = %s AND kind = 'call'", (order_id,)).fetchone()
+        assert row is not None
+        return dict(zip(("attempts", "due_at", "last_error", "now"), row, strict=True))
+
+    def test_a_charge_turned_away_stays_pending_and_is_made_once_when_asked(
+            self, gopay: Deployment) -> None:
+        """429 on the charge: 202 pending, not failed; the next attempt waits the Retry-After
+        (longer than the retry policy's own wait), then charges once and credits once."""
+        person, card = gopay.customer()
+        gopay.faults(rate_limited=1.0, rate_limit_retry_after=4)
+        try:
+            response = top_up(person, card, 900, key="busy-charge")
+            assert response.status_code == 202, response.text
+            assert (response.json()["status"], response.json()["failure_reason"]) == (
+                "pending", None)
+            task = eventually(lambda: (t := self.call_task(gopay, response.json()["id"]))
+                              ["attempts"] and t)
+            assert "busy" in task["last_error"]
+            assert (task["due_at"] - task["now"]).total_seconds() > 2.5  # the policy says 1 s
+        finally:
+            gopay.faults()
+        order = settled(person, "topups", response.json()["id"])
+        assert order["status"] == "succeeded"
+        assert person.balance() == 900
+        assert len(gopay.lines_for(order["id"])) == 1
+
+    def test_a_status_query_turned_away_never_fails_a_charge_that_was_made(
+            self, gopay: Deployment) -> None:
+        """The PSP charged, but neither its answer nor its webhook came; then it turns the
+        status queries away. The top-up stays pending (it was charged: failing it would take
+        the customer's money and credit nothing) until an answer comes, then is credited once."""
+        person, card = gopay.customer()
+        gopay.faults(drop_response=1.0, drop_webhook=1.0)
+        try:
+            response = top_up(person, card, 1_100, key="busy-status")
+        finally:
+            gopay.faults(rate_limited=1.0)
+        try:
+            assert response.status_code == 202, response.text
+            order_id = response.json()["id"]
+            assert len(gopay.lines_for(order_id)) == 1  # the PSP did charge
+
+            def status() -> str:
+                return str(person.get(f"/v1/topups/{order_id}").json()["status"])
+            assert eventually(lambda: self.call_task(gopay, order_id)["attempts"] >= 2
+                              or status() != "pending")
+            assert status() == "pending"
+            assert person.balance() == 0
+        finally:
+            gopay.faults()
+        assert settled(person, "topups", order_id)["status"] == "succeeded"
+        assert person.balance() == 1_100
+        assert len(gopay.lines_for(order_id)) == 1
+
+
 class TestTheFastLane:
     """A top-up the fast lane takes answers as the route does (reached here with a lower-case
     `bearer`, which the lane leaves to it), with the same effect."""

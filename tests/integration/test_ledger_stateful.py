@@ -105,7 +105,7 @@ one_time_in_four = st.sampled_from([False, False, False, True])
 one_time_in_eight = st.sampled_from([False] * 7 + [True])
 # What may come between GoPay and the PSP on a call: the answer lost after the work was
 # done, or the request lost before it was.
-faults = st.sampled_from([None, None, Fault.LOST_ANSWER, Fault.LOST_REQUEST])
+faults = st.sampled_from([None, None, Fault.LOST_ANSWER, Fault.LOST_REQUEST, Fault.BUSY])
 
 
 @dataclass(frozen=True)
@@ -743,15 +743,17 @@ class LedgerMachine(RuleBasedStateMachine):
                       fault=data.draw(faults, label="fault"))
 
     @precondition(lambda self: self.external_pending())
-    @rule(data=st.data(), tries=st.integers(1, ATTEMPTS))
-    def psp_is_down(self, data: st.DataObject, tries: int) -> None:
+    @rule(data=st.data(), tries=st.integers(1, ATTEMPTS),
+          why=st.sampled_from([Fault.LOST_REQUEST, Fault.BUSY]))
+    def psp_is_down(self, data: st.DataObject, tries: int, why: Fault) -> None:
         """The job tries a pending order's call `tries` times while the PSP cannot be reached
-        (neither the status query nor the call gets through): each attempt fails, and the last
-        one the policy allows dead-letters the call, a payout's money still held."""
+        or turns every request away (neither the status query nor the call gets through):
+        each attempt fails, even for an order the PSP did carry out, and the last one the
+        policy allows dead-letters the call, a payout's money still held."""
         ext = self.draw_order(data, lambda ext: ext.status == "pending" and not ext.call.dead)
         for _ in range(tries):
             if not ext.call.dead:
-                self.call_psp(ext, first=False, fault=Fault.LOST_REQUEST, unreachable=True)
+                self.call_psp(ext, first=False, fault=why, unreachable=True)
 
     def call_psp(self, ext: ExternalOrder, *, first: bool, fault: Fault | None,
                  unreachable: bool = False) -> None:
@@ -762,14 +764,14 @@ class LedgerMachine(RuleBasedStateMachine):
         if fault is not None:
             self.psp.fault_next(ext.operation, fault)
         if unreachable:
-            self.psp.fault_next("status", Fault.LOST_REQUEST)
+            self.psp.fault_next("status", fault or Fault.LOST_REQUEST)
         self.psp_process().attempt(ext.call.task_id, first=first)
         self.psp.faults.clear()
         if ext.call.done or ext.call.dead:
             assert self.app.recorder.max_notification_id() == recorded, "a finished call ran"
             return
         if unreachable and not first:
-            event("psp call: the PSP is unreachable")
+            event(f"psp call: the PSP is unreachable ({fault})")
             ext.call.failed()
         elif known is not None and not first:
             event(f"psp call: found by asking ({known.status})")

@@ -26,6 +26,7 @@ from gopay.psp.port import (
     DigitalWallet,
     NonceReused,
     OperationStatus,
+    PspBusy,
     PspNoAnswer,
     PspRefused,
     PspResult,
@@ -366,6 +367,48 @@ class TestFaults:
         if found is None:  # nothing happened: the same nonce now pays, once
             assert psp.payout(order, 900, "EUR", BankAccount(IBAN)).status == "succeeded"
         assert len(settlement_lines(psp, {order}, {today()})) == 1
+
+    def test_a_request_turned_away_did_nothing_and_says_when_to_come_back(
+            self, psp: HttpPsp, simulator: PspSimulator) -> None:
+        """429 `rate_limited`: the adapter says busy, with the Retry-After, for calls and status
+        queries alike, awaited or not; nothing was charged, and the same nonce charges once later."""
+        set_faults(simulator, rate_limited=1.0, rate_limit_retry_after=7)
+        order = nonce()
+        with pytest.raises(PspBusy) as busy:
+            psp.charge(order, 1_300, "USD", Card(SUCCEEDS))
+        assert busy.value.retry_after == 7.0
+        with pytest.raises(PspBusy):
+            psp.status(order)
+
+        async def awaited() -> None:
+            try:
+                with pytest.raises(PspBusy) as turned_away:
+                    await psp.charge_async(order, 1_300, "USD", Card(SUCCEEDS))
+                assert turned_away.value.retry_after == 7.0
+                with pytest.raises(PspBusy):
+                    await psp.status_async(order)
+            finally:
+                await psp.aclose()
+
+        asyncio.run(awaited())
+        set_faults(simulator)
+        assert psp.status(order) is None, "turned away: nothing was done"
+        assert psp.charge(order, 1_300, "USD", Card(SUCCEEDS)).status == "succeeded"
+        assert len(settlement_lines(psp, {order}, {today()})) == 1
+
+    def test_a_refused_status_query_is_no_answer(self, psp: HttpPsp,
+                                                 simulator: PspSimulator) -> None:
+        """A status query refused for another reason than "no such nonce" (here the API key)
+        says nothing of what was done: no answer, never a refusal that could fail the order."""
+        order = nonce()
+        charged = psp.charge(order, 400, "USD", Card(SUCCEEDS))
+        with HttpPsp(simulator.url, "sk_wrong", timeout=1.0) as stranger:
+            with pytest.raises(PspNoAnswer, match="refused to say"):
+                stranger.status(order)
+            with pytest.raises(PspRefused) as refused:  # a call refused: nothing was done
+                stranger.charge(nonce(), 400, "USD", Card(SUCCEEDS))
+            assert refused.value.http_status == 401
+        assert psp.status(order) == charged
 
     def test_duplicated_webhooks_arrive_twice_with_the_same_event(
             self, psp: HttpPsp, simulator: PspSimulator, receiver: WebhookReceiver) -> None:

@@ -99,8 +99,8 @@ class TestChargebacks:
 class TestDice:
     def test_the_same_seed_gives_the_same_faults(self) -> None:
         """Two runs from one seed fail the same requests and delay the same webhooks."""
-        faults = Faults(drop_response=0.3, error_5xx=0.2, timeout=0.1, duplicate_webhook=0.3,
-                        delay_webhook=0.3, drop_webhook=0.1, seed=42)
+        faults = Faults(drop_response=0.3, error_5xx=0.2, timeout=0.1, rate_limited=0.1,
+                        duplicate_webhook=0.3, delay_webhook=0.3, drop_webhook=0.1, seed=42)
 
         def run() -> list[tuple[AnswerPlan, list[float]]]:
             dice = Dice(faults)
@@ -112,6 +112,13 @@ class TestDice:
         assert kinds == set(AnswerFault)
         assert {len(delays) for _, delays in first} == {0, 1, 2}
         assert all(2.5 <= delay <= 5 for _, delays in first for delay in delays if delay)
+        assert all(not plan.work_done for plan, _ in first if plan.fault is AnswerFault.RATE_LIMITED)
+
+    def test_a_rate_limit_left_unset_leaves_every_seed_as_it_was(self) -> None:
+        """The rate-limit die is rolled only when set: runs seeded before it existed repeat."""
+        faults = Faults(drop_response=0.3, error_5xx=0.2, timeout=0.1, seed=5)
+        unset, zero = Dice(faults), Dice(faults.model_copy(update={"rate_limited": 0.0}))
+        assert [unset.answer() for _ in range(50)] == [zero.answer() for _ in range(50)]
 
     def test_no_faults_means_every_answer_and_webhook_goes_out_at_once(self) -> None:
         """With the faults cleared, the dice never fail anything."""

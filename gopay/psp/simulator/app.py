@@ -71,8 +71,12 @@ def create_app(config: SimulatorConfig) -> ASGIApp:  # noqa: PLR0915 - one route
             raise Problem(401, "present the PSP API key as `Authorization: Bearer <key>`")
 
     async def answer(operate: Callable[[], Outcome]) -> Response:
-        """Carry out an operation under the faults: the answer may be late, a 5xx, or never come."""
+        """Carry out an operation under the faults: the answer may be turned away, late, a
+        5xx, or never come."""
         plan = dice.answer()
+        if plan.fault is AnswerFault.RATE_LIMITED:
+            return problem_response(429, "too many requests: try again later", "rate_limited",
+                                    headers={"Retry-After": str(dice.faults.rate_limit_retry_after)})
         if plan.fault is AnswerFault.TIMEOUT:
             await asyncio.sleep(dice.faults.timeout_seconds)
             if not plan.work_done:

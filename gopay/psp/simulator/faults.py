@@ -1,11 +1,13 @@
 """The faults the simulator injects, each a probability, and the seeded dice that decide them.
 
-Faults of an answer (`timeout`, `error_5xx`, `drop_response`) apply to every `/v1` request,
-status queries included; at most one hits a request, tried in that order. Faults of a
+Faults of an answer (`rate_limited`, `timeout`, `error_5xx`, `drop_response`) apply to every
+`/v1` request, status queries included; at most one hits a request, tried in that order. Faults of a
 webhook (`drop_webhook`, `duplicate_webhook`, `delay_webhook`) are decided once, when the
 event happens, and kept with its deliveries, so a restart does not change them.
 
 Whether the work is done:
+- `rate_limited`: never; the PSP answers 429 `rate_limited` with `Retry-After:
+  rate_limit_retry_after` seconds, as a real PSP does when a client sends too much too fast.
 - `drop_response`: always; the PSP commits, then closes the connection without a word.
 - `timeout`: the request hangs `timeout_seconds`, then does the work with probability
   `timeout_work_done` (0.5 by default: either may happen, as with a real PSP) and answers a
@@ -38,6 +40,7 @@ class Faults(BaseModel):
     drop_webhook: Probability = 0.0
     timeout: Probability = 0.0
     error_5xx: Probability = 0.0
+    rate_limited: Probability = 0.0
     timeout_work_done: Probability = 0.5
     error_5xx_work_done: Probability = 0.5
     # How long a timed-out request hangs: longer than the client waits.
@@ -45,12 +48,15 @@ class Faults(BaseModel):
     # A delayed webhook goes out between half of this and this many seconds late, so that
     # events after it overtake it.
     webhook_delay_seconds: Seconds = 5.0
+    # The Retry-After of a rate-limited answer, in whole seconds.
+    rate_limit_retry_after: Annotated[int, Field(ge=0, le=3600, strict=True)] = 1
     # Set to start the dice again from this seed, for a reproducible run.
     seed: int | None = None
 
 
 class AnswerFault(Enum):
     NONE = "none"
+    RATE_LIMITED = "rate_limited"
     TIMEOUT = "timeout"
     ERROR_5XX = "error_5xx"
     DROP_RESPONSE = "drop_response"
@@ -80,6 +86,9 @@ class Dice:
 
     def answer(self) -> AnswerPlan:
         faults, roll = self.faults, self.random.random
+        # Rolled only when set, so that the other faults of a seed fall as they always did.
+        if faults.rate_limited and roll() < faults.rate_limited:
+            return AnswerPlan(AnswerFault.RATE_LIMITED, work_done=False)
         if roll() < faults.timeout:
             return AnswerPlan(AnswerFault.TIMEOUT, work_done=roll() < faults.timeout_work_done)
         if roll() < faults.error_5xx:

@@ -210,6 +210,45 @@ class TestCalling:
         assert gopay.order(order.id).failure_reason == "invalid_request"
         assert held(gopay, ada) == (20_000, 0) and psp.operations == {}
 
+    @pytest.mark.parametrize(("retry_after", "waited"), [(90.0, 90), (5.0, 30), (None, 30)])
+    def test_a_busy_psp_puts_the_call_off_as_long_as_it_asks_and_fails_nothing(
+            self, gopay: InMemoryGoPay, ada: User, bank: PaymentMethod, psp: FakePsp,
+            process: PspProcess, retry_after: float | None, waited: int) -> None:
+        """429: the payout stays pending, its money held; the next attempt waits the PSP's
+        Retry-After when that is longer than the policy's 30 s, then pays once."""
+        order = gopay.pay_out(ada, bank, 5_000)
+        psp.retry_after = retry_after
+        psp.fault_next("payout", Fault.BUSY)
+        process.attempt(call_of(order), first=True)
+        task = gopay.task(call_of(order))
+        assert (gopay.order(order.id).status, task.attempts, task.dead) == (
+            OrderStatus.PENDING, 1, False)
+        assert "the PSP is busy" in task.last_error
+        assert datetime.fromisoformat(task.due_at) == gopay.clock() + timedelta(seconds=waited)
+        assert held(gopay, ada) == (20_000, 5_000) and psp.operations == {}
+        gopay.clock.advance(seconds=waited)
+        assert process.run_due() == 1
+        assert gopay.order(order.id).status == OrderStatus.SUCCEEDED
+        assert held(gopay, ada) == (15_000, 0) and psp.work_done[str(order.id)] == 1
+
+    def test_a_busy_status_query_never_fails_what_the_psp_did(
+            self, gopay: InMemoryGoPay, ada: User, visa: PaymentMethod, psp: FakePsp,
+            process: PspProcess) -> None:
+        """The charge was made but its answer lost; the status query is turned away: still
+        pending (failing it would keep the customer's money uncredited), then credited once."""
+        order = gopay.top_up(ada, visa, 1_000)
+        psp.fault_next("charge", Fault.LOST_ANSWER)
+        psp.fault_next("status", Fault.BUSY)
+        process.attempt(call_of(order), first=True)
+        gopay.clock.advance(seconds=30)
+        assert process.run_due() == 1
+        assert gopay.order(order.id).status == OrderStatus.PENDING
+        assert gopay.task(call_of(order)).attempts == 2
+        gopay.clock.advance(seconds=30)
+        assert process.run_due() == 1
+        assert gopay.order(order.id).status == OrderStatus.SUCCEEDED
+        assert gopay.balance(ada) == 21_000 and psp.work_done[str(order.id)] == 1
+
     @pytest.mark.parametrize("first", [True, False])
     def test_a_removed_payment_method_fails_the_order(
             self, gopay: InMemoryGoPay, ada: User, bank: PaymentMethod, psp: FakePsp,
