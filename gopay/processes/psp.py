@@ -301,11 +301,9 @@ class PspProcess:
     def _verdict(self, task: PspTask, order: PaymentOrder, result: PspResult | None,
                  error: Exception | None) -> Command[Any]:
         """The command that records an attempt's outcome: `SettleWithPsp` or `FailAttempt`."""
-        if isinstance(error, PspRefused):
-            PSP_CALLS.labels(task.operation, "refused").inc()
-            return self._settling(order.id, task, status=OperationStatus.FAILED,
-                                  psp_reference="", failure_reason=error.code)
-        if isinstance(error, DomainError):  # the method is gone: the order cannot go on
+        if isinstance(error, (PspRefused, DomainError)):  # refused, or the method is gone
+            if isinstance(error, PspRefused):
+                PSP_CALLS.labels(task.operation, "refused").inc()
             return self._settling(order.id, task, status=OperationStatus.FAILED,
                                   psp_reference="", failure_reason=error.code)
         if isinstance(error, PspBusy):  # turned away for now: the order is neither failed nor done
@@ -318,6 +316,10 @@ class PspProcess:
         if result is None:
             return self._failing(task, "the PSP has no operation under the nonce",
                                  self.policies.call)
+        mismatch = _mismatch(order, task.operation, result.kind, result.amount, result.currency)
+        if mismatch:  # no attempt will change what the PSP did: staff must look
+            PSP_CALLS.labels(task.operation, "mismatch").inc()
+            return self._giving_up(task, mismatch)
         PSP_CALLS.labels(task.operation, str(result.status)).inc()
         return self._recording(task, result)
 
@@ -393,6 +395,10 @@ class PspProcess:
                 # The call's answer settled it first (as usual): read here, in the caller's
                 # thread, rather than by the writer's batch, which every command waits on.
                 self.commands.run(CompleteTask(task_id=task.id, outcome=f"already {order.status}"))
+            elif task.operation in SETTLING and (mismatch := _mismatch(
+                    order, task.operation, data.get("object"), data.get("amount"),
+                    data.get("currency"))):
+                self.commands.run(self._giving_up(task, f"webhook: {mismatch}"))
             elif task.operation in SETTLING:
                 self._settle(task.order_id, task, status=SETTLING[task.operation],
                              psp_reference=str(data.get("psp_reference", "")),
@@ -442,16 +448,34 @@ class PspProcess:
         if delay is not None and not_before is not None:
             delay = max(delay, not_before)  # as long as the PSP asked, unless the policy waits longer
         if delay is None:
-            DEAD_LETTERS.labels(task.operation).inc()
-            log.warning("PSP task %s (%s) dead-lettered: %s", task.id, task.operation, error)
-        return FailAttempt(task_id=task.id, error=error,
-                           retry_at=None if delay is None else self._at(delay))
+            return self._giving_up(task, error)
+        return FailAttempt(task_id=task.id, error=error, retry_at=self._at(delay))
+
+    def _giving_up(self, task: PspTask, error: str) -> FailAttempt:
+        """No attempt will do the task now: it waits, dead-lettered, for staff."""
+        DEAD_LETTERS.labels(task.operation).inc()
+        log.warning("PSP task %s (%s) dead-lettered: %s", task.id, task.operation, error)
+        return FailAttempt(task_id=task.id, error=error, retry_at=None)
 
     def _now(self) -> datetime:
         return self.commands.context.clock()
 
     def _at(self, seconds: float) -> str:
         return (self._now() + timedelta(seconds=seconds)).isoformat()
+
+
+def _mismatch(order: PaymentOrder | None, operation: str, kind: object, amount: object,
+              currency: object) -> str | None:
+    """Why what the PSP says it did under the order's nonce is not the order's operation
+    (another kind, amount or currency; what it leaves out is not compared), or None.
+    Settling on it would book money the PSP did not move."""
+    if order is None:
+        return None
+    expected = {"kind": operation, "amount": order.amount, "currency": order.currency}
+    told = {"kind": kind, "amount": amount, "currency": currency}
+    differ = [f"{name} {told[name]!r}, not {expected[name]!r}" for name in expected
+              if told[name] is not None and told[name] != expected[name]]
+    return f"the PSP's operation under the nonce is not the order's: {', '.join(differ)}" if differ else None
 
 
 class CallUnderWay:

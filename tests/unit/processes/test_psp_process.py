@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 from uuid import UUID
 
@@ -17,7 +18,7 @@ from gopay.aggregates.user import User
 from gopay.commands.payment_methods import RemovePaymentMethod
 from gopay.commands.psp_outcomes import ReceiveWebhook, RetryDeadLetter
 from gopay.processes.psp import CALL_RETRIES, Policies, PspProcess
-from gopay.psp.port import OperationStatus
+from gopay.psp.port import OperationKind, OperationStatus
 from gopay.retry import RetryPolicy
 from tests.fake_psp import FakePsp, Fault, Outcome
 from tests.unit.commands.in_memory import InMemoryGoPay
@@ -59,8 +60,9 @@ def call_of(order: PaymentOrder) -> UUID:
     return PspTask.id_for_call(order.id)
 
 
-def metric(name: str, operation: str) -> float:
-    return REGISTRY.get_sample_value(name, {"operation": operation}) or 0.0
+def metric(name: str, operation: str, outcome: str | None = None) -> float:
+    labels = {"operation": operation, **({"outcome": outcome} if outcome else {})}
+    return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
 def held(gopay: InMemoryGoPay, user: User) -> tuple[int, int]:
@@ -249,6 +251,29 @@ class TestCalling:
         assert gopay.order(order.id).status == OrderStatus.SUCCEEDED
         assert gopay.balance(ada) == 21_000 and psp.work_done[str(order.id)] == 1
 
+    @pytest.mark.parametrize("change", [{"amount": 900}, {"currency": "EUR"},
+                                        {"kind": OperationKind.PAYOUT}])
+    def test_an_operation_under_the_nonce_that_is_not_the_order_s_settles_nothing(
+            self, gopay: InMemoryGoPay, ada: User, visa: PaymentMethod, psp: FakePsp,
+            process: PspProcess, change: dict[str, object]) -> None:
+        """The status query finds another amount, currency or kind under the order's nonce:
+        nothing is booked and no attempt can mend it, so the call is dead-lettered at once for
+        staff, the order still pending."""
+        order = gopay.top_up(ada, visa, 1_000)
+        psp.fault_next("charge", Fault.LOST_ANSWER)
+        process.attempt(call_of(order), first=True)
+        nonce = str(order.id)
+        psp.operations[nonce] = replace(psp.operations[nonce], **change)  # type: ignore[arg-type]
+        mismatches = metric("gopay_psp_calls_total", "charge", "mismatch")
+        gopay.clock.advance(seconds=30)
+        assert process.run_due() == 1
+        task = gopay.task(call_of(order))
+        assert (task.dead, task.attempts) == (True, 2)
+        assert "not the order's" in task.last_error
+        assert gopay.order(order.id).status == OrderStatus.PENDING
+        assert gopay.balance(ada) == 20_000
+        assert metric("gopay_psp_calls_total", "charge", "mismatch") == mismatches + 1
+
     @pytest.mark.parametrize("first", [True, False])
     def test_a_removed_payment_method_fails_the_order(
             self, gopay: InMemoryGoPay, ada: User, bank: PaymentMethod, psp: FakePsp,
@@ -345,6 +370,24 @@ class TestWebhookTasks:
         assert ("names no GoPay order" in dead.last_error if order_id is None
                 else "NotFound" in dead.last_error)
         assert psp.calls == []
+
+    def test_news_of_another_amount_settles_nothing(
+            self, gopay: InMemoryGoPay, ada: User, visa: PaymentMethod,
+            process: PspProcess) -> None:
+        """A webhook saying the top-up's charge moved another amount: dead-lettered at once,
+        the order left pending, nothing credited; news of the right amount settles it."""
+        topup = gopay.top_up(ada, visa, 1_000)
+        wrong = self.receive(gopay, topup.id, amount=1_001)
+        process.attempt(wrong.id)
+        assert gopay.task(wrong.id).dead and "amount 1001, not 1000" in gopay.task(wrong.id).last_error
+        assert gopay.order(topup.id).status == OrderStatus.PENDING and gopay.balance(ada) == 20_000
+        right = gopay.run(ReceiveWebhook(
+            event_id="evt_2", event_type="charge.succeeded", order_id=topup.id,
+            data={"psp_reference": "ch_1", "amount": 1_000, "currency": "USD", "fee": 0}))
+        assert right is not None
+        process.attempt(right.id)
+        assert gopay.order(topup.id).status == OrderStatus.SUCCEEDED
+        assert gopay.balance(ada) == 21_000
 
     def test_a_dead_letter_sent_round_again_is_applied(
             self, gopay: InMemoryGoPay, ada: User, visa: PaymentMethod,
