@@ -291,6 +291,18 @@ class TestChargebacks:
         assert process.run_due() == 0
         assert gopay.check_books().of(SystemAccount.PSP_CLEARING) == 0
 
+    @pytest.mark.parametrize("money", [Money(10_001, "USD"), Money(10_000, "EUR")])
+    def test_a_chargeback_of_more_than_the_top_up_or_in_another_currency_takes_nothing(
+            self, gopay: InMemoryGoPay, ada: User, topped_up: PaymentOrder,
+            money: Money) -> None:
+        """News that cannot be the top-up's (a PSP's mistake) is refused, and its webhook's task
+        ends dead-lettered for staff, rather than taking what the PSP never gave back."""
+        with pytest.raises(ValidationFailed, match="is not of a top-up of 10000 USD"):
+            gopay.run(ChargeBack(caller_id=topped_up.id, topup_id=topped_up.id,
+                                 idempotency_key="dp_9", money=money))
+        assert gopay.balance(ada) == 10_000
+        assert gopay.check_books().of(SystemAccount.RECEIVABLES) == 0
+
     def test_only_a_top_up_is_charged_back(self, gopay: InMemoryGoPay, ada: User) -> None:
         gopay.fund(ada, 5_000)
         payout = gopay.settle(gopay.pay_out(ada, gopay.add_bank_account(ada), 1_000))
