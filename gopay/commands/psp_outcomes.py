@@ -154,7 +154,7 @@ def charge_back(command: ChargeBack, unit: UnitOfWork, context: Context) -> Mone
         raise ValidationFailed("only a top-up can be charged back")
     if topup.status != OrderStatus.SUCCEEDED:  # its own news has not come yet: try again later
         raise InvalidState(f"the top-up is {topup.status}, not succeeded")
-    if (command.money.currency != topup.currency or command.money.amount > topup.amount):
+    if command.money.currency != topup.currency or command.money.amount > topup.amount:
         raise ValidationFailed(f"a chargeback of {command.money.amount} {command.money.currency} "
                                f"is not of a top-up of {topup.amount} {topup.currency}")
     wallet = unit.get(topup.payee_wallet_id, Wallet)

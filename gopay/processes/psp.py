@@ -395,9 +395,9 @@ class PspProcess:
                 # The call's answer settled it first (as usual): read here, in the caller's
                 # thread, rather than by the writer's batch, which every command waits on.
                 self.commands.run(CompleteTask(task_id=task.id, outcome=f"already {order.status}"))
-            elif task.operation in SETTLING and (mismatch := _mismatch(
-                    order, task.operation, data.get("object"), data.get("amount"),
-                    data.get("currency"))):
+            elif task.operation in SETTLING and (mismatch := _mismatch(  # "charge.succeeded": a charge
+                    order, task.operation.partition(".")[0], data.get("object"),
+                    data.get("amount"), data.get("currency"))):
                 self.commands.run(self._giving_up(task, f"webhook: {mismatch}"))
             elif task.operation in SETTLING:
                 self._settle(task.order_id, task, status=SETTLING[task.operation],

@@ -190,6 +190,22 @@ class TestTopUps:
         assert person.balance() == 1_200
         assert len(gopay.lines_for(first.json()["id"])) == 1
 
+    def test_the_webhook_alone_settles_a_top_up_whose_answer_was_lost(
+            self, gopay: Deployment) -> None:
+        """The PSP's own news (its `data` the charge, as the PSP shows it) settles the pending
+        top-up: credited once, and nothing dead-lettered on the way."""
+        person, card = gopay.customer()
+        gopay.faults(drop_response=1.0)
+        try:
+            first = top_up(person, card, 1_300)
+        finally:
+            gopay.faults()
+        assert first.status_code == 202, first.text
+        assert settled(person, "topups", first.json()["id"])["status"] == "succeeded"
+        assert person.balance() == 1_300
+        letters = gopay.admin.get("/v1/admin/dead-letters").json()["data"]
+        assert [x for x in letters if x["order_id"] == first.json()["id"]] == []
+
     def test_a_late_decline_for_insufficient_funds_answers_the_order_again(
             self, gopay: Deployment) -> None:
         """No answer at first (202); the PSP then says the card had no funds. The same key
