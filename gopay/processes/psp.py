@@ -472,7 +472,9 @@ def _mismatch(order: PaymentOrder | None, operation: str, kind: object, amount: 
     if order is None:
         return None
     expected = {"kind": operation, "amount": order.amount, "currency": order.currency}
-    told = {"kind": kind, "amount": amount, "currency": currency}
+    # ISO 4217 codes in any case (some PSPs write "usd")
+    told = {"kind": kind, "amount": amount,
+            "currency": currency.upper() if isinstance(currency, str) else currency}
     differ = [f"{name} {told[name]!r}, not {expected[name]!r}" for name in expected
               if told[name] is not None and told[name] != expected[name]]
     return f"the PSP's operation under the nonce is not the order's: {', '.join(differ)}" if differ else None

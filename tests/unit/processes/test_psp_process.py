@@ -381,10 +381,10 @@ class TestWebhookTasks:
         process.attempt(wrong.id)
         assert gopay.task(wrong.id).dead and "amount 1001, not 1000" in gopay.task(wrong.id).last_error
         assert gopay.order(topup.id).status == OrderStatus.PENDING and gopay.balance(ada) == 20_000
-        right = gopay.run(ReceiveWebhook(  # as the PSP sends it: its object is the charge
+        right = gopay.run(ReceiveWebhook(  # as a PSP may send it: the charge, currency in lower case
             event_id="evt_2", event_type="charge.succeeded", order_id=topup.id,
             data={"object": "charge", "psp_reference": "ch_1", "amount": 1_000,
-                  "currency": "USD", "fee": 0}))
+                  "currency": "usd", "fee": 0}))
         assert right is not None
         process.attempt(right.id)
         assert gopay.order(topup.id).status == OrderStatus.SUCCEEDED
